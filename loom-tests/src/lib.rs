@@ -1,0 +1,1 @@
+//! Loom models of grove's lock-free protocols live in `tests/`; this crate has no code of its own.
