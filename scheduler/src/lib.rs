@@ -1,1 +1,89 @@
-//! grove-scheduler
+//! grove's scheduler: stackful greenlets on per-core hubs with work stealing.
+//!
+//! # Vocabulary
+//! * **greenlet**: a stackful coroutine (corosensei) running user code that blocks
+//!   cooperatively: it *parks* instead of blocking its thread.
+//! * **worker**: an OS thread; one per core by default. Each runs a **hub**, the
+//!   scheduling loop on the thread's native stack that resumes greenlets.
+//! * **home**: the worker a greenlet first ran on. It stays there for life.
+//!
+//! # The problem
+//! gevent multiplexes greenlets on one thread. To use every core we run a hub per
+//! core and balance work between them, but a greenlet that has started must not move
+//! to another thread: LLVM may cache a thread-local's address across the call that
+//! switches stacks, and a `thread_local!` can smuggle a `!Send` value onto the stack.
+//! `may` answers by making `spawn` unsafe and pushing the problem onto users.
+//!
+//! # The approach: sound by construction
+//! A greenlet that has not started is only its `Send + 'static` closure, so idle
+//! workers may steal it. Once it runs, it is pinned to its home worker, and wakes from
+//! anywhere (the reactor, other workers, plain threads) are routed to the home
+//! worker's inbox. Balance comes from stealing *new* greenlets, which is where
+//! servers (a greenlet per connection) and fork/join code create their work. The
+//! consequence, stated plainly: a started greenlet whose home worker is busy waits for
+//! it; long CPU-bound loops should `yield_now` or run on a blocking pool.
+//!
+//! # Modules
+//! * `state`: the per-greenlet park/unpark state machine (loom-checked).
+//! * `idle`: which workers search and sleep, and how they are woken (loom-checked).
+//! * `queue`: crossbeam-deque, or a model under loom.
+//! * `task`: the greenlet object (`unsafe`: the `!Send` coroutine in a shared header).
+//! * `stack`, `overflow`: guarded stacks and the overflow reporter (`unsafe`).
+//! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
+//!   `greenlet`: the user API.
+//!
+//! The scheduler knows nothing of I/O or timers: it wakes and is woken through
+//! `std::task::Waker`, which is how the reactor (and any future) reaches it.
+//!
+//! ```
+//! let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+//! let sum: u64 = rt.block_on(|| {
+//!     let hs: Vec<_> = (1..=10u64).map(|i| grove_scheduler::spawn(move || i * i)).collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).sum()
+//! });
+//! assert_eq!(sum, 385);
+//! ```
+
+#![cfg_attr(grove_loom, allow(dead_code, unreachable_pub))]
+
+mod idle;
+mod loom;
+mod queue;
+mod state;
+
+#[cfg(not(grove_loom))]
+mod error;
+#[cfg(not(grove_loom))]
+mod greenlet;
+#[cfg(not(grove_loom))]
+mod overflow;
+#[cfg(not(grove_loom))]
+mod runtime;
+#[cfg(not(grove_loom))]
+mod stack;
+#[cfg(not(grove_loom))]
+mod task;
+#[cfg(not(grove_loom))]
+mod worker;
+
+#[cfg(not(grove_loom))]
+pub use crate::error::{JoinError, SpawnError};
+#[cfg(not(grove_loom))]
+pub use crate::greenlet::{
+    block_on, current, current_waker, in_greenlet, park, spawn, try_current, try_spawn,
+    with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
+};
+#[cfg(not(grove_loom))]
+pub use crate::runtime::{
+    Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE,
+    MAX_STACK_SIZE, MIN_STACK_SIZE,
+};
+
+/// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).
+#[cfg(grove_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::idle::{Idle, Parker};
+    pub use crate::queue::{Injector, Steal, Stealer, Worker};
+    pub use crate::state::{State, Unpark, DONE, NOTIFIED, PARKED, RUNNING, SCHEDULED};
+}

@@ -1,0 +1,133 @@
+//! Error types of the scheduler: one concrete type per failing operation.
+
+use std::any::Any;
+use std::fmt;
+
+use crate::task::payload_text;
+
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) produced no value.
+pub struct JoinError {
+    kind: Kind,
+    name: String,
+}
+
+enum Kind {
+    Panic(Box<dyn Any + Send + 'static>),
+    Shutdown,
+    NoStack(String),
+}
+
+impl JoinError {
+    pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>, name: String) -> JoinError {
+        JoinError {
+            kind: Kind::Panic(payload),
+            name,
+        }
+    }
+
+    pub(crate) fn shutdown(name: String) -> JoinError {
+        JoinError {
+            kind: Kind::Shutdown,
+            name,
+        }
+    }
+
+    pub(crate) fn no_stack(err: String, name: String) -> JoinError {
+        JoinError {
+            kind: Kind::NoStack(err),
+            name,
+        }
+    }
+
+    /// The greenlet's name (or `greenlet-<id>` if it had none).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True if the greenlet panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panic(_))
+    }
+
+    /// True if the runtime shut down before the greenlet finished: it was never
+    /// started, or it was unwound from where it was parked.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.kind, Kind::Shutdown)
+    }
+
+    /// True if the greenlet never ran because no stack could be allocated for it.
+    pub fn is_no_stack(&self) -> bool {
+        matches!(self.kind, Kind::NoStack(_))
+    }
+
+    /// The panic payload, if the greenlet panicked; otherwise gives `self` back.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.kind {
+            Kind::Panic(p) => Ok(p),
+            kind => Err(JoinError {
+                kind,
+                name: self.name,
+            }),
+        }
+    }
+
+    /// The panic payload. Panics if the greenlet did not panic.
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.try_into_panic() {
+            Ok(p) => p,
+            Err(e) => panic!("JoinError::into_panic: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Panic(p) => write!(f, "greenlet '{}' panicked: {}", self.name, payload_text(&**p)),
+            Kind::Shutdown => write!(
+                f,
+                "greenlet '{}' was cancelled: the runtime shut down before it finished",
+                self.name
+            ),
+            Kind::NoStack(e) => write!(f, "greenlet '{}' could not start: {e}", self.name),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Panic(_) => "Panic",
+            Kind::Shutdown => "Shutdown",
+            Kind::NoStack(_) => "NoStack",
+        };
+        f.debug_struct("JoinError")
+            .field("kind", &kind)
+            .field("name", &self.name)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// Why [`try_spawn`](crate::try_spawn) could not create a greenlet. Nothing was
+/// spawned; the closure was dropped.
+#[derive(Debug)]
+pub struct SpawnError {
+    message: String,
+}
+
+impl SpawnError {
+    pub(crate) fn new(message: String) -> SpawnError {
+        SpawnError { message }
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot spawn greenlet: {}", self.message)
+    }
+}
+
+impl std::error::Error for SpawnError {}

@@ -1,0 +1,496 @@
+//! The runtime: worker threads, the shared queues, and shutdown.
+//!
+//! See the crate docs for the model and `worker` for the hub loop and the shutdown
+//! steps. This module owns what all workers share ([`Shared`]) and the user-facing
+//! [`Builder`], [`Runtime`] and [`Handle`].
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::panic;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::greenlet::{self, JoinHandle};
+use crate::idle::{Idle, Parker};
+use crate::queue::{Injector, Steal, Stealer, Worker};
+use crate::stack::{StackAllocator, StackConfig};
+use crate::task::TaskRef;
+use crate::worker::{cancel_unstarted, with_local, Counters, Local};
+
+/// Default usable stack size of a greenlet: 256 KiB of address space, of which only
+/// the pages actually touched cost memory.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// Smallest stack a greenlet may be given.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+/// Largest stack a greenlet may be given.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// What other threads may touch of one worker.
+pub(crate) struct Remote {
+    /// Started greenlets homed here, woken from other threads.
+    pub(crate) inbox: Injector<TaskRef>,
+    /// Thief end of the worker's `fresh` queue (unstarted greenlets only).
+    pub(crate) stealer: Stealer<TaskRef>,
+    pub(crate) parker: Parker,
+    pub(crate) counters: Counters,
+}
+
+/// State shared by all workers of a runtime and by every greenlet header.
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[Remote]>,
+    /// Greenlets spawned from outside any worker of this runtime.
+    pub(crate) injector: Injector<TaskRef>,
+    pub(crate) idle: Idle,
+    pub(crate) stacks: Arc<StackAllocator>,
+    pub(crate) stack_size: usize,
+    /// Greenlets spawned and not yet finished.
+    pub(crate) live: AtomicUsize,
+    pub(crate) extension: Option<Arc<dyn Any + Send + Sync>>,
+    /// Hubs must stop.
+    shutdown: AtomicBool,
+    /// Every hub has exited: whoever queues work now must drain it too.
+    closed: AtomicBool,
+    exited: Mutex<usize>,
+    exited_cv: Condvar,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.workers.len())
+            .field("live_greenlets", &self.live.load(Ordering::Relaxed))
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Wakes a sleeping worker if nobody is searching (step 1 of `idle`).
+    pub(crate) fn notify_parked(&self) {
+        if let Some(i) = self.idle.worker_to_notify() {
+            self.workers[i].parker.unpark();
+        }
+    }
+
+    /// True if any queue a searcher could take from is non-empty.
+    pub(crate) fn has_stealable_work(&self) -> bool {
+        !self.injector.is_empty() || self.workers.iter().any(|w| !w.stealer.is_empty())
+    }
+
+    /// Queues a started greenlet on its home worker from another thread.
+    pub(crate) fn push_remote(&self, home: usize, task: TaskRef) {
+        let w = &self.workers[home];
+        w.inbox.push(task);
+        w.parker.unpark();
+        // Pairs with `close`: either its drain sees our push, or we see `closed`.
+        if self.closed.load(Ordering::SeqCst) {
+            while w.inbox.steal().success().is_some() {}
+        }
+    }
+
+    /// Queues an unstarted greenlet: on this worker if we are one, else globally.
+    pub(crate) fn push_new(self: &Arc<Self>, task: TaskRef) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        let task = with_local(|l| match l {
+            Some(l) if Arc::ptr_eq(&l.shared, self) => {
+                Counters::bump_spawned(&self.workers[l.index].counters);
+                l.push_fresh(task);
+                None
+            }
+            _ => Some(task),
+        });
+        if let Some(task) = task {
+            self.injector.push(task);
+            self.notify_parked();
+            if self.closed.load(Ordering::SeqCst) {
+                self.drain_injector();
+            }
+        }
+    }
+
+    fn drain_injector(&self) {
+        loop {
+            match self.injector.steal() {
+                Steal::Success(t) => cancel_unstarted(self, t),
+                Steal::Empty => break,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// Step 4 of shutdown, after every hub exited.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.drain_injector();
+        for w in self.workers.iter() {
+            while let Some(t) = w.inbox.steal().success() {
+                // Started greenlets were already unwound by their hub; unstarted ones
+                // cannot be in an inbox. Dropping the reference is all that is left.
+                drop(t);
+            }
+        }
+    }
+
+    fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for w in self.workers.iter() {
+            w.parker.unpark();
+        }
+    }
+}
+
+/// Configures and builds a [`Runtime`].
+///
+/// ```
+/// let rt = grove_scheduler::Builder::new().workers(2).stack_size(64 * 1024).build().unwrap();
+/// assert_eq!(rt.block_on(|| 6 * 7), 42);
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    workers: Option<usize>,
+    stack_size: usize,
+    thread_name: String,
+    extension: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("workers", &self.workers)
+            .field("stack_size", &self.stack_size)
+            .field("thread_name", &self.thread_name)
+            .finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: one worker per CPU (`num_cpus::get()`), [`DEFAULT_STACK_SIZE`] stacks.
+    pub fn new() -> Builder {
+        Builder {
+            workers: None,
+            stack_size: DEFAULT_STACK_SIZE,
+            thread_name: "grove-worker".to_string(),
+            extension: None,
+        }
+    }
+
+    /// Number of worker threads (hubs). Must be at least 1.
+    pub fn workers(mut self, n: usize) -> Builder {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Usable stack bytes of each greenlet (rounded up to whole pages), between
+    /// [`MIN_STACK_SIZE`] and [`MAX_STACK_SIZE`]. Only touched pages use memory.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Prefix of worker thread names (`<prefix>-<index>`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Builder {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Attaches a value that code running on this runtime's workers can reach with
+    /// [`with_extension`](crate::with_extension). The `grove` facade stores its reactor
+    /// handle here.
+    pub fn extension(mut self, ext: Arc<dyn Any + Send + Sync>) -> Builder {
+        self.extension = Some(ext);
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// Errors: `InvalidInput` for zero workers or a stack size out of range; the OS
+    /// error if a thread cannot be started.
+    pub fn build(self) -> io::Result<Runtime> {
+        let n = self.workers.unwrap_or_else(num_cpus::get);
+        if n == 0 || n >= 0xFFFF {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("grove: worker count must be between 1 and 65534, got {n}"),
+            ));
+        }
+        check_stack_size(self.stack_size)?;
+        let stacks = Arc::new(StackAllocator::new(StackConfig {
+            size: self.stack_size,
+        }));
+        let deques: Vec<Worker<TaskRef>> = (0..n).map(|_| Worker::new_fifo()).collect();
+        let workers = deques
+            .iter()
+            .map(|d| Remote {
+                inbox: Injector::new(),
+                stealer: d.stealer(),
+                parker: Parker::new(),
+                counters: Counters::default(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            workers,
+            injector: Injector::new(),
+            idle: Idle::new(n),
+            stacks,
+            stack_size: self.stack_size,
+            live: AtomicUsize::new(0),
+            extension: self.extension,
+            shutdown: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            exited: Mutex::new(0),
+            exited_cv: Condvar::new(),
+        });
+        let mut rt = Runtime {
+            handle: Handle {
+                shared: shared.clone(),
+            },
+            threads: Vec::with_capacity(n),
+        };
+        for (i, deque) in deques.into_iter().enumerate() {
+            let shared = shared.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("{}-{i}", self.thread_name))
+                .spawn(move || {
+                    let local = Local::new(i, shared.clone(), deque);
+                    let outcome = panic::catch_unwind(panic::AssertUnwindSafe(|| local.run()));
+                    *shared.exited.lock().unwrap() += 1;
+                    shared.exited_cv.notify_all();
+                    if let Err(p) = outcome {
+                        // A hub never panics for a user's mistake (greenlet panics are caught
+                        // at their root); reaching this is a grove bug.
+                        panic::resume_unwind(p);
+                    }
+                });
+            match spawned {
+                Ok(t) => rt.threads.push(t),
+                Err(e) => {
+                    // `rt`'s Drop stops the threads already started.
+                    return Err(e);
+                }
+            }
+        }
+        Ok(rt)
+    }
+}
+
+pub(crate) fn check_stack_size(bytes: usize) -> io::Result<()> {
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "grove: stack size must be between {MIN_STACK_SIZE} and {MAX_STACK_SIZE} bytes, got {bytes}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A set of worker threads running greenlets.
+///
+/// Dropping it shuts it down: hubs stop, greenlets that never started are dropped,
+/// parked ones are unwound on their home thread so their destructors run, and every
+/// thread the runtime started is joined.
+#[derive(Debug)]
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// A [`Builder`] with default settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// A cheap, cloneable, `Send` handle for spawning from any thread.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Spawns a greenlet from any thread. See [`Handle::spawn`].
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle.spawn(f)
+    }
+
+    /// Runs `f` as a greenlet and blocks this thread until it returns its value.
+    /// A panic in `f` is resumed on the caller.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle.block_on(f)
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.handle.workers()
+    }
+
+    /// Shuts down, waiting at most `timeout` for the workers to unwind their
+    /// greenlets and exit. Returns `true` if every thread was joined; threads still
+    /// busy (a greenlet that never yields) are detached.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> bool {
+        let shared = &self.handle.shared;
+        shared.begin_shutdown();
+        if with_local(|l| l.is_some_and(|l| Arc::ptr_eq(&l.shared, shared))) {
+            // Dropped from one of its own greenlets: joining would wait for ourselves.
+            self.threads.clear();
+            return false;
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let n = self.threads.len();
+        let mut exited = shared.exited.lock().unwrap();
+        while *exited < n {
+            match deadline {
+                None => exited = shared.exited_cv.wait(exited).unwrap(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    exited = shared.exited_cv.wait_timeout(exited, d - now).unwrap().0;
+                }
+            }
+        }
+        let all = *exited == n;
+        drop(exited);
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        if all {
+            shared.close();
+        }
+        all
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() || !self.handle.shared.is_shutdown() {
+            self.stop(Duration::MAX);
+        }
+    }
+}
+
+/// A handle to a runtime: spawn onto it from any thread.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// The runtime of the greenlet (or worker) running on this thread, if any.
+    pub fn try_current() -> Option<Handle> {
+        with_local(|l| {
+            l.map(|l| Handle {
+                shared: l.shared.clone(),
+            })
+        })
+    }
+
+    /// Spawns a greenlet. Callable from any thread, inside the runtime or not.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        greenlet::Builder::new().spawn_on(self, f)
+    }
+
+    /// Runs `f` as a greenlet and blocks the calling thread (or parks the calling
+    /// greenlet) until it returns. A panic in `f` is resumed on the caller.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.spawn(f).join() {
+            Ok(v) => v,
+            Err(e) => match e.try_into_panic() {
+                Ok(payload) => panic::resume_unwind(payload),
+                Err(e) => panic!("grove: block_on: {e}"),
+            },
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Greenlets spawned on this runtime that have not finished yet.
+    pub fn live_greenlets(&self) -> usize {
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.is_shutdown()
+    }
+
+    /// The value given to [`Builder::extension`], if any.
+    pub fn extension(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.shared.extension.as_ref()
+    }
+
+    /// Per-worker scheduling counters.
+    pub fn worker_metrics(&self) -> Vec<WorkerMetrics> {
+        self.shared
+            .workers
+            .iter()
+            .map(|w| {
+                let c = &w.counters;
+                WorkerMetrics {
+                    spawned: c.spawned.load(Ordering::Relaxed),
+                    runs: c.run.load(Ordering::Relaxed),
+                    stolen: c.stolen.load(Ordering::Relaxed),
+                    parks: c.parked.load(Ordering::Relaxed),
+                    remote_wakes: c.woken_remote.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A snapshot of one worker's counters (monotonic since the runtime started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerMetrics {
+    /// Greenlets spawned by greenlets running on this worker.
+    pub spawned: u64,
+    /// Times a greenlet was resumed on this worker.
+    pub runs: u64,
+    /// Unstarted greenlets this worker stole from peers (batches count once).
+    pub stolen: u64,
+    /// Times a greenlet parked on this worker.
+    pub parks: u64,
+    /// Wakes of this worker's greenlets that came from other threads.
+    pub remote_wakes: u64,
+}

@@ -1,0 +1,376 @@
+//! The greenlet object: header, closure, output and coroutine in one allocation.
+//!
+//! This is one of the few modules with `unsafe` (the header/cell module of
+//! STYLE.md): a started greenlet's coroutine is `!Send` and lives in a header that
+//! every thread can reach through a `Waker`. Everything here is about *who may touch
+//! which field when*:
+//!
+//! | field                     | who touches it                                   |
+//! |---------------------------|--------------------------------------------------|
+//! | `state`, flags, ids       | anyone (atomics / immutable)                     |
+//! | `func`                    | the hub that first runs it (taken once), or the  |
+//! |                           | hub that drops it unstarted at shutdown          |
+//! | `coroutine`, `yielder`    | the home worker's thread only, and only while it |
+//! |                           | owns the greenlet (state `RUNNING`, or shutdown)  |
+//! | `output`                  | written by the greenlet before `DONE`; then owned |
+//! |                           | by the `JoinHandle` (or the reporter if detached) |
+//!
+//! # Rejected approaches
+//! * A hand-rolled vtable and refcount (async-task style) saves a word but needs far
+//!   more `unsafe`; `Arc<dyn Runnable>` gives one allocation per greenlet and std's
+//!   `Wake` gives the `Waker` for free.
+//! * Boxing the closure separately: a second allocation on the spawn path.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Wake;
+use std::task::Waker;
+
+use corosensei::{Coroutine, Yielder};
+
+use crate::error::JoinError;
+use crate::runtime::Shared;
+use crate::stack::GreenStack;
+use crate::state::{State, Unpark};
+
+/// Why a greenlet switched back to its hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// Runnable again at once: requeue at the back.
+    Yield,
+    /// Waiting for its waker.
+    Park,
+}
+
+pub(crate) type Co = Coroutine<(), Suspend, (), GreenStack>;
+pub(crate) type GreenYielder = Yielder<(), Suspend>;
+pub(crate) type TaskRef = Arc<dyn Runnable>;
+
+/// `home` before the greenlet first runs: any worker may take it.
+pub(crate) const NO_HOME: usize = usize::MAX;
+
+// `join_flags` bits: whoever sets the second of the two owns the output for reporting.
+const JOIN_COMPLETE: u8 = 1;
+const JOIN_DETACHED: u8 = 2;
+
+/// The type-erased part every greenlet shares.
+pub(crate) struct Header {
+    pub(crate) state: State,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// Home worker index, `NO_HOME` until first run; written once, by the first hub,
+    /// before the greenlet can be parked (so before any wake reads it).
+    pub(crate) home: AtomicUsize,
+    pub(crate) rt: Arc<Shared>,
+    /// Set while a shutdown unwinds the greenlet, so its root lets the unwind through.
+    pub(crate) unwinding: AtomicBool,
+    join_flags: AtomicU8,
+    join_waker: Mutex<Option<Waker>>,
+    /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
+    prealloc: Mutex<Option<GreenStack>>,
+    coroutine: UnsafeCell<Option<Co>>,
+    yielder: Cell<*const GreenYielder>,
+    /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
+    pub(crate) slot: AtomicUsize,
+    /// The stack's guard range `[lo, hi)`, recorded at first run for the overflow reporter.
+    pub(crate) guard: (AtomicUsize, AtomicUsize),
+}
+
+// SAFETY: the `!Sync`/`!Send` fields (`coroutine`, `yielder`) are only touched
+// by the home worker's thread while it owns the greenlet (see the table above; every
+// accessor below is `unsafe` and restates the rule). All other fields are `Sync`.
+unsafe impl Sync for Header {}
+// SAFETY: as above; moving the header between threads only moves the `Arc` pointer,
+// and the coroutine inside is created and dropped on the home thread.
+unsafe impl Send for Header {}
+
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Greenlet")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("state", &State::describe(self.state.load()))
+            .finish()
+    }
+}
+
+impl Header {
+    pub(crate) fn new(
+        rt: Arc<Shared>,
+        id: u64,
+        name: Option<Box<str>>,
+        spawned_at: &'static Location<'static>,
+        prealloc: Option<GreenStack>,
+    ) -> Header {
+        Header {
+            state: State::new(),
+            id,
+            name,
+            spawned_at,
+            home: AtomicUsize::new(NO_HOME),
+            rt,
+            unwinding: AtomicBool::new(false),
+            join_flags: AtomicU8::new(0),
+            join_waker: Mutex::new(None),
+            prealloc: Mutex::new(prealloc),
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            slot: AtomicUsize::new(usize::MAX),
+            guard: (AtomicUsize::new(0), AtomicUsize::new(0)),
+        }
+    }
+
+    /// The name for messages: the user's, or `greenlet-<id>`.
+    pub(crate) fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.to_string(),
+            None => format!("greenlet-{}", self.id),
+        }
+    }
+
+    pub(crate) fn take_prealloc(&self) -> Option<GreenStack> {
+        self.prealloc.lock().unwrap().take()
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load() == crate::state::DONE
+    }
+
+    /// The coroutine cell.
+    ///
+    /// # Safety
+    /// Only the home worker's thread may call this, while it owns the greenlet
+    /// (between taking it off a run queue and handing it back, or during shutdown
+    /// when no other hub can run it), and the returned reference must not outlive
+    /// that ownership nor overlap another call.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn coroutine_mut(&self) -> &mut Option<Co> {
+        // SAFETY: exclusive access is the caller's contract (one owning thread).
+        unsafe { &mut *self.coroutine.get() }
+    }
+
+    /// Records the yielder of a freshly started coroutine.
+    ///
+    /// # Safety
+    /// Called on the greenlet's own stack at its root, on its home thread; `y` lives
+    /// as long as the coroutine.
+    pub(crate) unsafe fn set_yielder(&self, y: &GreenYielder) {
+        self.yielder.set(y);
+    }
+
+    /// Switches from the running greenlet to its hub.
+    ///
+    /// # Safety
+    /// Must be called on this greenlet's own stack (it is the current greenlet of
+    /// this thread), after `set_yielder`.
+    pub(crate) unsafe fn suspend(&self, why: Suspend) {
+        let y = self.yielder.get();
+        debug_assert!(!y.is_null(), "suspend: greenlet has no yielder");
+        // SAFETY: the yielder lives on this coroutine's stack as long as the coroutine
+        // runs, and we are running on it (caller's contract).
+        unsafe { (*y).suspend(why) }
+    }
+
+    /// The hub finished the greenlet: publish `DONE`, wake the joiner. Returns `true`
+    /// if the handle is already gone, in which case the caller owns the output for
+    /// reporting.
+    pub(crate) fn complete(&self) -> bool {
+        self.state.complete();
+        let waker = self.join_waker.lock().unwrap().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel) & JOIN_DETACHED != 0
+    }
+
+    /// The handle was dropped. Returns `true` if the greenlet already completed, in
+    /// which case the caller owns the output for reporting.
+    pub(crate) fn detach(&self) -> bool {
+        self.join_flags.fetch_or(JOIN_DETACHED, Ordering::AcqRel) & JOIN_COMPLETE != 0
+    }
+
+    /// Registers the joiner's waker; returns `false` if the greenlet is already done.
+    pub(crate) fn register_joiner(&self, waker: &Waker) -> bool {
+        let mut slot = self.join_waker.lock().unwrap();
+        if self.is_done() {
+            return false;
+        }
+        match &mut *slot {
+            Some(w) if w.will_wake(waker) => {}
+            other => *other = Some(waker.clone()),
+        }
+        true
+    }
+}
+
+/// What the scheduler needs of a greenlet, whatever its closure and output types.
+pub(crate) trait Runnable: Send + Sync + 'static {
+    fn header(&self) -> &Header;
+    /// Runs the closure on the greenlet's own stack and stores its output.
+    fn run_body(&self);
+    /// Drops the closure of a greenlet that never ran and records `err` as its output.
+    fn cancel_unstarted(&self, err: JoinError);
+    /// Records `err` as the output of a greenlet unwound without finishing.
+    fn set_failed(&self, err: JoinError);
+    /// A panic message for the unjoined-failure report, if the output is an error.
+    fn failure_message(&self) -> Option<String>;
+    fn waker(self: Arc<Self>) -> Waker;
+}
+
+/// The typed side a `JoinHandle<T>` sees.
+pub(crate) trait JoinTarget<T>: Runnable {
+    fn as_runnable(self: Arc<Self>) -> TaskRef;
+    /// Takes the output.
+    ///
+    /// # Safety
+    /// Only after observing `DONE`, and only by the unique `JoinHandle`.
+    unsafe fn take_output(&self) -> Option<Result<T, JoinError>>;
+}
+
+/// A greenlet with closure `F` returning `T`.
+pub(crate) struct Task<F, T> {
+    header: Header,
+    func: UnsafeCell<Option<F>>,
+    output: UnsafeCell<Option<Result<T, JoinError>>>,
+}
+
+// SAFETY: `func` is moved out exactly once by the thread that owns the greenlet (first
+// run or shutdown), `output` is written before `DONE` is published with Release and read
+// after it is observed with Acquire by its single owner; `F: Send` and `T: Send` make
+// those cross-thread moves sound.
+unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
+
+impl<F, T> Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    pub(crate) fn new(header: Header, f: F) -> Arc<Task<F, T>> {
+        Arc::new(Task {
+            header,
+            func: UnsafeCell::new(Some(f)),
+            output: UnsafeCell::new(None),
+        })
+    }
+}
+
+impl<F, T> Runnable for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run_body(&self) {
+        // SAFETY: the first run is the single owner of an unstarted greenlet.
+        let f = unsafe { (*self.func.get()).take() };
+        let Some(f) = f else {
+            return;
+        };
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        let output = match result {
+            Ok(v) => Ok(v),
+            Err(payload) => {
+                if self.header.unwinding.load(Ordering::Relaxed) {
+                    // A shutdown is unwinding us: let corosensei's own payload through to
+                    // the coroutine root, where `force_unwind` expects it.
+                    panic::resume_unwind(payload);
+                }
+                Err(JoinError::panicked(payload, self.header.display_name()))
+            }
+        };
+        // SAFETY: written by the running greenlet before `DONE` is published.
+        unsafe { *self.output.get() = Some(output) };
+    }
+
+    fn cancel_unstarted(&self, err: JoinError) {
+        // SAFETY: the caller owns the never-started greenlet (it took it off a queue).
+        drop(unsafe { (*self.func.get()).take() });
+        self.set_failed(err);
+    }
+
+    fn set_failed(&self, err: JoinError) {
+        // SAFETY: called by the owning hub before `complete()` publishes `DONE`, when the
+        // body did not store an output.
+        let out = unsafe { &mut *self.output.get() };
+        if out.is_none() {
+            *out = Some(Err(err));
+        }
+    }
+
+    fn failure_message(&self) -> Option<String> {
+        // SAFETY: called only by whoever won the `join_flags` race, which owns the output.
+        match unsafe { &*self.output.get() } {
+            Some(Err(e)) if e.is_panic() || e.is_no_stack() => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
+    fn waker(self: Arc<Self>) -> Waker {
+        Waker::from(self)
+    }
+}
+
+impl<F, T> JoinTarget<T> for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn as_runnable(self: Arc<Self>) -> TaskRef {
+        self
+    }
+
+    unsafe fn take_output(&self) -> Option<Result<T, JoinError>> {
+        // SAFETY: the caller observed DONE (Acquire) and is the unique handle.
+        unsafe { (*self.output.get()).take() }
+    }
+}
+
+impl<F, T> Wake for Task<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        if self.header.state.unpark() == Unpark::Schedule {
+            crate::worker::schedule_woken(self);
+        }
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.header.state.unpark() == Unpark::Schedule {
+            crate::worker::schedule_woken(self.clone());
+        }
+    }
+}
+
+/// Prints gevent's "... failed with ..." line for a failure nobody will join.
+pub(crate) fn report_unjoined(task: &dyn Runnable) {
+    if let Some(msg) = task.failure_message() {
+        let h = task.header();
+        eprintln!(
+            "grove: greenlet '{}' (id {}, spawned at {}) failed with: {msg}",
+            h.display_name(),
+            h.id,
+            h.spawned_at
+        );
+    }
+}
+
+/// A panic payload as text, for messages.
+pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}

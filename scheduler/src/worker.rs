@@ -1,0 +1,514 @@
+//! The hub: the scheduling loop each worker thread runs on its native stack.
+//!
+//! # Queues of one worker
+//! * `lifo`: the greenlet most recently woken by a greenlet of this worker. It runs
+//!   next, which makes ping-pong between two greenlets a pair of direct hand-offs
+//!   (tokio's LIFO slot). Capped at [`LIFO_BUDGET`] hand-offs in a row so two
+//!   greenlets waking each other cannot starve the rest.
+//! * `ready`: started greenlets that are runnable. Never stolen: a started greenlet
+//!   belongs to its home worker for life (see the crate docs on thread-locals).
+//! * `inbox` (in [`Remote`]): started greenlets woken from other threads.
+//! * `fresh`: greenlets spawned here that have not started. Stealable by peers.
+//! * the runtime's global injector: greenlets spawned from outside any worker.
+//!
+//! # Order of the search (one line a step, as the loop reads)
+//! Every [`GLOBAL_INTERVAL`] ticks the injector first (fairness for outside spawns);
+//! every [`INBOX_INTERVAL`] ticks the inbox is moved into `ready` (so remote wakes are
+//! not starved by a yield loop); then `lifo`, `ready`, the inbox, `fresh`, the
+//! injector; then stealing from peers' `fresh` as a searcher (see `idle`); then sleep.
+//!
+//! # Shutdown
+//! 1. `Shared::shutdown` is set and every parker unparked; each hub leaves its loop at
+//!    the top (no user code runs after that, except destructors in step 3).
+//! 2. The hub empties its queues: greenlets that never started are dropped unrun and
+//!    their joiners get `JoinError::is_shutdown`.
+//! 3. Every started greenlet still alive (the registry) is unwound on this thread, so
+//!    the destructors on its stack run; its joiner gets `is_shutdown`. Steps 2–3 repeat
+//!    while destructors spawn or wake greenlets.
+//! 4. The runtime joins the threads, then drains the injector and inboxes once more;
+//!    wakes that race with that drain see `closed` and drain for themselves.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::ptr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use corosensei::{Coroutine, CoroutineResult};
+
+use crate::error::JoinError;
+use crate::overflow;
+use crate::queue::{Steal, Worker};
+use crate::runtime::Shared;
+use crate::stack::StackPool;
+use crate::task::{report_unjoined, Co, Header, Suspend, TaskRef};
+
+/// Hand-offs through the LIFO slot before the slot's greenlet must queue like the rest.
+const LIFO_BUDGET: u32 = 3;
+/// Ticks between checks of the global injector ahead of local work (Go uses 61).
+const GLOBAL_INTERVAL: u32 = 61;
+/// Ticks between moves of the inbox into `ready` ahead of local work.
+const INBOX_INTERVAL: u32 = 16;
+/// Ticks between runs of an unstarted greenlet ahead of started ones.
+const FRESH_INTERVAL: u32 = 31;
+
+thread_local! {
+    /// The hub state of the worker running on this thread, or null.
+    static LOCAL: Cell<*const Local> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker, if this is a worker thread.
+pub(crate) fn with_local<R>(f: impl FnOnce(Option<&Local>) -> R) -> R {
+    let p = LOCAL.with(Cell::get);
+    if p.is_null() {
+        f(None)
+    } else {
+        // SAFETY: `LOCAL` is non-null only inside `Local::run`, whose frame owns the
+        // `Local` and outlives every use on this thread (it resets `LOCAL` on exit).
+        f(Some(unsafe { &*p }))
+    }
+}
+
+/// Per-worker counters, readable from other threads.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) spawned: std::sync::atomic::AtomicU64,
+    pub(crate) run: std::sync::atomic::AtomicU64,
+    pub(crate) stolen: std::sync::atomic::AtomicU64,
+    pub(crate) parked: std::sync::atomic::AtomicU64,
+    pub(crate) woken_remote: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bump_spawned(&self) {
+        Counters::bump(&self.spawned);
+    }
+}
+
+/// A worker's state, owned by its thread.
+pub(crate) struct Local {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    fresh: Worker<TaskRef>,
+    ready: RefCell<VecDeque<TaskRef>>,
+    lifo: Cell<Option<TaskRef>>,
+    lifo_left: Cell<u32>,
+    current: RefCell<Option<TaskRef>>,
+    stacks: RefCell<StackPool>,
+    registry: RefCell<Registry>,
+    tick: Cell<u32>,
+    searching: Cell<bool>,
+    rng: Cell<u64>,
+}
+
+/// The started, unfinished greenlets homed on one worker.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<TaskRef>>,
+    free: Vec<usize>,
+}
+
+impl Registry {
+    fn insert(&mut self, t: TaskRef) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(t);
+                i
+            }
+            None => {
+                self.slots.push(Some(t));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Option<TaskRef> {
+        let t = self.slots.get_mut(i)?.take();
+        if t.is_some() {
+            self.free.push(i);
+        }
+        t
+    }
+
+    fn drain(&mut self) -> Vec<TaskRef> {
+        self.free.clear();
+        self.slots.drain(..).flatten().collect()
+    }
+}
+
+impl Local {
+    pub(crate) fn new(index: usize, shared: Arc<Shared>, fresh: Worker<TaskRef>) -> Local {
+        let stacks = StackPool::new(shared.stacks.clone());
+        Local {
+            index,
+            fresh,
+            ready: RefCell::new(VecDeque::new()),
+            lifo: Cell::new(None),
+            lifo_left: Cell::new(LIFO_BUDGET),
+            current: RefCell::new(None),
+            stacks: RefCell::new(stacks),
+            registry: RefCell::new(Registry::default()),
+            tick: Cell::new(0),
+            searching: Cell::new(false),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            shared,
+        }
+    }
+
+    /// The worker thread's main function.
+    pub(crate) fn run(self) {
+        overflow::install();
+        overflow::ensure_altstack();
+        LOCAL.with(|l| l.set(&self));
+        while !self.shared.is_shutdown() {
+            if let Some(t) = self.next_task() {
+                self.run_task(t);
+            } else if let Some(t) = self.search() {
+                self.run_task(t);
+            } else {
+                self.sleep();
+            }
+        }
+        self.shutdown();
+        LOCAL.with(|l| l.set(ptr::null()));
+    }
+
+    /// The greenlet running on this thread, if any.
+    pub(crate) fn current(&self) -> Option<TaskRef> {
+        self.current.borrow().clone()
+    }
+
+    /// Runs `f` on the current greenlet's header without touching its refcount.
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(Option<&Header>) -> R) -> R {
+        let cur = self.current.borrow();
+        f(cur.as_deref().map(|t| t.header()))
+    }
+
+    /// Queues a greenlet spawned on this worker (stealable until it starts).
+    pub(crate) fn push_fresh(&self, t: TaskRef) {
+        self.fresh.push(t);
+        self.shared.notify_parked();
+    }
+
+    /// Queues a started greenlet woken by code running on its home worker.
+    fn push_woken(&self, t: TaskRef) {
+        if let Some(prev) = self.lifo.replace(Some(t)) {
+            self.ready.borrow_mut().push_back(prev);
+        }
+    }
+
+    fn next_rand(&self) -> u64 {
+        // xorshift64*: only used to pick where to start stealing.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn drain_inbox(&self) {
+        let inbox = &self.shared.workers[self.index].inbox;
+        let mut ready = self.ready.borrow_mut();
+        while let Steal::Success(t) = inbox.steal() {
+            ready.push_back(t);
+        }
+    }
+
+    fn next_task(&self) -> Option<TaskRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+
+        // Fairness: outside spawns, remote wakes and unstarted greenlets get a turn
+        // even when local work never runs out.
+        if tick % GLOBAL_INTERVAL == 0 {
+            if let Some(t) = self.shared.injector.steal().success() {
+                return Some(t);
+            }
+        }
+        if tick % INBOX_INTERVAL == 0 {
+            self.drain_inbox();
+        }
+        // The LIFO slot, within its budget.
+        if self.lifo_left.get() > 0 {
+            if let Some(t) = self.lifo.take() {
+                self.lifo_left.set(self.lifo_left.get() - 1);
+                return Some(t);
+            }
+        } else if let Some(t) = self.lifo.take() {
+            self.ready.borrow_mut().push_back(t);
+        }
+        self.lifo_left.set(LIFO_BUDGET);
+        if tick % FRESH_INTERVAL == 0 {
+            if let Some(t) = self.fresh.pop() {
+                return Some(t);
+            }
+        }
+        // Started greenlets that are ready, then remote wakes.
+        if let Some(t) = self.ready.borrow_mut().pop_front() {
+            return Some(t);
+        }
+        self.drain_inbox();
+        if let Some(t) = self.ready.borrow_mut().pop_front() {
+            return Some(t);
+        }
+        // Unstarted greenlets: ours, then a batch from the injector.
+        if let Some(t) = self.fresh.pop() {
+            return Some(t);
+        }
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.fresh) {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Steals unstarted greenlets from peers, as a searcher.
+    fn search(&self) -> Option<TaskRef> {
+        let shared = &*self.shared;
+        let n = shared.workers.len();
+        if n == 1 {
+            return None;
+        }
+        if !self.searching.get() {
+            if !shared.idle.transition_worker_to_searching() {
+                return None;
+            }
+            self.searching.set(true);
+        }
+        let start = (self.next_rand() % n as u64) as usize;
+        for k in 0..n {
+            let j = (start + k) % n;
+            if j == self.index {
+                continue;
+            }
+            loop {
+                match shared.workers[j].stealer.steal_batch_and_pop(&self.fresh) {
+                    Steal::Success(t) => {
+                        Counters::bump(&shared.workers[self.index].counters.stolen);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        None
+    }
+
+    /// Leaves the searching state once work is in hand (step 2 of `idle`).
+    fn end_search(&self) {
+        if self.searching.replace(false) && self.shared.idle.transition_worker_from_searching() {
+            self.shared.notify_parked();
+        }
+    }
+
+    fn sleep(&self) {
+        let shared = &*self.shared;
+        let was_searching = self.searching.replace(false);
+        if shared.idle.transition_worker_to_parked(self.index, was_searching)
+            && shared.has_stealable_work()
+        {
+            // We were the last searcher and work appeared: keep going instead.
+            if !shared.idle.unpark_worker_by_id(self.index) {
+                self.searching.set(true);
+            }
+            return;
+        }
+        if shared.is_shutdown() {
+            shared.idle.unpark_worker_by_id(self.index);
+            return;
+        }
+        shared.workers[self.index].parker.park();
+        if !shared.idle.unpark_worker_by_id(self.index) {
+            // A publisher took us off the sleeper list and counted us as searching.
+            self.searching.set(true);
+        }
+    }
+
+    fn run_task(&self, task: TaskRef) {
+        self.end_search();
+        let shared = &*self.shared;
+        let counters = &shared.workers[self.index].counters;
+        let h = task.header();
+        // SAFETY: we took `task` off a run queue, so this hub owns it; a started greenlet
+        // is only ever queued on its home worker, which is this thread.
+        let slot = unsafe { h.coroutine_mut() };
+        if slot.is_none() {
+            if h.is_done() {
+                return;
+            }
+            match self.start(&task) {
+                Some(co) => *slot = Some(co),
+                None => return,
+            }
+        }
+        Counters::bump(&counters.run);
+        h.state.start_running();
+        let co: *mut Co = slot.as_mut().expect("run_task: no coroutine");
+        // SAFETY: as above; `co` points into the task, which `current` keeps alive
+        // across the resume, and nothing else touches the cell meanwhile.
+        let guard = (h.guard.0.load(Ordering::Relaxed), h.guard.1.load(Ordering::Relaxed));
+        overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
+        *self.current.borrow_mut() = Some(task);
+        // SAFETY: see above.
+        let result = unsafe { (*co).resume(()) };
+        overflow::clear_current();
+        let task = self.current.borrow_mut().take().expect("run_task: lost current");
+        let h = task.header();
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => {
+                h.state.complete_yield();
+                self.ready.borrow_mut().push_back(task);
+            }
+            CoroutineResult::Yield(Suspend::Park) => {
+                Counters::bump(&counters.parked);
+                if !h.state.complete_park() {
+                    // Woken between asking to park and now: run it again later.
+                    self.ready.borrow_mut().push_back(task);
+                }
+            }
+            CoroutineResult::Return(()) => {
+                // SAFETY: still the owning hub; the greenlet returned, so its stack is free.
+                let co = unsafe { h.coroutine_mut() }.take().expect("run_task: no coroutine");
+                self.stacks.borrow_mut().put(co.into_stack());
+                self.finish(task);
+            }
+        }
+    }
+
+    /// First run: take this worker as home, give it a stack, register it.
+    fn start(&self, task: &TaskRef) -> Option<Co> {
+        let h = task.header();
+        let stack = match h.take_prealloc() {
+            Some(s) => s,
+            None => match self.stacks.borrow_mut().get() {
+                Ok(s) => s,
+                Err(e) => {
+                    task.set_failed(JoinError::no_stack(e.to_string(), h.display_name()));
+                    self.finish(task.clone());
+                    return None;
+                }
+            },
+        };
+        let (lo, hi) = stack.guard_range();
+        h.guard.0.store(lo, Ordering::Relaxed);
+        h.guard.1.store(hi, Ordering::Relaxed);
+        h.home.store(self.index, Ordering::Relaxed);
+        let slot = self.registry.borrow_mut().insert(task.clone());
+        h.slot.store(slot, Ordering::Relaxed);
+        let body = task.clone();
+        Some(Coroutine::with_stack(stack, move |yielder, ()| {
+            // SAFETY: we are at the root of this greenlet's stack, on its home thread,
+            // and the yielder lives as long as the coroutine.
+            unsafe { body.header().set_yielder(yielder) };
+            body.run_body();
+        }))
+    }
+
+    fn finish(&self, task: TaskRef) {
+        let h = task.header();
+        let slot = h.slot.swap(usize::MAX, Ordering::Relaxed);
+        if slot != usize::MAX {
+            self.registry.borrow_mut().remove(slot);
+        }
+        self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        if h.complete() {
+            report_unjoined(&*task);
+        }
+    }
+
+    fn shutdown(&self) {
+        loop {
+            let mut queued: Vec<TaskRef> = Vec::new();
+            queued.extend(self.lifo.take());
+            queued.extend(self.ready.borrow_mut().drain(..));
+            while let Some(t) = self.fresh.pop() {
+                queued.push(t);
+            }
+            while let Steal::Success(t) = self.shared.workers[self.index].inbox.steal() {
+                queued.push(t);
+            }
+            let started = self.registry.borrow_mut().drain();
+            if queued.is_empty() && started.is_empty() {
+                break;
+            }
+            for t in queued {
+                // SAFETY: off every queue and this thread owns it (or it is started, in
+                // which case the registry entry below handles it and this is a no-op).
+                if unsafe { t.header().coroutine_mut() }.is_none() && !t.header().is_done() {
+                    cancel_unstarted(&self.shared, t);
+                }
+            }
+            for t in started {
+                self.unwind(t);
+            }
+        }
+    }
+
+    /// Unwinds a started greenlet's stack on its home thread so its destructors run.
+    fn unwind(&self, task: TaskRef) {
+        let h = task.header();
+        h.unwinding.store(true, Ordering::Relaxed);
+        h.slot.store(usize::MAX, Ordering::Relaxed);
+        // SAFETY: shutdown: no hub runs any more, and this is the home thread.
+        let co = unsafe { h.coroutine_mut() }.take();
+        if let Some(co) = co {
+            *self.current.borrow_mut() = Some(task.clone());
+            // Dropping a suspended coroutine unwinds it (corosensei's force_unwind).
+            let stack = co.into_stack();
+            self.current.borrow_mut().take();
+            self.stacks.borrow_mut().put(stack);
+        }
+        task.set_failed(JoinError::shutdown(h.display_name()));
+        self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        if h.complete() {
+            report_unjoined(&*task);
+        }
+    }
+}
+
+/// Drops a never-started greenlet, resolving its join with a shutdown error.
+pub(crate) fn cancel_unstarted(shared: &Shared, t: TaskRef) {
+    let h = t.header();
+    t.cancel_unstarted(JoinError::shutdown(h.display_name()));
+    shared.live.fetch_sub(1, Ordering::Relaxed);
+    h.complete();
+}
+
+/// Queues a started greenlet that an unpark moved from `PARKED` to `SCHEDULED`.
+pub(crate) fn schedule_woken(task: TaskRef) {
+    let home = task.header().home.load(Ordering::Relaxed);
+    with_local(move |local| match local {
+        Some(l) if l.index == home && Arc::ptr_eq(&l.shared, &task.header().rt) => {
+            l.push_woken(task)
+        }
+        _ => {
+            let rt = task.header().rt.clone();
+            Counters::bump(&rt.workers[home].counters.woken_remote);
+            rt.push_remote(home, task);
+        }
+    })
+}
+
+/// Switches from the current greenlet to its hub. Returns `false` (without
+/// switching) if this thread is not running a greenlet.
+pub(crate) fn suspend_current(why: Suspend) -> bool {
+    let header: Option<*const Header> =
+        with_local(|l| l.and_then(|l| l.with_current(|h| h.map(|h| h as *const Header))));
+    match header {
+        Some(h) => {
+            // SAFETY: `h` is the header of the greenlet running on this very stack; the
+            // hub's `current` keeps it alive until we are resumed, and the registry after.
+            unsafe { (*h).suspend(why) };
+            true
+        }
+        None => false,
+    }
+}
