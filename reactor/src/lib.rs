@@ -1,1 +1,188 @@
-//! grove-reactor
+//! grove-reactor: one thread that owns `mio::Poll` and the timers, and wakes `std::task::Waker`s.
+//!
+//! The reactor knows nothing about greenlets. A waiter hands it a [`Waker`]; the reactor wakes it
+//! when a timer's deadline passes or a registered source becomes ready. Because the interface is
+//! a plain `Waker`, the reactor is testable with thread wakers and serves any `Future` as well.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::task::{Wake, Waker};
+//! use std::thread::{self, Thread};
+//! use std::time::{Duration, Instant};
+//!
+//! struct Unpark(Thread);
+//! impl Wake for Unpark {
+//!     fn wake(self: Arc<Self>) {
+//!         self.0.unpark();
+//!     }
+//! }
+//!
+//! let reactor = grove_reactor::Reactor::start()?;
+//! let handle = reactor.handle();
+//! let deadline = Instant::now() + Duration::from_millis(5);
+//! handle.add_timer(deadline, Waker::from(Arc::new(Unpark(thread::current()))));
+//! while Instant::now() < deadline {
+//!     thread::park(); // spurious unparks are possible: re-check
+//! }
+//! reactor.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Vocabulary
+//!
+//! * **reactor**: the `grove-reactor` thread. It runs no user code: waking a `Waker` is the only
+//!   callback it makes.
+//! * **source**: anything `mio` can poll (socket, pipe, `SourceFd`). **Registration**: a source's
+//!   token in the reactor's slab plus its `ScheduledIo` state.
+//! * **readiness**: bits saying an operation in a [`Direction`] may make progress (readable,
+//!   writable, read/write closed, error). **tick**: a per-source event counter.
+//! * **planned wake**: the deadline the reactor currently sleeps until.
+//! * **notify**: interrupting the reactor's sleep through a `mio::Waker` (one eventfd write).
+//!
+//! # Approach
+//!
+//! * **Edge-triggered mio.** An operation retries until `WouldBlock`, then clears readiness and
+//!   waits. The reactor never re-reports readiness nobody consumed, so it does no work per idle
+//!   connection. (Level-triggered was rejected: it re-reports every ready-but-unread source on
+//!   every poll.)
+//! * **Registration on the caller's thread.** `mio::Registry` is `Sync`, so [`Handle::register`]
+//!   inserts into the slab and calls `epoll_ctl` directly. A queue of operations to the reactor
+//!   thread (the textbook design) was rejected: it would add a round trip and a notification per
+//!   registration for nothing.
+//! * **Slab of `Arc<ScheduledIo>` behind a mutex, tokens carrying a generation.** tokio uses the
+//!   `ScheduledIo`'s address as the token, which needs unsafe code and a protocol to keep the
+//!   entry alive until the driver has seen its deregistration. A generation in the token makes a
+//!   late event for a dropped registration harmless, in safe code. The reactor takes the slab
+//!   lock once per `poll` batch.
+//! * **Per-source state: an atomic word plus two waker slots under a small mutex**
+//!   (tokio's `ScheduledIo` shape). A lock-free `AtomicWaker` was rejected: the mutex is only
+//!   contended at the exact moment of the race it resolves, and it reduces the no-lost-wakeup
+//!   argument to two lines (step W3 below).
+//! * **Timers: a binary heap of deadlines with lazy deletion over a slab of wakers, under one
+//!   mutex** (`timer` module docs). Insert O(log n), cancel O(1) amortized (timeouts are mostly
+//!   cancelled), exact order with FIFO ties. A hashed timing wheel (tokio) was rejected for now:
+//!   O(1) insert, but more code, and it quantizes deadlines to its tick on top of epoll's
+//!   millisecond. The reactor is notified only when a new deadline precedes the planned wake.
+//!
+//! # The reactor loop
+//!
+//! 1. Fire every timer whose deadline is `<= now`, in batches of 256 per lock acquisition, waking
+//!    each batch outside the lock; the scan ends by recording the earliest remaining deadline as
+//!    the planned wake (T1).
+//! 2. If shutdown was requested, leave the loop (S3).
+//! 3. `poll` with a timeout of `planned wake - now`, which mio rounds **up** to whole
+//!    milliseconds (epoll's resolution). Rounding up means the reactor never wakes before a
+//!    deadline and then spins; a timer due within the next millisecond costs one sleep of one
+//!    millisecond. Mean lateness from the rounding is about half a millisecond, plus the
+//!    kernel's timer slack (~50 µs) and wake-up latency.
+//! 4. Dispatch each event: look its token up under the slab lock, then set the readiness bits and
+//!    wake the satisfied wakers outside it (D1–D3).
+//!
+//! # Readiness protocol
+//!
+//! Waiter, in [`Registration::poll_ready`]:
+//!
+//! * **W1.** Load the state word. If the direction's bits (or shutdown) are set, return `Ready`,
+//!   remembering the tick seen (used by C1).
+//! * **W2.** Lock the waker slots and store the waker for this direction.
+//! * **W3.** Re-load the state word *under the lock*. If ready now, take the waker back and return
+//!   `Ready`; otherwise return `Pending`.
+//!
+//! Reactor, per event (`ScheduledIo::dispatch`):
+//!
+//! * **D1.** In one atomic read-modify-write, OR in the event's bits and increment the tick.
+//! * **D2.** Lock the waker slots, take the wakers of the directions the bits satisfy, unlock.
+//! * **D3.** Wake them.
+//!
+//! *No lost wakeup:* D1 precedes D2 and W2 precedes W3 in program order, and the lock orders the
+//! two critical sections. If D2's section comes first, D1 happens-before W3's load, which sees the
+//! bits. If W2/W3's section comes first, D2 finds the stored waker. Either the waiter returns
+//! `Ready` or its waker is woken (loom model `poll_ready_vs_dispatch`). Waking in D3 happens after
+//! the unlock, so a waker that takes locks of its own can never nest inside ours.
+//!
+//! Waiter, after an operation returned `WouldBlock` ([`Registration::clear_readiness`]):
+//!
+//! * **C1.** Compare-and-swap the state word: clear the direction's readiness bits *only if the
+//!   tick still equals the one W1/W3 remembered*. If an event arrived since then (D1 bumped the
+//!   tick), it may report data that arrived after the `WouldBlock`, so its readiness is kept and
+//!   the next `poll_ready` returns `Ready` at once (loom model `clear_vs_new_event`). The
+//!   compare-and-swap makes "tick unchanged" and "clear" one atomic step; a `fetch_and` could
+//!   clear a bit that a D1 set between a separate tick check and the clear.
+//!
+//! Closed bits are final and never cleared; error bits clear with their direction (a socket error
+//! is consumed by the operation that reports it, and a sticky error bit would turn the next
+//! `WouldBlock` into a busy loop).
+//!
+//! # Timer protocol
+//!
+//! Steps T1–T3 in the `timer` module: the planned wake lives under the timer mutex, which
+//! `add_timer` holds anyway, so deciding whether to notify the reactor costs a comparison, and a
+//! syscall only when the new deadline is the new earliest. Cancellation takes the waker out of its
+//! slot under the same mutex, so a timer is either fired (waker taken by the reactor) or cancelled
+//! (taken by `cancel_timer`), never both (loom model `timer_add_fire_cancel`).
+//!
+//! # Wakers must be cheap
+//!
+//! Wakers run on the reactor thread, one after another; a slow waker delays every other timer
+//! and event. A waker should enqueue and return (grove's push a greenlet to its home worker's
+//! inbox). A panicking waker ends the reactor (which then shuts down as below and re-raises the
+//! panic from [`Reactor::shutdown`]).
+//!
+//! # Shutdown
+//!
+//! [`Reactor::shutdown`], or dropping the [`Reactor`]:
+//!
+//! 1. **S1.** Set the shutdown flag ([`Handle::is_shutdown`] turns true), then notify the reactor.
+//!    The reactor checks the flag after each timer scan, before sleeping; a sleep already under
+//!    way is interrupted by the notification, so the flag is never missed.
+//! 2. **S2.** Join the reactor thread.
+//! 3. **S3.** The reactor leaves its loop. (A `poll` failure or a panicking waker leaves it too,
+//!    and sets the flag itself.)
+//! 4. **S4.** On its way out the reactor closes the slab and the timer queue *under their locks*,
+//!    marks every registration shut down and collects every pending timer, then wakes them all
+//!    outside the locks. A waiter woken so sees `poll_ready` return the error "grove reactor is
+//!    shut down". Because `register` and `add_timer` check the closed flag under the same locks,
+//!    a call racing with S4 either lands before it (and is drained) or after it and then fails:
+//!    `register` returns that error, `add_timer` wakes its waker at once. Nobody hangs.
+//!
+//! A [`Handle`] outlives its reactor safely; the `mio::Registry` it holds stays valid (it is a
+//! duplicate of the poll's file descriptor), so [`Registration::deregister`] still works.
+//!
+//! # Loom
+//!
+//! `ScheduledIo` and the timer queue take their atomics and mutexes from the
+//! private `loom` shim, and under `cfg(grove_loom)` are exposed in the hidden `__loom` module;
+//! `loom-tests/tests/reactor.rs` models W/D/C and T against each other. The driver (thread, poll,
+//! slab) is compiled but never run under loom.
+
+mod driver;
+mod loom;
+mod metrics;
+mod registration;
+// `pub` items in these two modules are reachable only through `__loom` under `cfg(grove_loom)`.
+#[cfg_attr(not(grove_loom), allow(unreachable_pub))]
+mod scheduled_io;
+#[cfg_attr(not(grove_loom), allow(unreachable_pub))]
+mod timer;
+
+pub use driver::{Handle, Reactor};
+pub use metrics::ReactorMetrics;
+pub use registration::Registration;
+pub use timer::TimerKey;
+
+/// The direction an operation waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Reading (or accepting). Satisfied by readable, read-closed and error readiness.
+    Read,
+    /// Writing (or connecting). Satisfied by writable, write-closed and error readiness.
+    Write,
+}
+
+/// The racy protocol types, for the loom models in `loom-tests`. Not a stable API.
+#[cfg(grove_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::scheduled_io::{Ready, ScheduledIo};
+    pub use crate::timer::{Due, Insert, TimerQueue};
+}
