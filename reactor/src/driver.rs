@@ -63,8 +63,9 @@ impl Shared {
 
     /// Wakes and counts a batch of wakers, leaving `wakers` empty for reuse.
     fn wake_all(&self, wakers: &mut Vec<Waker>) {
-        metrics::add(&self.counters.wakes, wakers.len());
+        let n = wakers.len();
         wakers.drain(..).for_each(Waker::wake);
+        metrics::add(&self.counters.wakes, n);
     }
 }
 
@@ -249,9 +250,9 @@ impl Handle {
     /// timeout is rounded up, on average half a millisecond) plus scheduling latency.
     pub fn add_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {
         if deadline <= Instant::now() {
-            metrics::add(&self.shared.counters.timers_fired, 1);
-            metrics::add(&self.shared.counters.wakes, 1);
             waker.wake();
+            metrics::add(&self.shared.counters.wakes, 1);
+            metrics::add(&self.shared.counters.timers_fired, 1);
             return TimerKey::DEAD;
         }
         match self.shared.timers.insert(deadline, waker) {
@@ -262,8 +263,8 @@ impl Handle {
                 key
             }
             Insert::ShutDown(waker) => {
-                metrics::add(&self.shared.counters.wakes, 1);
                 waker.wake();
+                metrics::add(&self.shared.counters.wakes, 1);
                 TimerKey::DEAD
             }
         }
@@ -339,8 +340,9 @@ fn run(shared: &Shared, mut poll: Poll) {
             let due = shared
                 .timers
                 .fire_due(Instant::now(), &mut wakers, FIRE_BATCH);
-            metrics::add(&shared.counters.timers_fired, wakers.len());
+            let fired = wakers.len();
             shared.wake_all(&mut wakers);
+            metrics::add(&shared.counters.timers_fired, fired);
             if let Due::Idle(next) = due {
                 break next;
             }
@@ -381,9 +383,9 @@ fn run(shared: &Shared, mut poll: Poll) {
                 }
             }
         }
-        metrics::add(&shared.counters.events_dispatched, ready.len());
         for (io, readiness) in ready.drain(..) {
             metrics::add(&shared.counters.wakes, io.dispatch(readiness));
+            metrics::add(&shared.counters.events_dispatched, 1);
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of the reactor's counters, from [`Handle::metrics`](crate::Handle::metrics).
 ///
 /// Counters only grow; the two gauges (`timers_pending`, `registrations`) are read at snapshot
-/// time. Fields are read one by one, so a snapshot taken while the reactor runs is not atomic.
+/// time. Fields are read one by one, so a snapshot taken while the reactor runs is not atomic,
+/// but a counter is incremented only after the work it counts is done: a snapshot that counts an
+/// event or a wake also observes its effects.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReactorMetrics {
@@ -29,7 +31,10 @@ pub struct ReactorMetrics {
     pub registrations: u64,
 }
 
-/// The live counters behind [`ReactorMetrics`]. `Relaxed`: they order nothing.
+/// The live counters behind [`ReactorMetrics`].
+///
+/// Each is incremented *after* the work it counts (`Release`) and read with `Acquire`, so a
+/// snapshot that counts an event or a wake also observes its effects (tests rely on this).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) polls: AtomicU64,
@@ -43,14 +48,14 @@ pub(crate) struct Counters {
 /// Adds `n` to a counter.
 pub(crate) fn add(counter: &AtomicU64, n: usize) {
     if n != 0 {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
+        counter.fetch_add(n as u64, Ordering::Release);
     }
 }
 
 impl Counters {
     /// Snapshot of the counters; the caller fills in the gauges.
     pub(crate) fn snapshot(&self) -> ReactorMetrics {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let get = |counter: &AtomicU64| counter.load(Ordering::Acquire);
         ReactorMetrics {
             polls: get(&self.polls),
             notifications: get(&self.notifications),
