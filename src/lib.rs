@@ -1,1 +1,201 @@
-//! grove
+//! # grove: gevent's programming model on every core
+//!
+//! Write plain, blocking-looking code — [`spawn`], [`JoinHandle::join`], [`sleep`] —
+//! while per-core hubs multiplex thousands of greenlets (stackful coroutines) over
+//! all CPUs and one reactor thread wakes them for timers and I/O.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let total: u64 = grove::run(|| {
+//!     let hs: Vec<_> = (1..=5)
+//!         .map(|i| grove::spawn(move || { grove::sleep(Duration::from_millis(10 * i)); i }))
+//!         .collect();
+//!     hs.into_iter().map(|h| h.join().unwrap()).sum()
+//! });
+//! assert_eq!(total, 15);
+//! ```
+//!
+//! # Soundness contract, in plain words
+//! * `spawn` is safe. A greenlet may start on any worker, but once started it stays
+//!   on that worker for life, so thread-locals behave as on a normal thread.
+//! * A greenlet blocks only grove's way (grove's sleep, joins, primitives, sockets).
+//!   A blocking std call (`std::thread::sleep`, std sockets, a long CPU loop) holds
+//!   its worker and every greenlet homed there waits; move such work to a thread.
+//! * Each greenlet has a fixed-size stack with a guard page; overflowing it ends the
+//!   process with a message naming the greenlet, never silent corruption.
+//!
+//! # Crates
+//! `grove-scheduler` (greenlets, hubs, stealing), `grove-reactor` (mio + timers),
+//! `grove-primitives` (what greenlets block on); this crate wires them together.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use grove_primitives::{sleep, sleep_until};
+pub use grove_scheduler::{
+    block_on, current, current_waker, in_greenlet, park, spawn, try_current, try_spawn,
+    worker_index, yield_now, Builder, Greenlet, Handle, JoinError, JoinHandle, SpawnError,
+    WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+};
+
+/// The building blocks, for code that wants them directly.
+pub mod raw {
+    pub use grove_primitives as primitives;
+    pub use grove_reactor as reactor;
+    pub use grove_scheduler as scheduler;
+}
+
+/// Configures a [`Runtime`]: worker count and greenlet stack size.
+///
+/// ```
+/// let rt = grove::Runtime::builder().workers(2).stack_size(128 * 1024).build().unwrap();
+/// assert_eq!(rt.workers(), 2);
+/// ```
+#[derive(Debug, Default)]
+pub struct RuntimeBuilder {
+    inner: grove_scheduler::RuntimeBuilder,
+}
+
+impl RuntimeBuilder {
+    /// Number of worker threads; default: one per CPU (`num_cpus::get()`).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.inner = self.inner.workers(n);
+        self
+    }
+
+    /// Usable stack bytes per greenlet; default [`DEFAULT_STACK_SIZE`].
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.inner = self.inner.stack_size(bytes);
+        self
+    }
+
+    /// Prefix of worker thread names.
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.inner = self.inner.thread_name(prefix);
+        self
+    }
+
+    /// Starts the reactor thread and the workers.
+    pub fn build(self) -> io::Result<Runtime> {
+        let reactor = grove_reactor::Reactor::start()?;
+        let sched = self.inner.extension(Arc::new(reactor.handle())).build()?;
+        Ok(Runtime {
+            sched: Some(sched),
+            reactor: Some(reactor),
+        })
+    }
+}
+
+/// Worker threads running greenlets, plus the reactor thread.
+///
+/// Dropping it (or [`shutdown_timeout`](Self::shutdown_timeout)) stops the hubs,
+/// unwinds greenlets still parked so their destructors run, stops the reactor, and
+/// joins every thread it started.
+pub struct Runtime {
+    sched: Option<grove_scheduler::Runtime>,
+    reactor: Option<grove_reactor::Reactor>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").field("scheduler", &self.sched).finish()
+    }
+}
+
+impl Runtime {
+    /// A builder with defaults.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A runtime with default settings.
+    pub fn new() -> io::Result<Runtime> {
+        Runtime::builder().build()
+    }
+
+    fn sched(&self) -> &grove_scheduler::Runtime {
+        self.sched.as_ref().expect("runtime already shut down")
+    }
+
+    /// Runs `f` as a greenlet and blocks this thread until it returns; a panic in
+    /// `f` is resumed here.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.sched().block_on(f)
+    }
+
+    /// Spawns a greenlet from any thread.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.sched().spawn(f)
+    }
+
+    /// A cloneable handle to spawn from other threads.
+    pub fn handle(&self) -> &Handle {
+        self.sched().handle()
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.sched().workers()
+    }
+
+    /// Reactor counters (events, timers fired...).
+    pub fn reactor_metrics(&self) -> grove_reactor::ReactorMetrics {
+        self.reactor
+            .as_ref()
+            .expect("runtime already shut down")
+            .handle()
+            .metrics()
+    }
+
+    /// Shuts down, waiting at most `timeout` for workers to unwind their greenlets.
+    /// Returns `true` if every worker thread was joined.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> bool {
+        // Workers first: greenlets unwinding may still cancel timers.
+        let joined = self
+            .sched
+            .take()
+            .is_none_or(|s| s.shutdown_timeout(timeout));
+        if let Some(r) = self.reactor.take() {
+            r.shutdown();
+        }
+        joined
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop(Duration::MAX);
+    }
+}
+
+/// Runs `f` as the main greenlet of a fresh default runtime and returns its value;
+/// the runtime is shut down afterwards. gevent's "spawn, then joinall" in one call.
+///
+/// Panics if the runtime cannot start (no threads can be created), and resumes a
+/// panic from `f`.
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = Runtime::new().unwrap_or_else(|e| panic!("grove::run: cannot start runtime: {e}"));
+    rt.block_on(f)
+}

@@ -1,1 +1,29 @@
-//! grove-primitives
+//! grove's primitives: what greenlets block on.
+//!
+//! Every primitive here is built from the same two pieces: the scheduler's
+//! [`park`](grove_scheduler::park) / [`current_waker`](grove_scheduler::current_waker)
+//! and, for anything involving time or I/O, the reactor's timers and readiness
+//! (reached through the runtime's extension slot, see [`reactor`]). Because both
+//! speak `std::task::Waker`, the same code works whether the waiter is a greenlet
+//! (it parks, its worker runs others) or a plain OS thread (it blocks).
+
+mod time;
+
+pub use crate::time::{sleep, sleep_until};
+
+/// The reactor of the runtime running the current greenlet.
+///
+/// Panics with a message naming `what` when called outside a grove runtime, or on a
+/// runtime built without a reactor (only the `grove` facade attaches one).
+pub fn reactor(what: &str) -> grove_reactor::Handle {
+    grove_scheduler::with_extension(|ext| {
+        ext.and_then(|e| e.downcast_ref::<grove_reactor::Handle>())
+            .cloned()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what} must be called from a greenlet inside a grove runtime \
+             (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
+        )
+    })
+}

@@ -461,7 +461,10 @@ impl Local {
         let co = unsafe { h.coroutine_mut() }.take();
         if let Some(co) = co {
             *self.current.borrow_mut() = Some(task.clone());
-            // Dropping a suspended coroutine unwinds it (corosensei's force_unwind).
+            // Unwind the suspended stack (corosensei's forced unwind) so its destructors
+            // run here, on the home thread; then the stack is free to reuse.
+            let mut co = co;
+            co.force_unwind();
             let stack = co.into_stack();
             self.current.borrow_mut().take();
             self.stacks.borrow_mut().put(stack);

@@ -1,0 +1,34 @@
+//! Greenlet-only functions called outside any runtime fail with a clear panic that
+//! names the function, not a crash.
+
+fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+    let payload = std::panic::catch_unwind(f).unwrap_err();
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap()
+}
+
+#[test]
+fn sleep_outside_a_runtime_names_the_function() {
+    let msg = panic_message(|| grove::sleep(std::time::Duration::from_millis(1)));
+    assert!(msg.contains("grove::sleep"), "{msg}");
+    assert!(msg.contains("inside a grove runtime"), "{msg}");
+}
+
+#[test]
+fn spawn_and_current_outside_a_runtime_name_the_function() {
+    let msg = panic_message(|| drop(grove::spawn(|| ())));
+    assert!(msg.contains("grove::spawn"), "{msg}");
+    let msg = panic_message(|| drop(grove::current()));
+    assert!(msg.contains("grove::current"), "{msg}");
+    assert!(grove::try_current().is_none());
+    assert!(!grove::in_greenlet());
+    assert_eq!(grove::worker_index(), None);
+}
+
+#[test]
+fn yield_now_outside_a_greenlet_is_harmless() {
+    grove::yield_now();
+}
