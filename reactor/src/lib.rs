@@ -1,8 +1,9 @@
 //! grove-reactor: one thread that owns `mio::Poll` and the timers, and wakes `std::task::Waker`s.
 //!
-//! The reactor knows nothing about greenlets. A waiter hands it a [`Waker`]; the reactor wakes it
-//! when a timer's deadline passes or a registered source becomes ready. Because the interface is
-//! a plain `Waker`, the reactor is testable with thread wakers and serves any `Future` as well.
+//! The reactor knows nothing about greenlets. A waiter hands it a [`Waker`](std::task::Waker);
+//! the reactor wakes it when a timer's deadline passes or a registered source becomes ready.
+//! Because the interface is a plain `Waker`, the reactor is testable with thread wakers and
+//! serves any `Future` as well.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,0 +1,283 @@
+//! Loom models of grove-reactor's racy protocols (step names refer to the crate docs of
+//! `grove_reactor`): a waiter registering its waker vs. an event arriving (W vs. D), a clear after
+//! `WouldBlock` vs. a new event (C vs. D), and timer insert vs. fire vs. cancel (T).
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg grove_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p grove-loom-tests --release --test reactor`
+#![cfg(grove_loom)]
+
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use grove_reactor::__loom::{Due, Insert, Ready, ScheduledIo, TimerQueue};
+use grove_reactor::{Direction, TimerKey};
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+
+/// A waker that counts its wakes in a loom atomic. (`Wake` needs a `std::sync::Arc`; only the
+/// counter takes part in the model.)
+struct CountingWaker {
+    wakes: AtomicUsize,
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, SeqCst);
+    }
+}
+
+impl CountingWaker {
+    fn new() -> (std::sync::Arc<CountingWaker>, Waker) {
+        let count = std::sync::Arc::new(CountingWaker {
+            wakes: AtomicUsize::new(0),
+        });
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(&self) -> usize {
+        self.wakes.load(SeqCst)
+    }
+}
+
+fn poll(io: &ScheduledIo, dir: Direction, waker: &Waker) -> Poll<std::io::Result<()>> {
+    io.poll_ready(dir, &mut Context::from_waker(waker))
+}
+
+/// W1–W3 vs. D1–D3: the waiter is either ready at once, or its waker is woken exactly once.
+#[test]
+fn poll_ready_vs_dispatch() {
+    loom::model(|| {
+        let io = Arc::new(ScheduledIo::new());
+        let (count, waker) = CountingWaker::new();
+
+        let reactor = {
+            let io = io.clone();
+            thread::spawn(move || io.dispatch(Ready::READABLE))
+        };
+        let first = poll(&io, Direction::Read, &waker);
+        let woken_by_dispatch = reactor.join().unwrap();
+
+        match first {
+            // Ready at W1 or W3: no waker was left behind to be woken spuriously.
+            Poll::Ready(result) => {
+                result.unwrap();
+                assert_eq!(count.wakes(), 0, "spurious wake");
+                assert_eq!(woken_by_dispatch, 0);
+            }
+            // Pending: the event must have found the waker (no lost wakeup).
+            Poll::Pending => {
+                assert_eq!(count.wakes(), 1, "lost wakeup");
+                assert_eq!(woken_by_dispatch, 1);
+            }
+        }
+        assert!(poll(&io, Direction::Read, &waker).is_ready());
+    });
+}
+
+/// A reader and a writer wait while one event makes only the reader ready: the reader is ready
+/// or woken once; the writer is never woken and stays pending.
+#[test]
+fn dispatch_wakes_only_the_satisfied_direction() {
+    loom::model(|| {
+        let io = Arc::new(ScheduledIo::new());
+        let (reads, read_waker) = CountingWaker::new();
+        let (writes, write_waker) = CountingWaker::new();
+
+        let writer = {
+            let io = io.clone();
+            thread::spawn(move || poll(&io, Direction::Write, &write_waker).is_pending())
+        };
+        let reactor = {
+            let io = io.clone();
+            thread::spawn(move || io.dispatch(Ready::READABLE | Ready::READ_CLOSED))
+        };
+        let reader_pending = poll(&io, Direction::Read, &read_waker).is_pending();
+        assert!(
+            writer.join().unwrap(),
+            "writer saw readiness it was never given"
+        );
+        reactor.join().unwrap();
+
+        assert_eq!(reads.wakes(), usize::from(reader_pending));
+        assert_eq!(writes.wakes(), 0);
+    });
+}
+
+/// C1 vs. D1: after `poll_ready` said ready and the operation returned `WouldBlock`, a new event
+/// races the clear. The new event is never erased: the waiter is ready at once or woken.
+#[test]
+fn clear_vs_new_event() {
+    loom::model(|| {
+        let io = Arc::new(ScheduledIo::new());
+        let (count, waker) = CountingWaker::new();
+        io.dispatch(Ready::READABLE);
+        assert!(poll(&io, Direction::Read, &waker).is_ready());
+        // ... the read returned WouldBlock; meanwhile new data arrives.
+
+        let reactor = {
+            let io = io.clone();
+            thread::spawn(move || io.dispatch(Ready::READABLE))
+        };
+        io.clear_readiness(Direction::Read);
+        let after = poll(&io, Direction::Read, &waker);
+        reactor.join().unwrap();
+
+        match after {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => assert_eq!(count.wakes(), 1, "event lost: waiter never woken"),
+        }
+        // Whatever the order, the readiness of the new event is still recorded.
+        assert!(
+            io.readiness().is_ready(Direction::Read),
+            "clear erased a newer event"
+        );
+    });
+}
+
+/// Shutdown vs. a waiter: the waiter sees the shutdown error at once or is woken.
+#[test]
+fn poll_ready_vs_shutdown() {
+    loom::model(|| {
+        let io = Arc::new(ScheduledIo::new());
+        let (count, waker) = CountingWaker::new();
+        let reactor = {
+            let io = io.clone();
+            thread::spawn(move || io.shutdown())
+        };
+        let first = poll(&io, Direction::Write, &waker);
+        reactor.join().unwrap();
+        match first {
+            Poll::Ready(result) => assert!(result.is_err()),
+            Poll::Pending => assert_eq!(count.wakes(), 1, "waiter hangs across shutdown"),
+        }
+        assert!(matches!(
+            poll(&io, Direction::Write, &waker),
+            Poll::Ready(Err(_))
+        ));
+    });
+}
+
+fn queued(insert: Insert) -> (TimerKey, bool) {
+    match insert {
+        Insert::Queued { key, notify } => (key, notify),
+        Insert::ShutDown(_) => panic!("timer queue shut down"),
+    }
+}
+
+/// The reactor's side of T1: fire what is due at `now`, waking outside the lock.
+fn fire(q: &TimerQueue, now: Instant, limit: usize) -> (Due, usize) {
+    let mut out = Vec::new();
+    let due = q.fire_due(now, &mut out, limit);
+    let fired = out.len();
+    out.into_iter().for_each(Waker::wake);
+    (due, fired)
+}
+
+/// T: insert-then-cancel on one thread races the reactor firing due timers. Exactly one of
+/// "fired" and "cancelled" happens, and the waker is woken iff the timer fired.
+#[test]
+fn timer_add_fire_cancel() {
+    loom::model(|| {
+        let q = Arc::new(TimerQueue::new());
+        let now = Instant::now();
+        let (count, waker) = CountingWaker::new();
+
+        let reactor = {
+            let q = q.clone();
+            thread::spawn(move || fire(&q, now, 8).1)
+        };
+        let (key, _) = queued(q.insert(now, waker));
+        let cancelled = q.cancel(key);
+        let fired = reactor.join().unwrap();
+
+        assert!(fired <= 1);
+        assert_ne!(
+            cancelled,
+            fired == 1,
+            "fired and cancelled must be exclusive and exhaustive"
+        );
+        assert_eq!(count.wakes(), fired, "woken iff fired");
+        assert!(q.is_empty());
+    });
+}
+
+/// T with three parties: the adder publishes the key, a canceller cancels it if it sees it, the
+/// reactor fires. Whatever is left pending is fired at the end: every timer ends up fired or
+/// cancelled, exactly once.
+#[test]
+fn timer_fire_vs_cancel_from_another_thread() {
+    loom::model(|| {
+        let q = Arc::new(TimerQueue::new());
+        let now = Instant::now();
+        let (count, waker) = CountingWaker::new();
+        let published: Arc<Mutex<Option<TimerKey>>> = Arc::new(Mutex::new(None));
+
+        let reactor = {
+            let q = q.clone();
+            thread::spawn(move || fire(&q, now, 8).1)
+        };
+        let canceller = {
+            let (q, published) = (q.clone(), published.clone());
+            thread::spawn(move || {
+                let key = *published.lock().unwrap();
+                key.is_some_and(|key| q.cancel(key))
+            })
+        };
+        let (key, _) = queued(q.insert(now, waker));
+        *published.lock().unwrap() = Some(key);
+
+        let fired = reactor.join().unwrap();
+        let cancelled = canceller.join().unwrap();
+        let fired_late = fire(&q, now, 8).1;
+
+        assert_eq!(fired + fired_late + usize::from(cancelled), 1);
+        assert_eq!(count.wakes(), fired + fired_late);
+        assert!(!q.cancel(key), "a finished timer was cancelled again");
+    });
+}
+
+/// T1–T3 during a firing burst: the reactor fires a batch (`Due::More`), rescans, and plans its
+/// sleep; an insert races it. If the insert did not notify, the planned wake must not be later
+/// than the new deadline: the reactor never oversleeps a timer it was not told about.
+#[test]
+fn insert_during_firing_burst_is_never_overslept() {
+    loom::model(|| {
+        let q = Arc::new(TimerQueue::new());
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(1);
+        let (_, due_waker) = CountingWaker::new();
+        let _ = queued(q.insert(now, due_waker.clone()));
+        let _ = queued(q.insert(now, due_waker));
+
+        let reactor = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut fired = 0;
+                loop {
+                    let (due, n) = fire(&q, now, 1);
+                    fired += n;
+                    if let Due::Idle(planned) = due {
+                        return (fired, planned);
+                    }
+                }
+            })
+        };
+        let (count, waker) = CountingWaker::new();
+        let (_, notify) = queued(q.insert(deadline, waker));
+        let (fired, planned) = reactor.join().unwrap();
+
+        assert_eq!(fired, 2);
+        assert_eq!(count.wakes(), 0);
+        if !notify {
+            assert!(
+                planned.is_some_and(|planned| planned <= deadline),
+                "silent insert overslept: planned {planned:?}"
+            );
+        }
+    });
+}
