@@ -75,7 +75,10 @@
 //!    milliseconds (epoll's resolution). Rounding up means the reactor never wakes before a
 //!    deadline and then spins; a timer due within the next millisecond costs one sleep of one
 //!    millisecond. Mean lateness from the rounding is about half a millisecond, plus the
-//!    kernel's timer slack (~50 µs) and wake-up latency.
+//!    kernel's timer slack (~50 µs) and wake-up latency (measured in a release build on a
+//!    2-core VM: 100k timers scattered over one second fire 0.59 ms late on average, about two
+//!    loop iterations per millisecond, one notification in all). A `timerfd` would give
+//!    microsecond precision but needs unsafe FFI; rejected while the target is 1 ms.
 //! 4. Dispatch each event: look its token up under the slab lock, then set the readiness bits and
 //!    wake the satisfied wakers outside it (D1–D3).
 //!

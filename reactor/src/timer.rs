@@ -30,6 +30,9 @@
 //!    reactor is about to wake and rescan anyway. While the reactor is between a batch and the
 //!    next scan (`Due::More`), `planned` is "now", so inserts during a firing burst stay silent.
 //!
+//! The loom model `insert_during_firing_burst_is_never_overslept` checks T3, including the
+//! `Due::More` case.
+//!
 //! A cancelled timer may leave the reactor planning an earlier wake than needed; it then wakes
 //! once, finds nothing due, and plans again. That is cheaper than making `cancel` notify.
 
