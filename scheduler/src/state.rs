@@ -63,6 +63,12 @@ pub enum Unpark {
     Nothing,
 }
 
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
 impl State {
     /// A greenlet is born scheduled: `spawn` queues it straight away.
     pub fn new() -> State {
