@@ -38,7 +38,7 @@ fn idle_runtime_uses_no_cpu() {
     std::thread::sleep(Duration::from_millis(1000));
     let after = cpu_ticks("idlecheck") + cpu_ticks("grove-reactor");
     let wall_ticks = start.elapsed().as_millis() as u64 / 10; // 100 ticks per second
-    // Spinning workers would burn ~2 × wall_ticks; allow 5% of one core.
+                                                              // Spinning workers would burn ~2 × wall_ticks; allow 5% of one core.
     assert!(
         after - before <= wall_ticks / 20 + 1,
         "idle runtime burned {} ticks in {} ticks of wall time",

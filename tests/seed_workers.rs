@@ -57,9 +57,15 @@ fn sleep_waits_at_least_its_duration() {
         grove::sleep(Duration::from_millis(30));
         t.elapsed()
     });
-    assert!(elapsed >= Duration::from_millis(30), "woke early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(30),
+        "woke early: {elapsed:?}"
+    );
     // Generous upper bound: this machine is shared and noisy.
-    assert!(elapsed < Duration::from_secs(5), "woke far too late: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "woke far too late: {elapsed:?}"
+    );
 }
 
 #[test]

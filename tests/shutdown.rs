@@ -118,6 +118,8 @@ fn spawn_after_shutdown_resolves_with_an_error() {
     drop(rt);
     let err = handle.spawn(|| 1).join().unwrap_err();
     assert!(err.is_shutdown(), "{err}");
-    let err = grove::Builder::new().try_spawn_on(&handle, || 1).unwrap_err();
+    let err = grove::Builder::new()
+        .try_spawn_on(&handle, || 1)
+        .unwrap_err();
     assert!(err.to_string().contains("shutting down"), "{err}");
 }

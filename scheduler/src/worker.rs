@@ -312,7 +312,9 @@ impl Local {
     fn sleep(&self) {
         let shared = &*self.shared;
         let was_searching = self.searching.replace(false);
-        if shared.idle.transition_worker_to_parked(self.index, was_searching)
+        if shared
+            .idle
+            .transition_worker_to_parked(self.index, was_searching)
             && shared.has_stealable_work()
         {
             // We were the last searcher and work appeared: keep going instead.
@@ -354,13 +356,20 @@ impl Local {
         let co: *mut Co = slot.as_mut().expect("run_task: no coroutine");
         // SAFETY: as above; `co` points into the task, which `current` keeps alive
         // across the resume, and nothing else touches the cell meanwhile.
-        let guard = (h.guard.0.load(Ordering::Relaxed), h.guard.1.load(Ordering::Relaxed));
+        let guard = (
+            h.guard.0.load(Ordering::Relaxed),
+            h.guard.1.load(Ordering::Relaxed),
+        );
         overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
         *self.current.borrow_mut() = Some(task);
         // SAFETY: see above.
         let result = unsafe { (*co).resume(()) };
         overflow::clear_current();
-        let task = self.current.borrow_mut().take().expect("run_task: lost current");
+        let task = self
+            .current
+            .borrow_mut()
+            .take()
+            .expect("run_task: lost current");
         let h = task.header();
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
@@ -376,7 +385,9 @@ impl Local {
             }
             CoroutineResult::Return(()) => {
                 // SAFETY: still the owning hub; the greenlet returned, so its stack is free.
-                let co = unsafe { h.coroutine_mut() }.take().expect("run_task: no coroutine");
+                let co = unsafe { h.coroutine_mut() }
+                    .take()
+                    .expect("run_task: no coroutine");
                 self.stacks.borrow_mut().put(co.into_stack());
                 self.finish(task);
             }
@@ -461,11 +472,17 @@ impl Local {
         let co = unsafe { h.coroutine_mut() }.take();
         if let Some(co) = co {
             *self.current.borrow_mut() = Some(task.clone());
+            let guard = (
+                h.guard.0.load(Ordering::Relaxed),
+                h.guard.1.load(Ordering::Relaxed),
+            );
+            overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
             // Unwind the suspended stack (corosensei's forced unwind) so its destructors
             // run here, on the home thread; then the stack is free to reuse.
             let mut co = co;
             co.force_unwind();
             let stack = co.into_stack();
+            overflow::clear_current();
             self.current.borrow_mut().take();
             self.stacks.borrow_mut().put(stack);
         }

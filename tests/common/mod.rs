@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+// Each test binary uses a different subset, and `pub` is how they reach it.
+#![allow(dead_code, unreachable_pub)]
 
 use std::process::{Command, Output};
 use std::sync::{Arc, Condvar, Mutex};
