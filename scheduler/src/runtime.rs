@@ -149,7 +149,7 @@ impl Shared {
 /// Configures and builds a [`Runtime`].
 ///
 /// ```
-/// let rt = grove_scheduler::Builder::new().workers(2).stack_size(64 * 1024).build().unwrap();
+/// let rt = grove_scheduler::RuntimeBuilder::new().workers(2).stack_size(64 * 1024).build().unwrap();
 /// assert_eq!(rt.block_on(|| 6 * 7), 42);
 /// ```
 #[derive(Clone)]
