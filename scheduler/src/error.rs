@@ -83,7 +83,12 @@ impl JoinError {
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Panic(p) => write!(f, "greenlet '{}' panicked: {}", self.name, payload_text(&**p)),
+            Kind::Panic(p) => write!(
+                f,
+                "greenlet '{}' panicked: {}",
+                self.name,
+                payload_text(&**p)
+            ),
             Kind::Shutdown => write!(
                 f,
                 "greenlet '{}' was cancelled: the runtime shut down before it finished",

@@ -68,10 +68,12 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match Handle::try_current() {
-            Some(h) => self.spawn_on(&h, f),
+        let at = Location::caller();
+        // Borrow the worker's handle rather than cloning it: spawning is a hot path.
+        with_local(|l| match l {
+            Some(l) => self.spawn_at(&l.handle, at, f),
             None => not_in_runtime("grove::spawn"),
-        }
+        })
     }
 
     /// Spawns on `handle`'s runtime from any thread.
@@ -85,7 +87,14 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let at = Location::caller();
+        self.spawn_at(handle, Location::caller(), f)
+    }
+
+    fn spawn_at<F, T>(self, handle: &Handle, at: &'static Location<'static>, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let stack = match self.stack_size {
             Some(size) => match self.alloc_stack(handle, size) {
                 Ok(s) => Some(s),
@@ -143,7 +152,11 @@ impl Builder {
         Ok(h)
     }
 
-    fn alloc_stack(&self, handle: &Handle, size: usize) -> Result<GreenStack, Box<dyn std::error::Error>> {
+    fn alloc_stack(
+        &self,
+        handle: &Handle,
+        size: usize,
+    ) -> Result<GreenStack, Box<dyn std::error::Error>> {
         check_stack_size(size)?;
         Ok(handle.shared.stacks.allocate(size)?)
     }

@@ -109,7 +109,10 @@ impl Idle {
     /// which case the caller must wake another worker (`worker_to_notify`).
     pub fn transition_worker_from_searching(&self) -> bool {
         let prev = self.state.fetch_sub(1, Ordering::SeqCst);
-        debug_assert!(searching(prev) > 0, "transition_worker_from_searching: no searcher");
+        debug_assert!(
+            searching(prev) > 0,
+            "transition_worker_from_searching: no searcher"
+        );
         searching(prev) == 1
     }
 
@@ -197,8 +200,13 @@ impl Parker {
         {
             Ok(_) => {}
             Err(NOTIFIED) => {
-                // The wake arrived between the fast path and taking the lock.
-                self.state.store(EMPTY, Ordering::SeqCst);
+                // The wake arrived between the fast path and taking the lock. Consume it
+                // with a swap, not a store: another `unpark` may have found NOTIFIED
+                // since our CAS read it, and only by reading its write do we synchronize
+                // with it and see what it published before unparking. A store would
+                // erase that wake unread (as std's parker notes at the same point).
+                let prev = self.state.swap(EMPTY, Ordering::SeqCst);
+                debug_assert_eq!(prev, NOTIFIED, "Parker::park: bad state");
                 return;
             }
             Err(actual) => panic!("Parker::park: bad state {actual}"),

@@ -75,8 +75,8 @@ pub use crate::greenlet::{
 };
 #[cfg(not(grove_loom))]
 pub use crate::runtime::{
-    Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE,
-    MAX_STACK_SIZE, MIN_STACK_SIZE,
+    Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
+    MIN_STACK_SIZE,
 };
 
 /// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,7 +28,9 @@ pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest stack a greenlet may be given.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 
-/// What other threads may touch of one worker.
+/// What other threads may touch of one worker. Aligned to 128 bytes (two cache lines,
+/// the unit adjacent-line prefetchers pull in) so workers do not false-share.
+#[repr(align(128))]
 pub(crate) struct Remote {
     /// Started greenlets homed here, woken from other threads.
     pub(crate) inbox: Injector<TaskRef>,
@@ -46,8 +48,11 @@ pub(crate) struct Shared {
     pub(crate) idle: Idle,
     pub(crate) stacks: Arc<StackAllocator>,
     pub(crate) stack_size: usize,
-    /// Greenlets spawned and not yet finished.
-    pub(crate) live: AtomicUsize,
+    /// Greenlets spawned, and finished, by threads that are not this runtime's workers.
+    /// Workers count in their own [`Counters`] (single writer, no shared cache line):
+    /// `live = Σ spawned − Σ finished` over both.
+    pub(crate) outside_spawned: AtomicU64,
+    pub(crate) outside_finished: AtomicU64,
     pub(crate) extension: Option<Arc<dyn Any + Send + Sync>>,
     /// Hubs must stop.
     shutdown: AtomicBool,
@@ -61,13 +66,38 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
             .field("workers", &self.workers.len())
-            .field("live_greenlets", &self.live.load(Ordering::Relaxed))
+            .field("live_greenlets", &self.live())
             .field("shutdown", &self.is_shutdown())
             .finish()
     }
 }
 
 impl Shared {
+    /// Greenlets spawned and not yet finished. Exact when the runtime is quiescent;
+    /// approximate while greenlets are being spawned and finished concurrently.
+    pub(crate) fn live(&self) -> usize {
+        let (mut spawned, mut finished) = (
+            self.outside_spawned.load(Ordering::Acquire),
+            self.outside_finished.load(Ordering::Acquire),
+        );
+        for w in self.workers.iter() {
+            spawned += w.counters.spawned.load(Ordering::Acquire);
+            finished += w.counters.finished.load(Ordering::Acquire);
+        }
+        spawned.saturating_sub(finished) as usize
+    }
+
+    /// Counts a finished greenlet, in the current worker's counters if `worker` is one
+    /// of ours (the caller runs on it), else in the shared outside counter.
+    pub(crate) fn count_finished(&self, worker: Option<usize>) {
+        match worker {
+            Some(i) => self.workers[i].counters.bump_finished(),
+            None => {
+                self.outside_finished.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
     }
@@ -97,16 +127,16 @@ impl Shared {
 
     /// Queues an unstarted greenlet: on this worker if we are one, else globally.
     pub(crate) fn push_new(self: &Arc<Self>, task: TaskRef) {
-        self.live.fetch_add(1, Ordering::Relaxed);
         let task = with_local(|l| match l {
             Some(l) if Arc::ptr_eq(&l.shared, self) => {
-                Counters::bump_spawned(&self.workers[l.index].counters);
+                self.workers[l.index].counters.bump_spawned();
                 l.push_fresh(task);
                 None
             }
             _ => Some(task),
         });
         if let Some(task) = task {
+            self.outside_spawned.fetch_add(1, Ordering::Release);
             self.injector.push(task);
             self.notify_parked();
             if self.closed.load(Ordering::SeqCst) {
@@ -118,7 +148,7 @@ impl Shared {
     fn drain_injector(&self) {
         loop {
             match self.injector.steal() {
-                Steal::Success(t) => cancel_unstarted(self, t),
+                Steal::Success(t) => cancel_unstarted(self, None, t),
                 Steal::Empty => break,
                 Steal::Retry => {}
             }
@@ -246,7 +276,8 @@ impl Builder {
             idle: Idle::new(n),
             stacks,
             stack_size: self.stack_size,
-            live: AtomicUsize::new(0),
+            outside_spawned: AtomicU64::new(0),
+            outside_finished: AtomicU64::new(0),
             extension: self.extension,
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -448,7 +479,7 @@ impl Handle {
 
     /// Greenlets spawned on this runtime that have not finished yet.
     pub fn live_greenlets(&self) -> usize {
-        self.shared.live.load(Ordering::Relaxed)
+        self.shared.live()
     }
 
     /// True once shutdown has begun.

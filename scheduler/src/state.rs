@@ -84,7 +84,11 @@ impl State {
     ///
     /// Only the owner of a `SCHEDULED` greenlet calls this, so a plain store suffices.
     pub fn start_running(&self) {
-        debug_assert_eq!(self.0.load(Ordering::Relaxed), SCHEDULED, "start_running: bad state");
+        debug_assert_eq!(
+            self.0.load(Ordering::Relaxed),
+            SCHEDULED,
+            "start_running: bad state"
+        );
         self.0.store(RUNNING, Ordering::Relaxed);
     }
 

@@ -53,9 +53,12 @@ pub(crate) type TaskRef = Arc<dyn Runnable>;
 /// `home` before the greenlet first runs: any worker may take it.
 pub(crate) const NO_HOME: usize = usize::MAX;
 
-// `join_flags` bits: whoever sets the second of the two owns the output for reporting.
+// `join_flags` bits. COMPLETE and DETACHED: whoever sets the second of the two owns the
+// output for reporting. WAITING: a joiner's waker is in `join_waker`, so `complete` must
+// take the lock to wake it; without it, completing costs no lock at all.
 const JOIN_COMPLETE: u8 = 1;
 const JOIN_DETACHED: u8 = 2;
+const JOIN_WAITING: u8 = 4;
 
 /// The type-erased part every greenlet shares.
 pub(crate) struct Header {
@@ -181,11 +184,16 @@ impl Header {
     /// reporting.
     pub(crate) fn complete(&self) -> bool {
         self.state.complete();
-        let waker = self.join_waker.lock().unwrap().take();
-        if let Some(w) = waker {
-            w.wake();
+        // One RMW orders us against `register_joiner`'s: whichever comes second sees
+        // the other's bit (the joiner then does not park; we then wake its waker).
+        let prev = self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel);
+        if prev & JOIN_WAITING != 0 {
+            let waker = self.join_waker.lock().unwrap().take();
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
-        self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel) & JOIN_DETACHED != 0
+        prev & JOIN_DETACHED != 0
     }
 
     /// The handle was dropped. Returns `true` if the greenlet already completed, in
@@ -196,15 +204,16 @@ impl Header {
 
     /// Registers the joiner's waker; returns `false` if the greenlet is already done.
     pub(crate) fn register_joiner(&self, waker: &Waker) -> bool {
-        let mut slot = self.join_waker.lock().unwrap();
-        if self.is_done() {
-            return false;
+        {
+            let mut slot = self.join_waker.lock().unwrap();
+            match &mut *slot {
+                Some(w) if w.will_wake(waker) => {}
+                other => *other = Some(waker.clone()),
+            }
         }
-        match &mut *slot {
-            Some(w) if w.will_wake(waker) => {}
-            other => *other = Some(waker.clone()),
-        }
-        true
+        // Stored before WAITING is published: a `complete` that sees WAITING finds it.
+        let prev = self.join_flags.fetch_or(JOIN_WAITING, Ordering::AcqRel);
+        prev & JOIN_COMPLETE == 0
     }
 }
 

@@ -39,7 +39,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crate::error::JoinError;
 use crate::overflow;
 use crate::queue::{Steal, Worker};
-use crate::runtime::Shared;
+use crate::runtime::{Handle, Shared};
 use crate::stack::StackPool;
 use crate::task::{report_unjoined, Co, Header, Suspend, TaskRef};
 
@@ -77,15 +77,31 @@ pub(crate) struct Counters {
     pub(crate) stolen: std::sync::atomic::AtomicU64,
     pub(crate) parked: std::sync::atomic::AtomicU64,
     pub(crate) woken_remote: std::sync::atomic::AtomicU64,
+    /// Greenlets that finished (or were cancelled) on this worker.
+    pub(crate) finished: std::sync::atomic::AtomicU64,
 }
 
 impl Counters {
+    /// For counters with one writer (the worker itself): a relaxed load and store
+    /// instead of a locked read-modify-write on the hot path.
     fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// For counters any thread may bump (`woken_remote`).
+    fn bump_shared(c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn bump_spawned(&self) {
-        Counters::bump(&self.spawned);
+        // Release: a reader that sees a later `finished` must see this spawn too.
+        self.spawned
+            .store(self.spawned.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    pub(crate) fn bump_finished(&self) {
+        self.finished
+            .store(self.finished.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 }
 
@@ -93,6 +109,8 @@ impl Counters {
 pub(crate) struct Local {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
+    /// `shared` as a public [`Handle`], so spawns from greenlets borrow instead of cloning.
+    pub(crate) handle: Handle,
     fresh: Worker<TaskRef>,
     ready: RefCell<VecDeque<TaskRef>>,
     lifo: Cell<Option<TaskRef>>,
@@ -155,6 +173,9 @@ impl Local {
             tick: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            handle: Handle {
+                shared: shared.clone(),
+            },
             shared,
         }
     }
@@ -429,7 +450,7 @@ impl Local {
         if slot != usize::MAX {
             self.registry.borrow_mut().remove(slot);
         }
-        self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        self.shared.count_finished(Some(self.index));
         if h.complete() {
             report_unjoined(&*task);
         }
@@ -454,7 +475,7 @@ impl Local {
                 // SAFETY: off every queue and this thread owns it (or it is started, in
                 // which case the registry entry below handles it and this is a no-op).
                 if unsafe { t.header().coroutine_mut() }.is_none() && !t.header().is_done() {
-                    cancel_unstarted(&self.shared, t);
+                    cancel_unstarted(&self.shared, Some(self.index), t);
                 }
             }
             for t in started {
@@ -487,7 +508,7 @@ impl Local {
             self.stacks.borrow_mut().put(stack);
         }
         task.set_failed(JoinError::shutdown(h.display_name()));
-        self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        self.shared.count_finished(Some(self.index));
         if h.complete() {
             report_unjoined(&*task);
         }
@@ -495,10 +516,11 @@ impl Local {
 }
 
 /// Drops a never-started greenlet, resolving its join with a shutdown error.
-pub(crate) fn cancel_unstarted(shared: &Shared, t: TaskRef) {
+/// `worker` is the index of the calling worker thread, if it is one of `shared`'s.
+pub(crate) fn cancel_unstarted(shared: &Shared, worker: Option<usize>, t: TaskRef) {
     let h = t.header();
     t.cancel_unstarted(JoinError::shutdown(h.display_name()));
-    shared.live.fetch_sub(1, Ordering::Relaxed);
+    shared.count_finished(worker);
     h.complete();
 }
 
@@ -511,7 +533,7 @@ pub(crate) fn schedule_woken(task: TaskRef) {
         }
         _ => {
             let rt = task.header().rt.clone();
-            Counters::bump(&rt.workers[home].counters.woken_remote);
+            Counters::bump_shared(&rt.workers[home].counters.woken_remote);
             rt.push_remote(home, task);
         }
     })
