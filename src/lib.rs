@@ -101,7 +101,9 @@ pub struct Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runtime").field("scheduler", &self.sched).finish()
+        f.debug_struct("Runtime")
+            .field("scheduler", &self.sched)
+            .finish()
     }
 }
 
