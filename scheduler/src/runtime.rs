@@ -37,7 +37,7 @@ pub(crate) struct Remote {
     /// Thief end of the worker's `fresh` queue (unstarted greenlets only).
     pub(crate) stealer: Stealer<TaskRef>,
     pub(crate) parker: Parker,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// State shared by all workers of a runtime and by every greenlet header.
@@ -267,7 +267,7 @@ impl Builder {
                 inbox: Injector::new(),
                 stealer: d.stealer(),
                 parker: Parker::new(),
-                counters: Counters::default(),
+                counters: Arc::default(),
             })
             .collect();
         let shared = Arc::new(Shared {

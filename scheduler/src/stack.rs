@@ -997,7 +997,7 @@ impl Drop for GreenStack {
     }
 }
 
-/// Distinct stack-top offsets used for cache colouring (see `base`).
+/// Distinct stack-top offsets used for cache colouring (see `base`); a power of two.
 const COLORS: usize = 64;
 /// Bytes per colour step: one cache line, a multiple of corosensei's STACK_ALIGNMENT.
 const CACHE_LINE: usize = 64;
@@ -1016,7 +1016,9 @@ unsafe impl Stack for GreenStack {
         // greenlets yielding in turn, measured here, a yield cost 2x more. Start each
         // stack a different number of cache lines below its top (0..63 lines, cycling
         // with the slot's page number); it costs at most 4 KiB of the usable stack.
-        let color = ((self.slot.lo.get() / self.alloc.page) % COLORS) * CACHE_LINE;
+        // Shifts, not a division by the page size: corosensei calls `base` on every
+        // resume. Slots are page-aligned, so bits 12.. of `lo` step with the slot.
+        let color = ((self.slot.lo.get() >> 12) & (COLORS - 1)) * CACHE_LINE;
         StackPointer::new(self.slot.top.get() - color).expect("stack top below its colour")
     }
 

@@ -12,9 +12,8 @@
 //! * the runtime's global injector: greenlets spawned from outside any worker.
 //!
 //! # Order of the search (one line a step, as the loop reads)
-//! Every [`GLOBAL_INTERVAL`] ticks the injector first (fairness for outside spawns);
-//! every [`INBOX_INTERVAL`] ticks the inbox is moved into `ready` (so remote wakes are
-//! not starved by a yield loop); then `lifo`, `ready`, the inbox, `fresh`, the
+//! Every 64 ticks the injector first (fairness for outside spawns); every 16 ticks
+//! the inbox is moved into `ready` (so remote wakes are not starved by a yield loop); then `lifo`, `ready`, the inbox, `fresh`, the
 //! injector; then stealing from peers' `fresh` as a searcher (see `idle`); then sleep.
 //!
 //! # Shutdown
@@ -45,12 +44,15 @@ use crate::task::{report_unjoined, Co, Header, Suspend, TaskRef};
 
 /// Hand-offs through the LIFO slot before the slot's greenlet must queue like the rest.
 const LIFO_BUDGET: u32 = 3;
-/// Ticks between checks of the global injector ahead of local work (Go uses 61).
-const GLOBAL_INTERVAL: u32 = 61;
-/// Ticks between moves of the inbox into `ready` ahead of local work.
-const INBOX_INTERVAL: u32 = 16;
-/// Ticks between runs of an unstarted greenlet ahead of started ones.
-const FRESH_INTERVAL: u32 = 31;
+// Fairness intervals, as tick masks: powers of two so the check is an AND, not a
+// division (Go's 61 is prime only to avoid lock-step with other periodic work; the
+// offsets used with them keep our three checks from landing on the same tick).
+/// Every 64 ticks, the global injector is checked ahead of local work.
+const GLOBAL_MASK: u32 = 63;
+/// Every 16 ticks, the inbox is moved into `ready` ahead of local work.
+const INBOX_MASK: u32 = 15;
+/// Every 32 ticks, an unstarted greenlet runs ahead of started ones.
+const FRESH_MASK: u32 = 31;
 
 thread_local! {
     /// The hub state of the worker running on this thread, or null.
@@ -111,11 +113,16 @@ pub(crate) struct Local {
     pub(crate) shared: Arc<Shared>,
     /// `shared` as a public [`Handle`], so spawns from greenlets borrow instead of cloning.
     pub(crate) handle: Handle,
+    /// This worker's counters (also reachable by others through `Shared::workers`).
+    counters: Arc<Counters>,
     fresh: Worker<TaskRef>,
     ready: RefCell<VecDeque<TaskRef>>,
     lifo: Cell<Option<TaskRef>>,
     lifo_left: Cell<u32>,
     current: RefCell<Option<TaskRef>>,
+    /// The running greenlet's header (null in the hub): what `suspend_current` needs,
+    /// without a `RefCell` borrow on every switch. Valid while `current` holds the task.
+    current_header: Cell<*const Header>,
     stacks: RefCell<StackPool>,
     registry: RefCell<Registry>,
     tick: Cell<u32>,
@@ -168,11 +175,13 @@ impl Local {
             lifo: Cell::new(None),
             lifo_left: Cell::new(LIFO_BUDGET),
             current: RefCell::new(None),
+            current_header: Cell::new(ptr::null()),
             stacks: RefCell::new(stacks),
             registry: RefCell::new(Registry::default()),
             tick: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            counters: shared.workers[index].counters.clone(),
             handle: Handle {
                 shared: shared.clone(),
             },
@@ -246,12 +255,12 @@ impl Local {
 
         // Fairness: outside spawns, remote wakes and unstarted greenlets get a turn
         // even when local work never runs out.
-        if tick % GLOBAL_INTERVAL == 0 {
+        if tick & GLOBAL_MASK == 0 {
             if let Some(t) = self.shared.injector.steal().success() {
                 return Some(t);
             }
         }
-        if tick % INBOX_INTERVAL == 0 {
+        if tick & INBOX_MASK == 5 {
             self.drain_inbox();
         }
         // The LIFO slot, within its budget.
@@ -264,7 +273,7 @@ impl Local {
             self.ready.borrow_mut().push_back(t);
         }
         self.lifo_left.set(LIFO_BUDGET);
-        if tick % FRESH_INTERVAL == 0 {
+        if tick & FRESH_MASK == 11 {
             if let Some(t) = self.fresh.pop() {
                 return Some(t);
             }
@@ -312,7 +321,7 @@ impl Local {
             loop {
                 match shared.workers[j].stealer.steal_batch_and_pop(&self.fresh) {
                     Steal::Success(t) => {
-                        Counters::bump(&shared.workers[self.index].counters.stolen);
+                        Counters::bump(&self.counters.stolen);
                         return Some(t);
                     }
                     Steal::Empty => break,
@@ -357,8 +366,7 @@ impl Local {
 
     fn run_task(&self, task: TaskRef) {
         self.end_search();
-        let shared = &*self.shared;
-        let counters = &shared.workers[self.index].counters;
+        let counters = &*self.counters;
         let h = task.header();
         // SAFETY: we took `task` off a run queue, so this hub owns it; a started greenlet
         // is only ever queued on its home worker, which is this thread.
@@ -382,10 +390,12 @@ impl Local {
             h.guard.1.load(Ordering::Relaxed),
         );
         overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
+        self.current_header.set(h);
         *self.current.borrow_mut() = Some(task);
         // SAFETY: see above.
         let result = unsafe { (*co).resume(()) };
         overflow::clear_current();
+        self.current_header.set(ptr::null());
         let task = self
             .current
             .borrow_mut()
@@ -542,15 +552,12 @@ pub(crate) fn schedule_woken(task: TaskRef) {
 /// Switches from the current greenlet to its hub. Returns `false` (without
 /// switching) if this thread is not running a greenlet.
 pub(crate) fn suspend_current(why: Suspend) -> bool {
-    let header: Option<*const Header> =
-        with_local(|l| l.and_then(|l| l.with_current(|h| h.map(|h| h as *const Header))));
-    match header {
-        Some(h) => {
-            // SAFETY: `h` is the header of the greenlet running on this very stack; the
-            // hub's `current` keeps it alive until we are resumed, and the registry after.
-            unsafe { (*h).suspend(why) };
-            true
-        }
-        None => false,
+    let h = with_local(|l| l.map_or(ptr::null(), |l| l.current_header.get()));
+    if h.is_null() {
+        return false;
     }
+    // SAFETY: `h` is the header of the greenlet running on this very stack; the hub's
+    // `current` keeps it alive until we are resumed, and the registry after.
+    unsafe { (*h).suspend(why) };
+    true
 }
