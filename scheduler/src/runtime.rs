@@ -130,7 +130,7 @@ impl Shared {
         let task = with_local(|l| match l {
             Some(l) if Arc::ptr_eq(&l.shared, self) => {
                 self.workers[l.index].counters.bump_spawned();
-                l.push_fresh(task);
+                l.push_spawned(task);
                 None
             }
             _ => Some(task),
