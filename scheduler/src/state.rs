@@ -29,9 +29,12 @@
 //! waker from an earlier wait may fire), so every blocking primitive re-checks its
 //! condition in a loop.
 //!
-//! Orderings: `unpark`'s successful CAS is `AcqRel` so that whatever the waker
-//! published before waking (a queue item, an event flag) happens-before the greenlet
-//! runs again; `complete_park` is `AcqRel` for the mirror reason.
+//! Orderings: `unpark`'s successful CAS is `AcqRel` so that whatever the *winning*
+//! waker published before waking happens-before the greenlet runs again;
+//! `complete_park` is `AcqRel` for the mirror reason. A wake that finds the greenlet
+//! already notified or scheduled does nothing and so publishes nothing: primitives must
+//! therefore re-check their condition under their own synchronization after
+//! registering a waker, never rely on the wake itself to carry data.
 
 // Items are `pub` so that `__loom` can re-export them to the loom tests.
 #![allow(unreachable_pub)]

@@ -8,7 +8,7 @@
 //! | field                     | who touches it                                   |
 //! |---------------------------|--------------------------------------------------|
 //! | `state`, flags, ids       | anyone (atomics / immutable)                     |
-//! | `func`                    | the hub that first runs it (taken once), or the  |
+//! | `func`, `prealloc`        | the hub that first runs it (taken once), or the  |
 //! |                           | hub that drops it unstarted at shutdown          |
 //! | `coroutine`, `yielder`    | the home worker's thread only, and only while it |
 //! |                           | owns the greenlet (state `RUNNING`, or shutdown)  |
@@ -75,7 +75,8 @@ pub(crate) struct Header {
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
     /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
-    prealloc: Mutex<Option<GreenStack>>,
+    /// Written at construction, taken once by the hub that first runs the greenlet.
+    prealloc: UnsafeCell<Option<GreenStack>>,
     coroutine: UnsafeCell<Option<Co>>,
     yielder: Cell<*const GreenYielder>,
     /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
@@ -120,7 +121,7 @@ impl Header {
             unwinding: AtomicBool::new(false),
             join_flags: AtomicU8::new(0),
             join_waker: Mutex::new(None),
-            prealloc: Mutex::new(prealloc),
+            prealloc: UnsafeCell::new(prealloc),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             slot: AtomicUsize::new(usize::MAX),
@@ -136,8 +137,14 @@ impl Header {
         }
     }
 
-    pub(crate) fn take_prealloc(&self) -> Option<GreenStack> {
-        self.prealloc.lock().unwrap().take()
+    /// Takes the stack reserved at spawn, if any.
+    ///
+    /// # Safety
+    /// Only the hub starting the greenlet may call this: it owns the unstarted
+    /// greenlet exclusively (it took it off a run queue).
+    pub(crate) unsafe fn take_prealloc(&self) -> Option<GreenStack> {
+        // SAFETY: exclusive access is the caller's contract.
+        unsafe { (*self.prealloc.get()).take() }
     }
 
     pub(crate) fn is_done(&self) -> bool {

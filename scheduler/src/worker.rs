@@ -40,7 +40,7 @@ use crate::overflow;
 use crate::queue::{Steal, Worker};
 use crate::runtime::{Handle, Shared};
 use crate::stack::StackPool;
-use crate::task::{report_unjoined, Co, Header, Suspend, TaskRef, NO_HOME};
+use crate::task::{report_unjoined, Co, Header, Runnable, Suspend, TaskRef, NO_HOME};
 
 /// Hand-offs through the LIFO slot before the slot's greenlet must queue like the rest.
 const LIFO_BUDGET: u32 = 3;
@@ -436,11 +436,14 @@ impl Local {
         let h = task.header();
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
+                self.keep_alive(&task);
                 h.state.complete_yield();
                 self.ready.borrow_mut().push_back(task);
             }
             CoroutineResult::Yield(Suspend::Park) => {
                 Counters::bump(&counters.parked);
+                // Before `complete_park`: once parked, a wake may queue it elsewhere.
+                self.keep_alive(&task);
                 if !h.state.complete_park() {
                     // Woken between asking to park and now: run it again later.
                     self.ready.borrow_mut().push_back(task);
@@ -460,7 +463,8 @@ impl Local {
     /// First run: take this worker as home, give it a stack, register it.
     fn start(&self, task: &TaskRef) -> Option<Co> {
         let h = task.header();
-        let stack = match h.take_prealloc() {
+        // SAFETY: we took the unstarted greenlet off a run queue: this hub owns it.
+        let stack = match unsafe { h.take_prealloc() } {
             Some(s) => s,
             None => match self.stacks.borrow_mut().get() {
                 Ok(s) => s,
@@ -475,15 +479,29 @@ impl Local {
         h.guard.0.store(lo, Ordering::Relaxed);
         h.guard.1.store(hi, Ordering::Relaxed);
         h.home.store(self.index, Ordering::Relaxed);
-        let slot = self.registry.borrow_mut().insert(task.clone());
-        h.slot.store(slot, Ordering::Relaxed);
-        let body = task.clone();
+        // The registry entry is made at the first suspend (see `keep_alive`), so a
+        // greenlet that runs to completion in one go never touches it.
+        let body: *const dyn Runnable = Arc::as_ptr(task);
         Some(Coroutine::with_stack(stack, move |yielder, ()| {
+            // SAFETY: the body runs only inside `resume` calls, during which the hub's
+            // `current` holds the task; between them (suspended) the registry holds it
+            // (`keep_alive`), and a shutdown unwinds the coroutine before releasing it.
+            let body = unsafe { &*body };
             // SAFETY: we are at the root of this greenlet's stack, on its home thread,
             // and the yielder lives as long as the coroutine.
             unsafe { body.header().set_yielder(yielder) };
             body.run_body();
         }))
+    }
+
+    /// Registers a suspended greenlet, once, so that a shutdown can find and unwind it
+    /// and so that its task outlives the stack running its body.
+    fn keep_alive(&self, task: &TaskRef) {
+        let h = task.header();
+        if h.slot.load(Ordering::Relaxed) == usize::MAX {
+            let slot = self.registry.borrow_mut().insert(task.clone());
+            h.slot.store(slot, Ordering::Relaxed);
+        }
     }
 
     fn finish(&self, task: TaskRef) {
