@@ -74,7 +74,14 @@ fn unstarted_greenlets_are_dropped_without_running() {
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
     // Occupy the only worker until after shutdown has begun, so the rest never start.
     let g2 = gate.clone();
-    let blocker = rt.spawn(move || g2.wait());
+    let running = Latch::new();
+    let r2 = running.clone();
+    let blocker = rt.spawn(move || {
+        r2.set();
+        g2.wait();
+    });
+    // The blocker must be on the worker before anything else is queued or shut down.
+    running.wait();
     let mut hs = Vec::new();
     for _ in 0..10 {
         let ran = ran.clone();

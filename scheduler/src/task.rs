@@ -225,8 +225,12 @@ impl Header {
 }
 
 /// What the scheduler needs of a greenlet, whatever its closure and output types.
-pub(crate) trait Runnable: Send + Sync + 'static {
-    fn header(&self) -> &Header;
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` with a [`Header`] as their first field, so that a
+/// pointer to the object is a pointer to its header (see `impl dyn Runnable`). Only
+/// [`Task`] implements it.
+pub(crate) unsafe trait Runnable: Send + Sync + 'static {
     /// Runs the closure on the greenlet's own stack and stores its output.
     fn run_body(&self);
     /// Drops the closure of a greenlet that never ran and records `err` as its output.
@@ -236,6 +240,25 @@ pub(crate) trait Runnable: Send + Sync + 'static {
     /// A panic message for the unjoined-failure report, if the output is an error.
     fn failure_message(&self) -> Option<String>;
     fn waker(self: Arc<Self>) -> Waker;
+}
+
+impl dyn Runnable {
+    /// The header, without a virtual call: the hub reads it several times per switch.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: every `Runnable` is `repr(C)` with its `Header` first (the trait's
+        // contract), so the object's address is the header's.
+        unsafe { &*(self as *const dyn Runnable as *const Header) }
+    }
+}
+
+impl<T> dyn JoinTarget<T> {
+    /// The header (see `impl dyn Runnable`).
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: as above: `JoinTarget<T>: Runnable`.
+        unsafe { &*(self as *const dyn JoinTarget<T> as *const Header) }
+    }
 }
 
 /// The typed side a `JoinHandle<T>` sees.
@@ -248,7 +271,9 @@ pub(crate) trait JoinTarget<T>: Runnable {
     unsafe fn take_output(&self) -> Option<Result<T, JoinError>>;
 }
 
-/// A greenlet with closure `F` returning `T`.
+/// A greenlet with closure `F` returning `T`. `repr(C)`: the header comes first (the
+/// contract of [`Runnable`]).
+#[repr(C)]
 pub(crate) struct Task<F, T> {
     header: Header,
     func: UnsafeCell<Option<F>>,
@@ -275,15 +300,12 @@ where
     }
 }
 
-impl<F, T> Runnable for Task<F, T>
+// SAFETY: `Task` is `repr(C)` with `header` as its first field.
+unsafe impl<F, T> Runnable for Task<F, T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    fn header(&self) -> &Header {
-        &self.header
-    }
-
     fn run_body(&self) {
         // SAFETY: the first run is the single owner of an unstarted greenlet.
         let f = unsafe { (*self.func.get()).take() };

@@ -194,6 +194,8 @@ impl Local {
         overflow::install();
         overflow::ensure_altstack();
         LOCAL.with(|l| l.set(&self));
+        // The flag is checked before taking every greenlet: once shutdown begins, no
+        // queued greenlet may start (tests/shutdown.rs holds us to it).
         while !self.shared.is_shutdown() {
             if let Some(t) = self.next_task() {
                 self.run_task(t);
