@@ -102,3 +102,21 @@ fn unjoined_failure_is_reported_on_stderr() {
     // A joined failure is not reported twice: exactly the two lines above.
     assert_eq!(stderr.matches("failed with").count(), 2, "{stderr}");
 }
+
+#[test]
+fn joining_yourself_is_an_error_not_a_hang() {
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel::<grove::JoinHandle<()>>();
+    let (result_tx, result_rx) = std::sync::mpsc::channel::<String>();
+    let h = rt.spawn(move || {
+        // Blocks the worker briefly (a std channel), which is fine in a test: the
+        // handle is sent right after spawn returns.
+        let me = handle_rx.recv().unwrap();
+        let err = me.join().unwrap_err();
+        assert!(err.is_self_join());
+        result_tx.send(err.to_string()).unwrap();
+    });
+    handle_tx.send(h).unwrap();
+    let msg = result_rx.recv().unwrap();
+    assert!(msg.contains("tried to join itself"), "{msg}");
+}

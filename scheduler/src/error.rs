@@ -15,6 +15,7 @@ enum Kind {
     Panic(Box<dyn Any + Send + 'static>),
     Shutdown,
     NoStack(String),
+    SelfJoin,
 }
 
 impl JoinError {
@@ -37,6 +38,19 @@ impl JoinError {
             kind: Kind::NoStack(err),
             name,
         }
+    }
+
+    pub(crate) fn self_join(name: String) -> JoinError {
+        JoinError {
+            kind: Kind::SelfJoin,
+            name,
+        }
+    }
+
+    /// True if a greenlet called `join` on its own handle (which would wait forever);
+    /// the greenlet keeps running.
+    pub fn is_self_join(&self) -> bool {
+        matches!(self.kind, Kind::SelfJoin)
     }
 
     /// The greenlet's name (or `greenlet-<id>` if it had none).
@@ -95,6 +109,11 @@ impl fmt::Display for JoinError {
                 self.name
             ),
             Kind::NoStack(e) => write!(f, "greenlet '{}' could not start: {e}", self.name),
+            Kind::SelfJoin => write!(
+                f,
+                "greenlet '{}' tried to join itself, which would wait forever",
+                self.name
+            ),
         }
     }
 }
@@ -105,6 +124,7 @@ impl fmt::Debug for JoinError {
             Kind::Panic(_) => "Panic",
             Kind::Shutdown => "Shutdown",
             Kind::NoStack(_) => "NoStack",
+            Kind::SelfJoin => "SelfJoin",
         };
         f.debug_struct("JoinError")
             .field("kind", &kind)

@@ -233,6 +233,9 @@ impl<T: Send + 'static> JoinHandle<T> {
     /// Parks the calling greenlet, or blocks the calling OS thread.
     pub fn join(self) -> Result<T, JoinError> {
         let h = self.task.header();
+        if !h.is_done() && is_current(h) {
+            return Err(JoinError::self_join(h.display_name()));
+        }
         while !h.is_done() {
             let waker = current_waker();
             if !h.register_joiner(&waker) {
@@ -353,6 +356,11 @@ pub fn park() {
     if !suspend_current(Suspend::Park) {
         thread::park();
     }
+}
+
+/// True if `h` is the greenlet running on this thread.
+fn is_current(h: &Header) -> bool {
+    with_local(|l| l.is_some_and(|l| l.with_current(|c| c.is_some_and(|c| std::ptr::eq(c, h)))))
 }
 
 struct ThreadWaker(Thread);
