@@ -16,6 +16,24 @@
 //! assert_eq!(total, 15);
 //! ```
 //!
+//! Kill and timeouts interrupt a greenlet at its blocking point, unwinding it so its
+//! destructors run:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! grove::run(|| {
+//!     // A timeout interrupts whatever the greenlet blocks on inside the scope.
+//!     let r = grove::with_timeout(Duration::from_millis(20), || grove::sleep(Duration::from_secs(60)));
+//!     assert!(r.is_err());
+//!
+//!     // A kill unwinds the target from its blocking point; its join says so.
+//!     let sleeper = grove::spawn(|| grove::sleep(Duration::from_secs(60)));
+//!     sleeper.kill();
+//!     assert!(sleeper.join().unwrap_err().is_killed());
+//! });
+//! ```
+//!
 //! # Soundness contract, in plain words
 //! * `spawn` is safe. A greenlet may start on any worker, but once started it stays
 //!   on that worker for life, so thread-locals behave as on a normal thread.
@@ -36,9 +54,10 @@ use std::time::Duration;
 
 pub use grove_primitives::{sleep, sleep_until};
 pub use grove_scheduler::{
-    block_on, current, current_waker, in_greenlet, park, spawn, try_current, try_spawn,
-    worker_index, yield_now, Builder, Greenlet, Handle, JoinError, JoinHandle, SpawnError,
-    WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
+    try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed, Greenlet, Handle,
+    JoinError, JoinHandle, SpawnError, Timeout, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
+    MIN_STACK_SIZE,
 };
 
 /// The building blocks, for code that wants them directly.
@@ -81,11 +100,30 @@ impl RuntimeBuilder {
     /// Starts the reactor thread and the workers.
     pub fn build(self) -> io::Result<Runtime> {
         let reactor = grove_reactor::Reactor::start()?;
-        let sched = self.inner.extension(Arc::new(reactor.handle())).build()?;
+        let sched = self
+            .inner
+            .extension(Arc::new(reactor.handle()))
+            .timers(Arc::new(ReactorTimers(reactor.handle())))
+            .build()?;
         Ok(Runtime {
             sched: Some(sched),
             reactor: Some(reactor),
         })
+    }
+}
+
+/// The reactor's timers, as the scheduler's timer hook (timeouts on joins, kills and
+/// [`Timeout`] scopes).
+#[derive(Debug)]
+struct ReactorTimers(grove_reactor::Handle);
+
+impl grove_scheduler::Timers for ReactorTimers {
+    fn add(&self, deadline: std::time::Instant, waker: std::task::Waker) -> u128 {
+        self.0.add_timer(deadline, waker).to_raw()
+    }
+
+    fn cancel(&self, key: u128) {
+        self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
     }
 }
 

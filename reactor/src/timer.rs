@@ -60,6 +60,21 @@ impl TimerKey {
         slot: u32::MAX,
         seq: 0,
     };
+
+    /// The key as one integer, for layers that store keys without knowing this type
+    /// (the scheduler's `Timers` hook).
+    pub fn to_raw(self) -> u128 {
+        (u128::from(self.slot) << 64) | u128::from(self.seq)
+    }
+
+    /// The key back from [`to_raw`](Self::to_raw). Any value is safe to pass to
+    /// `cancel_timer`: a key that names no live timer (wrong slot or sequence) is a no-op.
+    pub fn from_raw(raw: u128) -> TimerKey {
+        TimerKey {
+            slot: (raw >> 64) as u32,
+            seq: raw as u64,
+        }
+    }
 }
 
 /// What [`TimerQueue::insert`] did.

@@ -16,6 +16,8 @@ enum Kind {
     Shutdown,
     NoStack(String),
     SelfJoin,
+    Killed,
+    TimedOut,
 }
 
 impl JoinError {
@@ -45,6 +47,32 @@ impl JoinError {
             kind: Kind::SelfJoin,
             name,
         }
+    }
+
+    pub(crate) fn killed(name: String) -> JoinError {
+        JoinError {
+            kind: Kind::Killed,
+            name,
+        }
+    }
+
+    pub(crate) fn timed_out(name: String) -> JoinError {
+        JoinError {
+            kind: Kind::TimedOut,
+            name,
+        }
+    }
+
+    /// True if the greenlet was killed ([`JoinHandle::kill`](crate::JoinHandle::kill)):
+    /// unwound from its blocking point, or never started.
+    pub fn is_killed(&self) -> bool {
+        matches!(self.kind, Kind::Killed)
+    }
+
+    /// True if a [`Timeout`](crate::Timeout) fired with no scope of its own around the
+    /// blocking call, so it unwound the whole greenlet.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::TimedOut)
     }
 
     /// True if a greenlet called `join` on its own handle (which would wait forever);
@@ -109,6 +137,12 @@ impl fmt::Display for JoinError {
                 self.name
             ),
             Kind::NoStack(e) => write!(f, "greenlet '{}' could not start: {e}", self.name),
+            Kind::Killed => write!(f, "greenlet '{}' was killed", self.name),
+            Kind::TimedOut => write!(
+                f,
+                "greenlet '{}' was interrupted by a Timeout outside any scope of its own",
+                self.name
+            ),
             Kind::SelfJoin => write!(
                 f,
                 "greenlet '{}' tried to join itself, which would wait forever",
@@ -125,6 +159,8 @@ impl fmt::Debug for JoinError {
             Kind::Shutdown => "Shutdown",
             Kind::NoStack(_) => "NoStack",
             Kind::SelfJoin => "SelfJoin",
+            Kind::Killed => "Killed",
+            Kind::TimedOut => "TimedOut",
         };
         f.debug_struct("JoinError")
             .field("kind", &kind)

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::task::Wake;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use crate::error::{JoinError, SpawnError};
 use crate::runtime::{check_stack_size, Handle};
 use crate::stack::GreenStack;
 use crate::task::{Header, JoinTarget, Suspend, Task, TaskRef};
+use crate::timers::Timers;
 use crate::worker::{suspend_current, with_local};
 
 /// Greenlet ids are unique in the process, starting at 1.
@@ -249,7 +251,83 @@ impl<T: Send + 'static> JoinHandle<T> {
     }
 }
 
+impl<T: Send + 'static> JoinHandle<T> {
+    /// Waits at most `timeout` for the greenlet to finish: `Ok` with what
+    /// [`join`](Self::join) would return, or `Err(self)` (the greenlet keeps running
+    /// and the handle can be joined later).
+    pub fn join_timeout(self, timeout: Duration) -> Result<Result<T, JoinError>, JoinHandle<T>> {
+        let h = self.task.header();
+        if !h.is_done() && is_current(h) {
+            return Ok(Err(JoinError::self_join(h.display_name())));
+        }
+        if self.wait_until(deadline_after(timeout)) {
+            Ok(self.join())
+        } else {
+            Err(self)
+        }
+    }
+}
+
 impl<T: 'static> JoinHandle<T> {
+    /// Waits at most `timeout` for the greenlet to finish; true if it has.
+    /// (From the greenlet itself, returns false at once: it cannot finish meanwhile.)
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let h = self.task.header();
+        if !h.is_done() && is_current(h) {
+            return false;
+        }
+        self.wait_until(deadline_after(timeout))
+    }
+
+    /// Kills the greenlet (gevent's `Greenlet.kill`) and waits until it has finished:
+    /// it unwinds from its current or next blocking point, destructors run, and its
+    /// join reports [`JoinError::is_killed`]. A greenlet that never started never runs.
+    /// A greenlet that never blocks again cannot be interrupted (as in gevent).
+    ///
+    /// Called on the current greenlet's own handle, it unwinds the caller at once.
+    pub fn kill(&self) {
+        self.kill_nowait();
+        self.wait_until(None);
+    }
+
+    /// [`kill`](Self::kill), waiting at most `timeout`; true if the greenlet finished.
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_nowait();
+        self.wait_until(deadline_after(timeout))
+    }
+
+    /// Asks for the greenlet to be killed and returns at once.
+    pub fn kill_nowait(&self) {
+        let h = self.task.header();
+        if h.is_done() {
+            return;
+        }
+        crate::interrupt::kill(&self.task.clone().as_runnable());
+        if is_current(h) {
+            crate::interrupt::checkpoint(h);
+        }
+    }
+
+    /// Parks until finished or `deadline` (None: forever); true if finished.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        let h = self.task.header();
+        loop {
+            if h.is_done() {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            if !h.register_joiner(&current_waker()) {
+                return true;
+            }
+            match deadline {
+                Some(d) => park_timeout(d),
+                None => park(),
+            }
+        }
+    }
+
     /// True once the greenlet has finished (returned, panicked or been cancelled).
     pub fn is_finished(&self) -> bool {
         self.task.header().is_done()
@@ -343,6 +421,45 @@ pub fn in_greenlet() -> bool {
 pub fn yield_now() {
     if !suspend_current(Suspend::Yield) {
         thread::yield_now();
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Cancels a timer when dropped (including when a wait is unwound by an interrupt).
+struct TimerGuard {
+    timers: Arc<dyn Timers>,
+    key: u128,
+}
+
+impl Drop for TimerGuard {
+    fn drop(&mut self) {
+        self.timers.cancel(self.key);
+    }
+}
+
+/// Like [`park`], but also wakes at `deadline`. Returns after a wake or once the
+/// deadline has passed (wakes may be spurious: callers re-check their condition and
+/// the clock). In a greenlet this needs a runtime with timers (`grove::Runtime`);
+/// on a plain thread it uses `std::thread::park_timeout`.
+pub fn park_timeout(deadline: Instant) {
+    match with_local(|l| l.and_then(|l| l.current())) {
+        Some(task) => {
+            let timers = task.header().rt.timers.clone().unwrap_or_else(|| {
+                panic!("a timeout needs a runtime with timers (build it with grove::Runtime)")
+            });
+            let key = timers.add(deadline, task.waker());
+            let _guard = TimerGuard { timers, key };
+            park();
+        }
+        None => {
+            let now = Instant::now();
+            if deadline > now {
+                thread::park_timeout(deadline - now);
+            }
+        }
     }
 }
 

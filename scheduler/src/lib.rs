@@ -29,6 +29,8 @@
 //! * `queue`: crossbeam-deque, or a model under loom.
 //! * `task`: the greenlet object (`unsafe`: the `!Send` coroutine in a shared header).
 //! * `stack`, `overflow`: guarded stacks and the overflow reporter (`unsafe`).
+//! * `interrupt`: kill and `Timeout`, delivered at blocking points; `timers`: the
+//!   hook through which the owner (the `grove` facade) provides timers.
 //! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
 //!   `greenlet`: the user API.
 //!
@@ -56,6 +58,8 @@ mod error;
 #[cfg(not(grove_loom))]
 mod greenlet;
 #[cfg(not(grove_loom))]
+mod interrupt;
+#[cfg(not(grove_loom))]
 mod overflow;
 #[cfg(not(grove_loom))]
 mod runtime;
@@ -64,20 +68,26 @@ mod stack;
 #[cfg(not(grove_loom))]
 mod task;
 #[cfg(not(grove_loom))]
+mod timers;
+#[cfg(not(grove_loom))]
 mod worker;
 
 #[cfg(not(grove_loom))]
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]
 pub use crate::greenlet::{
-    block_on, current, current_waker, in_greenlet, park, spawn, try_current, try_spawn,
-    with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
+    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
+    try_spawn, with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
 };
+#[cfg(not(grove_loom))]
+pub use crate::interrupt::{with_timeout, Elapsed, Timeout};
 #[cfg(not(grove_loom))]
 pub use crate::runtime::{
     Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
     MIN_STACK_SIZE,
 };
+#[cfg(not(grove_loom))]
+pub use crate::timers::Timers;
 
 /// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).
 #[cfg(grove_loom)]

@@ -18,6 +18,7 @@ use crate::idle::{Idle, Parker};
 use crate::queue::{Injector, Steal, Stealer, Worker};
 use crate::stack::{StackAllocator, StackConfig};
 use crate::task::TaskRef;
+use crate::timers::Timers;
 use crate::worker::{cancel_unstarted, with_local, Counters, Local};
 
 /// Default usable stack size of a greenlet: 256 KiB of address space, of which only
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) outside_spawned: AtomicU64,
     pub(crate) outside_finished: AtomicU64,
     pub(crate) extension: Option<Arc<dyn Any + Send + Sync>>,
+    /// Timers for timeouts, if the owner provided them.
+    pub(crate) timers: Option<Arc<dyn Timers>>,
     /// Hubs must stop.
     shutdown: AtomicBool,
     /// Every hub has exited: whoever queues work now must drain it too.
@@ -188,6 +191,7 @@ pub struct Builder {
     stack_size: usize,
     thread_name: String,
     extension: Option<Arc<dyn Any + Send + Sync>>,
+    timers: Option<Arc<dyn Timers>>,
 }
 
 impl fmt::Debug for Builder {
@@ -214,6 +218,7 @@ impl Builder {
             stack_size: DEFAULT_STACK_SIZE,
             thread_name: "grove-worker".to_string(),
             extension: None,
+            timers: None,
         }
     }
 
@@ -241,6 +246,13 @@ impl Builder {
     /// handle here.
     pub fn extension(mut self, ext: Arc<dyn Any + Send + Sync>) -> Builder {
         self.extension = Some(ext);
+        self
+    }
+
+    /// The timer service used for timeouts (`Timeout`, `join_timeout`, `kill_timeout`,
+    /// `park_timeout`). The `grove` facade plugs in its reactor.
+    pub fn timers(mut self, timers: Arc<dyn Timers>) -> Builder {
+        self.timers = Some(timers);
         self
     }
 
@@ -279,6 +291,7 @@ impl Builder {
             outside_spawned: AtomicU64::new(0),
             outside_finished: AtomicU64::new(0),
             extension: self.extension,
+            timers: self.timers,
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             exited: Mutex::new(0),

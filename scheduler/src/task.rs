@@ -25,7 +25,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::task::Waker;
@@ -72,6 +72,8 @@ pub(crate) struct Header {
     pub(crate) rt: Arc<Shared>,
     /// Set while a shutdown unwinds the greenlet, so its root lets the unwind through.
     pub(crate) unwinding: AtomicBool,
+    /// A pending interrupt: 0, `interrupt::KILL`, or a timeout scope's id.
+    pub(crate) interrupt: AtomicU64,
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
     /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
@@ -119,6 +121,7 @@ impl Header {
             home: AtomicUsize::new(NO_HOME),
             rt,
             unwinding: AtomicBool::new(false),
+            interrupt: AtomicU64::new(0),
             join_flags: AtomicU8::new(0),
             join_waker: Mutex::new(None),
             prealloc: UnsafeCell::new(prealloc),
@@ -321,7 +324,14 @@ where
                     // the coroutine root, where `force_unwind` expects it.
                     panic::resume_unwind(payload);
                 }
-                Err(JoinError::panicked(payload, self.header.display_name()))
+                let name = self.header.display_name();
+                if crate::interrupt::is_kill(&*payload) {
+                    Err(JoinError::killed(name))
+                } else if crate::interrupt::is_timeout(&*payload) {
+                    Err(JoinError::timed_out(name))
+                } else {
+                    Err(JoinError::panicked(payload, name))
+                }
             }
         };
         // SAFETY: written by the running greenlet before `DONE` is published.
@@ -346,7 +356,9 @@ where
     fn failure_message(&self) -> Option<String> {
         // SAFETY: called only by whoever won the `join_flags` race, which owns the output.
         match unsafe { &*self.output.get() } {
-            Some(Err(e)) if e.is_panic() || e.is_no_stack() => Some(e.to_string()),
+            Some(Err(e)) if e.is_panic() || e.is_no_stack() || e.is_timeout() => {
+                Some(e.to_string())
+            }
             _ => None,
         }
     }

@@ -465,6 +465,12 @@ impl Local {
     /// First run: take this worker as home, give it a stack, register it.
     fn start(&self, task: &TaskRef) -> Option<Co> {
         let h = task.header();
+        if h.interrupt.load(Ordering::Acquire) == crate::interrupt::KILL {
+            // Killed before it ever ran: it never will.
+            task.cancel_unstarted(JoinError::killed(h.display_name()));
+            self.finish(task.clone());
+            return None;
+        }
         // SAFETY: we took the unstarted greenlet off a run queue: this hub owns it.
         let stack = match unsafe { h.take_prealloc() } {
             Some(s) => s,
@@ -610,6 +616,14 @@ pub(crate) fn suspend_current(why: Suspend) -> bool {
     }
     // SAFETY: `h` is the header of the greenlet running on this very stack; the hub's
     // `current` keeps it alive until we are resumed, and the registry after.
-    unsafe { (*h).suspend(why) };
+    let h = unsafe { &*h };
+    // Every blocking point is an interruption point (kill, Timeout), checked on both
+    // sides of the switch: before, so that a pending interrupt whose wake was already
+    // consumed (a kill the target caught) does not park forever; after, for one that
+    // arrived while parked.
+    crate::interrupt::checkpoint(h);
+    // SAFETY: as above: we are on `h`'s own stack.
+    unsafe { h.suspend(why) };
+    crate::interrupt::checkpoint(h);
     true
 }

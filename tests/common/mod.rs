@@ -36,6 +36,9 @@ impl Latch {
         *self.0 .0.lock().unwrap() = true;
         self.0 .1.notify_all();
     }
+    pub fn is_set(&self) -> bool {
+        *self.0 .0.lock().unwrap()
+    }
     pub fn wait(&self) {
         let mut g = self.0 .0.lock().unwrap();
         while !*g {
