@@ -7,8 +7,11 @@
 //! speak `std::task::Waker`, the same code works whether the waiter is a greenlet
 //! (it parks, its worker runs others) or a plain OS thread (it blocks).
 
+mod event;
 mod time;
+mod waitlist;
 
+pub use crate::event::Event;
 pub use crate::time::{sleep, sleep_until};
 
 /// The reactor of the runtime running the current greenlet.

@@ -1,0 +1,111 @@
+//! `Event`: a flag greenlets wait for (gevent's `gevent.event.Event`).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::waitlist::{lock, wait, WaitList};
+
+struct State {
+    set: bool,
+    waiters: WaitList<()>,
+}
+
+/// A flag that greenlets (or threads) wait for: [`set`](Event::set) wakes every
+/// waiter; [`clear`](Event::clear) resets it.
+///
+/// Cheap to clone: clones share one flag. Waiting parks a greenlet (its worker runs
+/// others) or blocks a plain thread; `set` may be called from anywhere, including a
+/// plain OS thread. A waiter woken by `set` returns `true` even if the flag was
+/// cleared again before it ran (as in gevent).
+///
+/// ```
+/// let ev = grove::Event::new();
+/// let ev2 = ev.clone();
+/// grove::run(move || {
+///     let waiter = grove::spawn(move || ev2.wait());
+///     ev.set();
+///     assert!(waiter.join().unwrap());
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.state);
+        f.debug_struct("Event")
+            .field("set", &s.set)
+            .field("waiters", &s.waiters.len())
+            .finish()
+    }
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event::new()
+    }
+}
+
+impl Event {
+    /// A new, unset event.
+    pub fn new() -> Event {
+        Event {
+            state: Arc::new(Mutex::new(State {
+                set: false,
+                waiters: WaitList::default(),
+            })),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let mut s = lock(&self.state);
+        s.set = true;
+        s.waiters.notify_all(|| ());
+    }
+
+    /// Resets the flag; later `wait`s block until the next `set`.
+    pub fn clear(&self) {
+        lock(&self.state).set = false;
+    }
+
+    /// True if the flag is set.
+    pub fn is_set(&self) -> bool {
+        lock(&self.state).set
+    }
+
+    /// Waits until the flag is set. Always returns `true` (gevent's signature).
+    pub fn wait(&self) -> bool {
+        self.wait_deadline(None)
+    }
+
+    /// Waits at most `timeout`; returns whether the flag was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        let ticket = {
+            let mut s = lock(&self.state);
+            if s.set {
+                return true;
+            }
+            s.waiters.push()
+        };
+        // `set` wakes everyone, so a wake-up consumed by a cancelled waiter is owed to
+        // nobody: nothing to pass on.
+        match wait(
+            &self.state,
+            |s| &mut s.waiters,
+            ticket,
+            deadline,
+            |_, ()| {},
+        ) {
+            Some(()) => true,
+            None => self.is_set(),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! `Event`. Follows gevent's `test__event.py` (TestEvent: wait returns once set,
+//! wait with timeout, set wakes all waiters, clear), plus cross-worker, OS-thread and
+//! cancellation-mid-wait cases.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn rt() -> grove::Runtime {
+    grove::Runtime::builder().workers(2).build().unwrap()
+}
+
+#[test]
+fn set_wakes_every_waiter_on_every_worker() {
+    let ev = grove::Event::new();
+    let woken = Arc::new(AtomicUsize::new(0));
+    let (e2, w2) = (ev.clone(), woken.clone());
+    rt().block_on(move || {
+        let hs: Vec<_> = (0..100)
+            .map(|_| {
+                let (ev, woken) = (e2.clone(), w2.clone());
+                grove::spawn(move || {
+                    assert!(ev.wait());
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        // Wait (yielding, not sleeping) until all 100 are parked on the event.
+        while !all_waiting(&e2, 100) {
+            grove::yield_now();
+        }
+        e2.set();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(woken.load(Ordering::SeqCst), 100);
+    assert!(ev.is_set());
+}
+
+/// The waiter count, read from `Debug` (the event has no public counter).
+fn all_waiting(ev: &grove::Event, n: usize) -> bool {
+    format!("{ev:?}").contains(&format!("waiters: {n}"))
+}
+
+#[test]
+fn wait_returns_at_once_when_set_and_blocks_again_after_clear() {
+    rt().block_on(|| {
+        let ev = grove::Event::new();
+        ev.set();
+        assert!(ev.wait());
+        assert!(ev.wait_timeout(Duration::ZERO));
+        ev.clear();
+        assert!(!ev.is_set());
+        assert!(!ev.wait_timeout(Duration::from_millis(20)));
+    });
+}
+
+#[test]
+fn set_from_a_plain_os_thread_wakes_a_greenlet() {
+    let rt = rt();
+    let ev = grove::Event::new();
+    let e2 = ev.clone();
+    let h = rt.spawn(move || e2.wait());
+    std::thread::spawn(move || ev.set()).join().unwrap();
+    assert!(h.join().unwrap());
+}
+
+#[test]
+fn a_plain_thread_can_wait_too() {
+    let rt = rt();
+    let ev = grove::Event::new();
+    let e2 = ev.clone();
+    let t = std::thread::spawn(move || e2.wait_timeout(Duration::from_secs(30)));
+    rt.block_on(move || ev.set());
+    assert!(t.join().unwrap());
+}
+
+/// A waiter killed or timed out mid-wait leaves the event working for the others.
+#[test]
+fn cancelled_waiters_leave_the_event_consistent() {
+    rt().block_on(|| {
+        let ev = grove::Event::new();
+        let killed = {
+            let ev = ev.clone();
+            grove::spawn(move || ev.wait())
+        };
+        let timed_out = {
+            let ev = ev.clone();
+            grove::spawn(move || grove::with_timeout(Duration::from_millis(10), || ev.wait()))
+        };
+        let patient = {
+            let ev = ev.clone();
+            grove::spawn(move || ev.wait())
+        };
+        while !all_waiting(&ev, 3) {
+            grove::yield_now();
+        }
+        killed.kill();
+        assert!(killed.join().unwrap_err().is_killed());
+        assert!(timed_out.join().unwrap().is_err());
+        assert!(all_waiting(&ev, 1), "{ev:?}");
+        ev.set();
+        assert!(patient.join().unwrap());
+        assert!(all_waiting(&ev, 0));
+    });
+}
