@@ -20,13 +20,14 @@ struct State {
 /// cleared again before it ran (as in gevent).
 ///
 /// ```
-/// let ev = grove::Event::new();
+/// use grove_primitives::Event;
+///
+/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let ev = Event::new();
 /// let ev2 = ev.clone();
-/// grove::run(move || {
-///     let waiter = grove::spawn(move || ev2.wait());
-///     ev.set();
-///     assert!(waiter.join().unwrap());
-/// });
+/// let waiter = rt.spawn(move || ev2.wait());
+/// rt.block_on(move || ev.set());
+/// assert!(waiter.join().unwrap());
 /// ```
 #[derive(Clone)]
 pub struct Event {
