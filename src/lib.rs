@@ -52,7 +52,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use grove_primitives::{sleep, sleep_until, Event};
+pub use grove_primitives::{
+    sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,
+    NotOwner, OverRelease, RLock, RLockGuard, Semaphore, SemaphoreGuard,
+};
 pub use grove_scheduler::{
     block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
     try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed, Greenlet, Handle,

@@ -7,11 +7,17 @@
 //! speak `std::task::Waker`, the same code works whether the waiter is a greenlet
 //! (it parks, its worker runs others) or a plain OS thread (it blocks).
 
+mod async_result;
 mod event;
+mod lock;
+mod semaphore;
 mod time;
 mod waitlist;
 
+pub use crate::async_result::{AlreadySet, AsyncResult};
 pub use crate::event::Event;
+pub use crate::lock::{Lock, LockGuard, NotOwner, RLock, RLockGuard};
+pub use crate::semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard};
 pub use crate::time::{sleep, sleep_until};
 
 /// The reactor of the runtime running the current greenlet.

@@ -1,0 +1,263 @@
+//! `Semaphore` and `BoundedSemaphore`. Follows gevent's `test__semaphore.py`
+//! (TestSemaphore: counting acquire/release, `test_acquire_returns_false_after_timeout`,
+//! `test_release_twice` — releases from other greenlets wake acquirers;
+//! TestBoundedSemaphore: releasing past the initial count raises), plus FIFO service,
+//! cancellation mid-wait, two workers and plain OS threads.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grove::{BoundedSemaphore, OverRelease, Semaphore};
+
+fn rt(workers: usize) -> grove::Runtime {
+    grove::Runtime::builder().workers(workers).build().unwrap()
+}
+
+/// The number of blocked acquirers, read from `Debug` (there is no public counter).
+fn waiters(x: &impl Debug) -> usize {
+    let s = format!("{x:?}");
+    let n = &s[s.find("waiters: ").expect("Debug shows the waiters") + 9..];
+    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// Yields (never sleeps) until `n` acquirers are parked on `x`.
+fn until_waiting(x: &impl Debug, n: usize) {
+    while waiters(x) != n {
+        grove::yield_now();
+    }
+}
+
+#[test]
+fn permits_are_counted_and_guards_give_them_back() {
+    rt(2).block_on(|| {
+        let sem = Semaphore::new(2);
+        let a = sem.acquire();
+        let b = sem.try_acquire().expect("a second permit is free");
+        assert_eq!(sem.available(), 0);
+        assert!(sem.try_acquire().is_none());
+        drop(a);
+        assert_eq!(sem.available(), 1);
+        // gevent's manual style: keep the permit past the guard, release by hand.
+        b.forget();
+        assert_eq!(sem.available(), 1);
+        sem.release();
+        assert_eq!(sem.available(), 2);
+        // An unbounded semaphore accepts extra releases.
+        sem.release();
+        assert_eq!(sem.available(), 3);
+    });
+}
+
+/// gevent: `test_acquire_returns_false_after_timeout`.
+#[test]
+fn acquire_timeout_gives_up_and_changes_nothing() {
+    rt(2).block_on(|| {
+        let sem = Semaphore::new(0);
+        let start = Instant::now();
+        assert!(sem.acquire_timeout(Duration::from_millis(20)).is_none());
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(sem.available(), 0);
+        assert_eq!(waiters(&sem), 0);
+        sem.release();
+        assert!(sem.acquire_timeout(Duration::ZERO).is_some());
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+/// gevent: TestBoundedSemaphore (`release` past the bound raises `ValueError`).
+#[test]
+fn bounded_semaphore_refuses_to_release_past_its_bound() {
+    rt(2).block_on(|| {
+        let sem = BoundedSemaphore::new(2);
+        assert_eq!(sem.release(), Err(OverRelease));
+        sem.acquire().forget();
+        assert_eq!(sem.available(), 1);
+        assert_eq!(sem.release(), Ok(()));
+        let err = sem.release().unwrap_err();
+        assert_eq!(err.to_string(), "released more times than acquired");
+        let _as_error: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+        assert_eq!(sem.available(), 2);
+        // Guards always balance.
+        let (a, b) = (sem.acquire(), sem.acquire());
+        drop((a, b));
+        assert_eq!(sem.available(), 2);
+    });
+}
+
+/// gevent: `test_release_twice` (releases from other greenlets wake the acquirer).
+#[test]
+fn release_in_a_greenlet_wakes_a_blocked_acquirer() {
+    rt(2).block_on(|| {
+        let sem = Semaphore::new(0);
+        let acquirer = {
+            let sem = sem.clone();
+            grove::spawn(move || sem.acquire().forget())
+        };
+        until_waiting(&sem, 1);
+        let releaser = {
+            let sem = sem.clone();
+            grove::spawn(move || sem.release())
+        };
+        releaser.join().unwrap();
+        acquirer.join().unwrap();
+        // The permit went straight to the acquirer, who kept it.
+        assert_eq!(sem.available(), 0);
+        assert_eq!(waiters(&sem), 0);
+    });
+}
+
+#[test]
+fn blocked_acquirers_are_served_in_fifo_order() {
+    rt(2).block_on(|| {
+        let sem = Semaphore::new(1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = sem.acquire();
+        let hs: Vec<_> = (0..20)
+            .map(|i| {
+                let (s, order) = (sem.clone(), order.clone());
+                let h = grove::spawn(move || {
+                    let _permit = s.acquire();
+                    order.lock().unwrap().push(i);
+                });
+                // Queue them one by one, so their arrival order is known.
+                until_waiting(&sem, i + 1);
+                h
+            })
+            .collect();
+        // A late try_acquire cannot barge in ahead of the queue.
+        assert!(sem.try_acquire().is_none());
+        drop(held);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+/// A permit handed to a waiter that is killed before it runs reaches the next waiter.
+#[test]
+fn a_killed_acquirer_passes_its_handed_permit_to_the_next_waiter() {
+    // One worker: the main greenlet releases and kills without the target running in
+    // between, so the kill lands after the hand-off.
+    rt(1).block_on(|| {
+        let sem = Semaphore::new(0);
+        let got = Arc::new(AtomicUsize::new(0));
+        let spawn_acquirer = |id: usize| {
+            let (sem, got) = (sem.clone(), got.clone());
+            grove::spawn(move || {
+                let _permit = sem.acquire();
+                got.store(id, Ordering::SeqCst);
+            })
+        };
+        let first = spawn_acquirer(1);
+        until_waiting(&sem, 1);
+        let second = spawn_acquirer(2);
+        until_waiting(&sem, 2);
+
+        sem.release();
+        // Handed to `first` (dequeued, not counted), which has not run yet.
+        assert_eq!((sem.available(), waiters(&sem)), (0, 1));
+        first.kill();
+        assert!(first.join().unwrap_err().is_killed());
+        second.join().unwrap();
+        assert_eq!(got.load(Ordering::SeqCst), 2);
+        assert_eq!((sem.available(), waiters(&sem)), (1, 0));
+    });
+}
+
+/// Acquirers that time out (by `Timeout` or their own deadline) take nothing with
+/// them and leave the queue to the others.
+#[test]
+fn timed_out_acquirers_leave_the_count_unchanged() {
+    rt(2).block_on(|| {
+        let sem = Semaphore::new(0);
+        let by_scope = {
+            let sem = sem.clone();
+            grove::spawn(move || {
+                grove::with_timeout(Duration::from_millis(10), || sem.acquire().forget())
+            })
+        };
+        let by_deadline = {
+            let sem = sem.clone();
+            grove::spawn(move || sem.acquire_timeout(Duration::from_millis(10)).is_some())
+        };
+        let patient = {
+            let sem = sem.clone();
+            grove::spawn(move || sem.acquire().forget())
+        };
+        assert!(by_scope.join().unwrap().is_err());
+        assert!(!by_deadline.join().unwrap());
+        until_waiting(&sem, 1);
+        assert_eq!(sem.available(), 0);
+        sem.release();
+        patient.join().unwrap();
+        assert_eq!((sem.available(), waiters(&sem)), (0, 0));
+        sem.release();
+        assert_eq!(sem.available(), 1);
+    });
+}
+
+#[test]
+fn release_from_a_plain_os_thread_wakes_a_greenlet() {
+    let rt = rt(2);
+    let sem = Semaphore::new(0);
+    let s2 = sem.clone();
+    let h = rt.spawn(move || s2.acquire().forget());
+    while waiters(&sem) != 1 {
+        std::thread::yield_now();
+    }
+    let s3 = sem.clone();
+    std::thread::spawn(move || s3.release()).join().unwrap();
+    h.join().unwrap();
+    assert_eq!(sem.available(), 0);
+}
+
+#[test]
+fn a_plain_os_thread_can_wait_for_a_permit() {
+    let rt = rt(2);
+    let sem = Semaphore::new(0);
+    let s2 = sem.clone();
+    let t = std::thread::spawn(move || s2.acquire_timeout(Duration::from_secs(30)).is_some());
+    while waiters(&sem) != 1 {
+        std::thread::yield_now();
+    }
+    let s3 = sem.clone();
+    rt.block_on(move || s3.release());
+    assert!(t.join().unwrap());
+    assert_eq!(sem.available(), 1);
+}
+
+/// Many greenlets on two workers never exceed the permits, and none is lost.
+#[test]
+fn permits_bound_concurrency_across_two_workers() {
+    rt(2).block_on(|| {
+        let sem = BoundedSemaphore::new(3);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..200)
+            .map(|_| {
+                let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+                grove::spawn(move || {
+                    for _ in 0..20 {
+                        let _permit = sem.acquire();
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        grove::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(most.load(Ordering::SeqCst) <= 3);
+        assert_eq!(sem.available(), 3);
+        assert_eq!(waiters(&sem), 0);
+    });
+}
