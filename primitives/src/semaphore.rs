@@ -14,9 +14,9 @@
 //! a waiter is owed, because there is none).
 //!
 //! # Protocol (all under the semaphore's mutex, released while parked)
-//! 1. Acquire: a free permit → take it. Else enqueue a ticket and park
-//!    ([`wait`](crate::waitlist::wait)); the permit arrives *in* the ticket, so the
-//!    woken acquirer owns it without re-checking the count.
+//! 1. Acquire: a free permit → take it. Else enqueue a ticket and park ([`wait`]);
+//!    the permit arrives *in* the ticket, so the woken acquirer owns it without
+//!    re-checking the count.
 //! 2. Release: a waiter → hand it the permit (`notify_one`) and wake it. Else count it
 //!    (a bounded semaphore already at its bound refuses: [`OverRelease`]).
 //! 3. Cancellation: an acquirer killed or timed out (by [`Timeout`]) while queued is
