@@ -62,6 +62,9 @@ pub use grove_scheduler::{
     JoinError, JoinHandle, SpawnError, Timeout, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
     MIN_STACK_SIZE,
 };
+pub use grove_scheduler::{
+    iwait, iwait_deadline, iwait_timeout, joinall, killall, spawn_later, wait_any, Iwait, LinkId,
+};
 
 /// The building blocks, for code that wants them directly.
 pub mod raw {

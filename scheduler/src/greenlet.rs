@@ -1,4 +1,9 @@
 //! The greenlet API: spawning, joining, yielding, parking and blocking on futures.
+//!
+//! Waiting for a greenlet comes in two kinds (see "Completion" in `task`): the owner's
+//! [`JoinHandle::join`] / [`join_timeout`](JoinHandle::join_timeout) use the header's
+//! single joiner slot; every other wait (`kill`, `wait_timeout`, [`Greenlet::wait`],
+//! `on_finish`) adds a link, so any number of observers can wait at once.
 
 use std::any::Any;
 use std::fmt;
@@ -6,7 +11,7 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Wake;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
@@ -15,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{JoinError, SpawnError};
 use crate::runtime::{check_stack_size, Handle};
 use crate::stack::GreenStack;
-use crate::task::{Header, JoinTarget, Suspend, Task, TaskRef};
+use crate::task::{Header, JoinTarget, Link, Suspend, Task, TaskRef};
 use crate::timers::Timers;
 use crate::worker::{suspend_current, with_local};
 
@@ -97,6 +102,25 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let (h, runnable) = self.prepare(handle, at, f);
+        if runnable {
+            submit(handle, h.task.clone().as_runnable());
+        }
+        h
+    }
+
+    /// Creates the greenlet, with its own stack if a size was given. Returns it and
+    /// whether it can run; if not (no stack), its handle is already resolved.
+    fn prepare<F, T>(
+        self,
+        handle: &Handle,
+        at: &'static Location<'static>,
+        f: F,
+    ) -> (JoinHandle<T>, bool)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let stack = match self.stack_size {
             Some(size) => match self.alloc_stack(handle, size) {
                 Ok(s) => Some(s),
@@ -110,13 +134,62 @@ impl Builder {
                     if h.task.header().complete() {
                         unreachable!("fresh greenlet cannot be detached");
                     }
-                    return h;
+                    return (h, false);
                 }
             },
             None => None,
         };
-        let h = self.create(handle, at, stack, f);
-        submit(handle, h.task.clone().as_runnable());
+        (self.create(handle, at, stack, f), true)
+    }
+
+    /// Spawns on the current runtime, to start once `delay` has passed (gevent's
+    /// `spawn_later`). Panics outside a runtime, or on one without timers (the `grove`
+    /// facade always has them). See [`spawn_later`](crate::spawn_later).
+    #[track_caller]
+    pub fn spawn_later<F, T>(self, delay: Duration, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let at = Location::caller();
+        with_local(|l| match l {
+            Some(l) => self.spawn_later_at(&l.handle, at, delay, f),
+            None => not_in_runtime("grove::spawn_later"),
+        })
+    }
+
+    /// [`spawn_later`](Self::spawn_later) onto `handle`'s runtime, from any thread.
+    #[track_caller]
+    pub fn spawn_later_on<F, T>(self, handle: &Handle, delay: Duration, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_later_at(handle, Location::caller(), delay, f)
+    }
+
+    fn spawn_later_at<F, T>(
+        self,
+        handle: &Handle,
+        at: &'static Location<'static>,
+        delay: Duration,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if delay.is_zero() {
+            return self.spawn_at(handle, at, f);
+        }
+        let timers = handle.shared.timers.clone().unwrap_or_else(|| {
+            panic!("grove::spawn_later needs a runtime with timers (build it with grove::Runtime)")
+        });
+        let (h, runnable) = self.prepare(handle, at, f);
+        if !runnable {
+            return h;
+        }
+        Delayed::arm(h.task.clone().as_runnable(), timers, delay);
         h
     }
 
@@ -192,6 +265,114 @@ fn submit(handle: &Handle, task: TaskRef) {
     handle.shared.push_new(task);
 }
 
+/// A greenlet waiting for its `spawn_later` delay, not yet queued anywhere.
+///
+/// 1. The timer holds the only strong reference; its wake queues the greenlet as an
+///    ordinary spawn (so it starts on whichever worker is free then).
+/// 2. A kill runs the greenlet's `OnKill` hook (holding a `Weak`): it cancels the
+///    timer and queues the greenlet at once; the hub then sees the kill before the
+///    first run and cancels it, so it never runs and its join reports `Killed`.
+/// 3. Whichever of 1 and 2 takes `task` first wins; the other finds `None`.
+/// 4. If the timer service drops the timer without waking it (a runtime's shutdown),
+///    `Drop` resolves the greenlet as cancelled by shutdown, so no join hangs.
+struct Delayed {
+    state: Mutex<DelayedState>,
+    timers: Arc<dyn crate::Timers>,
+}
+
+struct DelayedState {
+    task: Option<TaskRef>,
+    timer: Option<u128>,
+    hook: u64,
+}
+
+impl Delayed {
+    fn arm(task: TaskRef, timers: Arc<dyn crate::Timers>, delay: Duration) {
+        // A delay too large to represent waits "forever" (until killed or shut down).
+        let deadline = Instant::now()
+            .checked_add(delay)
+            .or_else(|| Instant::now().checked_add(Duration::from_secs(u64::from(u32::MAX))))
+            .expect("grove::spawn_later: no representable deadline");
+        let h = task.header();
+        let delayed = Arc::new(Delayed {
+            state: Mutex::new(DelayedState {
+                task: None,
+                timer: None,
+                hook: 0,
+            }),
+            timers: timers.clone(),
+        });
+        let weak: Weak<Delayed> = Arc::downgrade(&delayed);
+        let hook = h.link(Link::OnKill(Box::new(move || {
+            if let Some(d) = weak.upgrade() {
+                d.start_now(true);
+            }
+        })));
+        {
+            let mut st = lock_delayed(&delayed.state);
+            st.task = Some(task);
+            st.hook = hook;
+        }
+        let key = timers.add(deadline, Waker::from(delayed.clone()));
+        let mut st = lock_delayed(&delayed.state);
+        if st.task.is_some() {
+            st.timer = Some(key);
+        }
+    }
+
+    /// Steps 1–3: queue the greenlet now (by the timer, or by a kill that also cancels
+    /// the timer).
+    fn start_now(&self, cancel_timer: bool) {
+        let (task, timer, hook) = {
+            let mut st = lock_delayed(&self.state);
+            (st.task.take(), st.timer.take(), st.hook)
+        };
+        let Some(task) = task else {
+            return;
+        };
+        if cancel_timer {
+            if let Some(key) = timer {
+                self.timers.cancel(key);
+            }
+        } else {
+            task.header().unlink(hook);
+        }
+        let rt = task.header().rt.clone();
+        rt.push_new(task);
+    }
+}
+
+fn lock_delayed(m: &Mutex<DelayedState>) -> std::sync::MutexGuard<'_, DelayedState> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Wake for Delayed {
+    fn wake(self: Arc<Self>) {
+        self.start_now(false);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.start_now(false);
+    }
+}
+
+impl Drop for Delayed {
+    fn drop(&mut self) {
+        // Step 4.
+        let st = self
+            .state
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(task) = st.task.take() {
+            let h = task.header();
+            task.cancel_unstarted(JoinError::shutdown(h.display_name()));
+            if h.complete() {
+                crate::task::report_unjoined(&*task);
+            }
+        }
+    }
+}
+
 /// Spawns a greenlet on the current runtime.
 ///
 /// Panics if called outside a grove runtime; use [`Runtime::spawn`](crate::Runtime::spawn)
@@ -214,6 +395,84 @@ where
     T: Send + 'static,
 {
     Builder::new().try_spawn(f)
+}
+
+/// Spawns a greenlet that starts once `delay` has passed (gevent's `spawn_later`).
+///
+/// Until then it is not queued anywhere and holds no worker (nor, unless a
+/// [`Builder::stack_size`] was given, a stack); when the delay passes it is queued like
+/// a fresh spawn, so any worker may start it. Killing it before it starts
+/// ([`JoinHandle::kill`]) cancels it at once: it never runs, its closure is dropped,
+/// and its join reports [`JoinError::is_killed`]. A zero delay spawns at once.
+///
+/// Panics outside a runtime, or on a runtime without timers (the `grove` facade always
+/// has them; the crate docs of `grove` show it in use).
+#[track_caller]
+pub fn spawn_later<F, T>(delay: Duration, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn_later(delay, f)
+}
+
+/// Identifies an [`on_finish`](JoinHandle::on_finish) callback, to remove it with
+/// [`unlink`](JoinHandle::unlink) (gevent's `unlink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
+/// Kills `task` without waiting (the shared body of every `kill_nowait`).
+fn kill_task_nowait(task: TaskRef) {
+    let h = task.header();
+    if h.is_done() {
+        return;
+    }
+    crate::interrupt::kill(&task);
+    // A greenlet still waiting out its `spawn_later` delay is queued now, to die.
+    for hook in h.take_kill_hooks() {
+        hook();
+    }
+    if is_current(h) {
+        crate::interrupt::checkpoint(h);
+    }
+}
+
+/// Removes a wait's link however the wait ends (including by unwinding).
+struct Unlink<'a> {
+    h: &'a Header,
+    id: u64,
+}
+
+impl Drop for Unlink<'_> {
+    fn drop(&mut self) {
+        self.h.unlink(self.id);
+    }
+}
+
+/// Parks until `h` is finished or `deadline` (None: forever); true if finished. A
+/// greenlet waiting for itself returns false at once (it cannot finish meanwhile).
+/// Uses a link, so any number of observers may wait at once.
+fn wait_linked(h: &Header, deadline: Option<Instant>) -> bool {
+    if h.is_done() {
+        return true;
+    }
+    if is_current(h) {
+        return false;
+    }
+    let _unlink = Unlink {
+        h,
+        id: h.link(Link::Wake(current_waker())),
+    };
+    loop {
+        if h.is_done() {
+            return true;
+        }
+        match deadline {
+            Some(d) if Instant::now() >= d => return false,
+            Some(d) => park_timeout(d),
+            None => park(),
+        }
+    }
 }
 
 /// An owned permission to join a greenlet and take its result.
@@ -260,7 +519,7 @@ impl<T: Send + 'static> JoinHandle<T> {
         if !h.is_done() && is_current(h) {
             return Ok(Err(JoinError::self_join(h.display_name())));
         }
-        if self.wait_until(deadline_after(timeout)) {
+        if self.wait_owner(deadline_after(timeout)) {
             Ok(self.join())
         } else {
             Err(self)
@@ -271,45 +530,37 @@ impl<T: Send + 'static> JoinHandle<T> {
 impl<T: 'static> JoinHandle<T> {
     /// Waits at most `timeout` for the greenlet to finish; true if it has.
     /// (From the greenlet itself, returns false at once: it cannot finish meanwhile.)
+    ///
+    /// Any number of greenlets may wait on one handle at once (through `&JoinHandle`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let h = self.task.header();
-        if !h.is_done() && is_current(h) {
-            return false;
-        }
-        self.wait_until(deadline_after(timeout))
+        wait_linked(self.task.header(), deadline_after(timeout))
     }
 
     /// Kills the greenlet (gevent's `Greenlet.kill`) and waits until it has finished:
     /// it unwinds from its current or next blocking point, destructors run, and its
-    /// join reports [`JoinError::is_killed`]. A greenlet that never started never runs.
+    /// join reports [`JoinError::is_killed`]. A greenlet that never started never runs
+    /// (including one still waiting out a [`spawn_later`] delay).
     /// A greenlet that never blocks again cannot be interrupted (as in gevent).
     ///
     /// Called on the current greenlet's own handle, it unwinds the caller at once.
     pub fn kill(&self) {
         self.kill_nowait();
-        self.wait_until(None);
+        wait_linked(self.task.header(), None);
     }
 
     /// [`kill`](Self::kill), waiting at most `timeout`; true if the greenlet finished.
     pub fn kill_timeout(&self, timeout: Duration) -> bool {
         self.kill_nowait();
-        self.wait_until(deadline_after(timeout))
+        wait_linked(self.task.header(), deadline_after(timeout))
     }
 
     /// Asks for the greenlet to be killed and returns at once.
     pub fn kill_nowait(&self) {
-        let h = self.task.header();
-        if h.is_done() {
-            return;
-        }
-        crate::interrupt::kill(&self.task.clone().as_runnable());
-        if is_current(h) {
-            crate::interrupt::checkpoint(h);
-        }
+        kill_task_nowait(self.task.clone().as_runnable());
     }
 
-    /// Parks until finished or `deadline` (None: forever); true if finished.
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    /// The owner's wait: parks on the joiner slot until finished or `deadline`.
+    fn wait_owner(&self, deadline: Option<Instant>) -> bool {
         let h = self.task.header();
         loop {
             if h.is_done() {
@@ -326,6 +577,55 @@ impl<T: 'static> JoinHandle<T> {
                 None => park(),
             }
         }
+    }
+
+    /// Runs `f` once the greenlet has finished — returned, panicked, been killed, or
+    /// been cancelled by a shutdown (gevent's `Greenlet.link`). If it has already
+    /// finished, `f` runs right away on the caller.
+    ///
+    /// Any number of callbacks may be registered; each runs exactly once, unless
+    /// [`unlink`](Self::unlink)ed first. `f` runs **off the greenlet's stack**, on the
+    /// thread that completes it — normally its worker's hub, between two greenlets —
+    /// after [`is_finished`](Self::is_finished) has become true. So `f` must be cheap
+    /// and must not block: while it runs, no other greenlet of that worker runs, and a
+    /// blocking call there blocks the worker thread itself (there is no greenlet to
+    /// park). Set an `Event`, push to a queue, wake a waker, or spawn a greenlet for
+    /// real work. A panic in `f` is caught and reported on stderr; the worker survives.
+    /// `f` cannot take the greenlet's output: that belongs to the handle's owner.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let h = rt.spawn(|| 6 * 7);
+    /// h.on_finish(move || tx.send("finished").unwrap());
+    /// assert_eq!(rx.recv().unwrap(), "finished");
+    /// assert!(h.is_finished());
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// ```
+    pub fn on_finish(&self, f: impl FnOnce() + Send + 'static) -> LinkId {
+        LinkId(self.task.header().link(Link::Call(Box::new(f))))
+    }
+
+    /// Removes a callback added by [`on_finish`](Self::on_finish) on this greenlet.
+    /// Returns `true` if it was removed before running, `false` if it has run (or is
+    /// running, or was never this greenlet's).
+    pub fn unlink(&self, id: LinkId) -> bool {
+        self.task.header().unlink(id.0)
+    }
+
+    /// A shareable reference to the greenlet (to kill it, wait for it or link to it
+    /// from elsewhere; only the handle can take its output).
+    pub fn greenlet(&self) -> Greenlet {
+        Greenlet {
+            task: self.task.clone().as_runnable(),
+        }
+    }
+
+    /// True if this is the handle of the greenlet running on this thread.
+    pub(crate) fn is_current(&self) -> bool {
+        is_current(self.task.header())
     }
 
     /// True once the greenlet has finished (returned, panicked or been cancelled).
@@ -394,7 +694,79 @@ impl Greenlet {
     pub fn waker(&self) -> Waker {
         self.task.clone().waker()
     }
+
+    /// True once the greenlet has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.header().is_done()
+    }
+
+    /// Waits until the greenlet has finished, without taking its output (gevent's
+    /// `Greenlet.join` without `get`). Any number of greenlets may wait at once.
+    /// From the greenlet itself this would wait forever; it panics instead.
+    pub fn wait(&self) {
+        let h = self.task.header();
+        if !h.is_done() && is_current(h) {
+            panic!(
+                "Greenlet::wait: greenlet '{}' waited for itself",
+                h.display_name()
+            );
+        }
+        wait_linked(h, None);
+    }
+
+    /// Waits at most `timeout`; true if the greenlet has finished. (From the greenlet
+    /// itself, returns false at once.)
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        wait_linked(self.task.header(), deadline_after(timeout))
+    }
+
+    /// Waits until `deadline` at the latest (`None`: no limit); true if finished.
+    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        wait_linked(self.task.header(), deadline)
+    }
+
+    /// [`JoinHandle::kill`]: kills it and waits until it has finished.
+    pub fn kill(&self) {
+        self.kill_nowait();
+        wait_linked(self.task.header(), None);
+    }
+
+    /// [`JoinHandle::kill_timeout`].
+    pub fn kill_timeout(&self, timeout: Duration) -> bool {
+        self.kill_nowait();
+        wait_linked(self.task.header(), deadline_after(timeout))
+    }
+
+    /// [`JoinHandle::kill_nowait`].
+    pub fn kill_nowait(&self) {
+        kill_task_nowait(self.task.clone());
+    }
+
+    /// [`JoinHandle::on_finish`]: runs `f` once the greenlet has finished, off its
+    /// stack; the same rules apply (cheap, never blocking).
+    pub fn on_finish(&self, f: impl FnOnce() + Send + 'static) -> LinkId {
+        LinkId(self.task.header().link(Link::Call(Box::new(f))))
+    }
+
+    /// [`JoinHandle::unlink`].
+    pub fn unlink(&self, id: LinkId) -> bool {
+        self.task.header().unlink(id.0)
+    }
+
+    /// True if this is the greenlet running on this thread.
+    pub fn is_current(&self) -> bool {
+        is_current(self.task.header())
+    }
 }
+
+impl PartialEq for Greenlet {
+    /// Same greenlet.
+    fn eq(&self, other: &Greenlet) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for Greenlet {}
 
 /// The greenlet running on this thread. Panics outside a greenlet; see [`try_current`].
 pub fn current() -> Greenlet {

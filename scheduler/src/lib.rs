@@ -29,6 +29,8 @@
 //! * `queue`: crossbeam-deque, or a model under loom.
 //! * `task`: the greenlet object (`unsafe`: the `!Send` coroutine in a shared header).
 //! * `stack`, `overflow`: guarded stacks and the overflow reporter (`unsafe`).
+//! * `control`: waiting on and killing many greenlets (`joinall`, `iwait`, `killall`),
+//!   built on completion links (`JoinHandle::on_finish`).
 //! * `interrupt`: kill and `Timeout`, delivered at blocking points; `timers`: the
 //!   hook through which the owner (the `grove` facade) provides timers.
 //! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
@@ -54,6 +56,8 @@ mod queue;
 mod state;
 
 #[cfg(not(grove_loom))]
+mod control;
+#[cfg(not(grove_loom))]
 mod error;
 #[cfg(not(grove_loom))]
 mod greenlet;
@@ -73,11 +77,14 @@ mod timers;
 mod worker;
 
 #[cfg(not(grove_loom))]
+pub use crate::control::{iwait, iwait_deadline, iwait_timeout, joinall, killall, wait_any, Iwait};
+#[cfg(not(grove_loom))]
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]
 pub use crate::greenlet::{
-    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
-    try_spawn, with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
+    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, spawn_later,
+    try_current, try_spawn, with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
+    LinkId,
 };
 #[cfg(not(grove_loom))]
 pub use crate::interrupt::{with_timeout, Elapsed, Timeout};

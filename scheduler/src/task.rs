@@ -14,6 +14,25 @@
 //! |                           | owns the greenlet (state `RUNNING`, or shutdown)  |
 //! | `output`                  | written by the greenlet before `DONE`; then owned |
 //! |                           | by the `JoinHandle` (or the reporter if detached) |
+//! | `links`                   | anyone, under its mutex                          |
+//!
+//! # Completion: one joiner slot, plus links for everyone else
+//! The owner's `join` uses the single `join_waker` slot (no allocation, no list: the
+//! common spawn/join path stays as cheap as it was). Every other observer — `kill` and
+//! `wait_timeout` on a shared handle, [`Greenlet::wait`](crate::Greenlet::wait),
+//! `on_finish` callbacks, `joinall`/`iwait`, groups and pools — adds a [`Link`] to
+//! `links`. The protocol mirrors the joiner's:
+//! 1. An observer pushes its link under the `links` mutex, *then* sets `JOIN_LINKED`
+//!    with one RMW on `join_flags`.
+//! 2. `complete` publishes `DONE`, then sets `JOIN_COMPLETE` with one RMW; if it saw
+//!    `JOIN_LINKED`, it drains `links` and fires each (outside the mutex).
+//! 3. An observer whose RMW of step 1 saw `JOIN_COMPLETE` drains `links` itself.
+//!
+//! The two RMWs are totally ordered: if `complete`'s came second it sees `LINKED` and
+//! its drain (which locks after its RMW) finds the link; if the observer's came
+//! second, the observer drains. Draining takes entries out under the mutex, so each
+//! link fires exactly once whoever drains. Links fire on the thread that completes the
+//! greenlet — its hub, off the greenlet's stack — never on the greenlet itself.
 //!
 //! # Rejected approaches
 //! * A hand-rolled vtable and refcount (async-task style) saves a word but needs far
@@ -59,6 +78,27 @@ pub(crate) const NO_HOME: usize = usize::MAX;
 const JOIN_COMPLETE: u8 = 1;
 const JOIN_DETACHED: u8 = 2;
 const JOIN_WAITING: u8 = 4;
+/// `links` may be non-empty: `complete` must drain it.
+const JOIN_LINKED: u8 = 8;
+
+/// Link ids are unique in the process (so an id from one greenlet never unlinks
+/// another's link), starting at 1.
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+
+/// A callback run once, off the greenlet's stack.
+pub(crate) type Callback = Box<dyn FnOnce() + Send + 'static>;
+
+/// An observer of a greenlet's completion (see "Completion" in the module docs).
+pub(crate) enum Link {
+    /// Woken when the greenlet finishes.
+    Wake(Waker),
+    /// Run once when the greenlet finishes, on the thread that completes it.
+    Call(Callback),
+    /// Not a completion observer: run by `kill_nowait` (and dropped unrun at
+    /// completion). A delayed spawn uses it to start a killed greenlet at once so it
+    /// can be cancelled rather than wait out its delay.
+    OnKill(Callback),
+}
 
 /// The type-erased part every greenlet shares.
 pub(crate) struct Header {
@@ -76,6 +116,8 @@ pub(crate) struct Header {
     pub(crate) interrupt: AtomicU64,
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
+    /// Completion observers other than the owner's join, by link id.
+    links: Mutex<Vec<(u64, Link)>>,
     /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
     /// Written at construction, taken once by the hub that first runs the greenlet.
     prealloc: UnsafeCell<Option<GreenStack>>,
@@ -124,6 +166,7 @@ impl Header {
             interrupt: AtomicU64::new(0),
             join_flags: AtomicU8::new(0),
             join_waker: Mutex::new(None),
+            links: Mutex::new(Vec::new()),
             prealloc: UnsafeCell::new(prealloc),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -189,13 +232,14 @@ impl Header {
         unsafe { (*y).suspend(why) }
     }
 
-    /// The hub finished the greenlet: publish `DONE`, wake the joiner. Returns `true`
-    /// if the handle is already gone, in which case the caller owns the output for
-    /// reporting.
+    /// The hub finished the greenlet: publish `DONE`, wake the joiner, fire the links.
+    /// Returns `true` if the handle is already gone, in which case the caller owns the
+    /// output for reporting.
     pub(crate) fn complete(&self) -> bool {
         self.state.complete();
-        // One RMW orders us against `register_joiner`'s: whichever comes second sees
-        // the other's bit (the joiner then does not park; we then wake its waker).
+        // One RMW orders us against `register_joiner`'s and `link`'s: whichever comes
+        // second sees the other's bit (the joiner then does not park; we then wake its
+        // waker; likewise for links, step 2 of "Completion").
         let prev = self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel);
         if prev & JOIN_WAITING != 0 {
             let waker = self.join_waker.lock().unwrap().take();
@@ -203,7 +247,72 @@ impl Header {
                 w.wake();
             }
         }
+        if prev & JOIN_LINKED != 0 {
+            self.fire_links();
+        }
         prev & JOIN_DETACHED != 0
+    }
+
+    /// Step 1 of "Completion": adds an observer. If the greenlet has already finished,
+    /// the link fires here, on the caller. Returns the id for [`unlink`](Self::unlink).
+    pub(crate) fn link(&self, link: Link) -> u64 {
+        let id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
+        if self.is_done() {
+            fire(self, link);
+            return id;
+        }
+        lock_links(&self.links).push((id, link));
+        // Pushed before LINKED is published: a `complete` that sees LINKED finds it.
+        let prev = self.join_flags.fetch_or(JOIN_LINKED, Ordering::AcqRel);
+        if prev & JOIN_COMPLETE != 0 {
+            // Step 3: `complete` came first and will not look at `links` again.
+            self.fire_links();
+        }
+        id
+    }
+
+    /// Removes a link that has not fired; returns `false` if it fired (or is firing).
+    pub(crate) fn unlink(&self, id: u64) -> bool {
+        let mut links = lock_links(&self.links);
+        match links.iter().position(|(i, _)| *i == id) {
+            Some(pos) => {
+                let removed = links.swap_remove(pos);
+                drop(links);
+                // Dropped outside the lock: a callback's captures may have destructors
+                // of their own.
+                drop(removed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the `OnKill` hooks (for `kill_nowait` to run).
+    pub(crate) fn take_kill_hooks(&self) -> Vec<Callback> {
+        if self.join_flags.load(Ordering::Acquire) & JOIN_LINKED == 0 {
+            return Vec::new();
+        }
+        let mut links = lock_links(&self.links);
+        let mut hooks = Vec::new();
+        let mut i = 0;
+        while i < links.len() {
+            if matches!(links[i].1, Link::OnKill(_)) {
+                if let (_, Link::OnKill(f)) = links.swap_remove(i) {
+                    hooks.push(f);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        hooks
+    }
+
+    /// Steps 2–3: drains the links and fires them outside the mutex.
+    fn fire_links(&self) {
+        let links = std::mem::take(&mut *lock_links(&self.links));
+        for (_, link) in links {
+            fire(self, link);
+        }
     }
 
     /// The handle was dropped. Returns `true` if the greenlet already completed, in
@@ -224,6 +333,31 @@ impl Header {
         // Stored before WAITING is published: a `complete` that sees WAITING finds it.
         let prev = self.join_flags.fetch_or(JOIN_WAITING, Ordering::AcqRel);
         prev & JOIN_COMPLETE == 0
+    }
+}
+
+/// Locks the link list, ignoring poison: a callback never runs under this lock, so a
+/// poisoned lock (a panicking waker's clone) still holds a consistent list.
+fn lock_links(m: &Mutex<Vec<(u64, Link)>>) -> std::sync::MutexGuard<'_, Vec<(u64, Link)>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Fires one link of a finished greenlet. A panicking callback is reported on stderr
+/// and contained: it runs on a hub, which must survive it.
+fn fire(h: &Header, link: Link) {
+    match link {
+        Link::Wake(w) => w.wake(),
+        Link::Call(f) => {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                eprintln!(
+                    "grove: on_finish callback of greenlet '{}' (id {}) panicked: {}",
+                    h.display_name(),
+                    h.id,
+                    payload_text(&*payload)
+                );
+            }
+        }
+        Link::OnKill(_) => {}
     }
 }
 
