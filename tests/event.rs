@@ -81,23 +81,22 @@ fn a_plain_thread_can_wait_too() {
 fn cancelled_waiters_leave_the_event_consistent() {
     rt().block_on(|| {
         let ev = grove::Event::new();
-        let killed = {
+        let spawn_waiter = |ev: &grove::Event| {
             let ev = ev.clone();
             grove::spawn(move || ev.wait())
         };
-        let timed_out = {
-            let ev = ev.clone();
-            grove::spawn(move || grove::with_timeout(Duration::from_millis(10), || ev.wait()))
-        };
-        let patient = {
-            let ev = ev.clone();
-            grove::spawn(move || ev.wait())
-        };
-        while !all_waiting(&ev, 3) {
+        let killed = spawn_waiter(&ev);
+        let patient = spawn_waiter(&ev);
+        while !all_waiting(&ev, 2) {
             grove::yield_now();
         }
         killed.kill();
         assert!(killed.join().unwrap_err().is_killed());
+        assert!(all_waiting(&ev, 1), "{ev:?}");
+        // The event is unset, so this waiter must time out (and leave the list).
+        let ev2 = ev.clone();
+        let timed_out =
+            grove::spawn(move || grove::with_timeout(Duration::from_millis(10), || ev2.wait()));
         assert!(timed_out.join().unwrap().is_err());
         assert!(all_waiting(&ev, 1), "{ev:?}");
         ev.set();

@@ -146,7 +146,10 @@ impl<T> WaitList<T> {
 }
 
 /// Step 2 (and 4 on the way out): parks until `ticket` is handed a value or `deadline`
-/// passes. Returns the value, or `None` at the deadline.
+/// passes. Returns the value, or `None` at the deadline — unless a value was handed
+/// over at the very moment the deadline passed: then it is returned (`Some`), since
+/// giving it back would be a pointless round trip (primitives rely on this to never
+/// lose a permit or item).
 ///
 /// `lock_state` locks the primitive and gives access to its wait list; `pass_on`
 /// receives (under that lock) a value that was handed over but will not be used
