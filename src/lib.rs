@@ -52,6 +52,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
 pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,
     NotOwner, OverRelease, RLock, RLockGuard, Semaphore, SemaphoreGuard,
