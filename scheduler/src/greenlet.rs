@@ -584,7 +584,7 @@ impl<T: 'static> JoinHandle<T> {
     /// finished, `f` runs right away on the caller.
     ///
     /// Any number of callbacks may be registered; each runs exactly once, unless
-    /// [`unlink`](Self::unlink)ed first. `f` runs **off the greenlet's stack**, on the
+    /// [`unlink`](Self::unlink)ed first, in the order they were registered. `f` runs **off the greenlet's stack**, on the
     /// thread that completes it — normally its worker's hub, between two greenlets —
     /// after [`is_finished`](Self::is_finished) has become true. So `f` must be cheap
     /// and must not block: while it runs, no other greenlet of that worker runs, and a

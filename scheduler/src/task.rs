@@ -31,8 +31,9 @@
 //! The two RMWs are totally ordered: if `complete`'s came second it sees `LINKED` and
 //! its drain (which locks after its RMW) finds the link; if the observer's came
 //! second, the observer drains. Draining takes entries out under the mutex, so each
-//! link fires exactly once whoever drains. Links fire on the thread that completes the
-//! greenlet — its hub, off the greenlet's stack — never on the greenlet itself.
+//! link fires exactly once whoever drains. Links fire in the order they were added, on
+//! the thread that completes the greenlet — its hub, off the greenlet's stack — never on
+//! the greenlet itself.
 //!
 //! # Rejected approaches
 //! * A hand-rolled vtable and refcount (async-task style) saves a word but needs far
@@ -276,7 +277,8 @@ impl Header {
         let mut links = lock_links(&self.links);
         match links.iter().position(|(i, _)| *i == id) {
             Some(pos) => {
-                let removed = links.swap_remove(pos);
+                // `remove`, not `swap_remove`: links fire in the order they were added.
+                let removed = links.remove(pos);
                 drop(links);
                 // Dropped outside the lock: a callback's captures may have destructors
                 // of their own.
@@ -293,18 +295,18 @@ impl Header {
             return Vec::new();
         }
         let mut links = lock_links(&self.links);
-        let mut hooks = Vec::new();
-        let mut i = 0;
-        while i < links.len() {
-            if matches!(links[i].1, Link::OnKill(_)) {
-                if let (_, Link::OnKill(f)) = links.swap_remove(i) {
-                    hooks.push(f);
-                }
-            } else {
-                i += 1;
-            }
-        }
+        let (hooks, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *links)
+            .into_iter()
+            .partition(|(_, l)| matches!(l, Link::OnKill(_)));
+        *links = rest;
+        drop(links);
         hooks
+            .into_iter()
+            .filter_map(|(_, l)| match l {
+                Link::OnKill(f) => Some(f),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Steps 2–3: drains the links and fires them outside the mutex.
