@@ -34,6 +34,29 @@
 //! });
 //! ```
 //!
+//! Many greenlets at once: wait for a set of them (gevent's `joinall`, `iwait`), start
+//! one later (`spawn_later`, killable until it starts), bound concurrency with a
+//! [`Pool`]:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! grove::run(|| {
+//!     let hs: Vec<_> = [30u64, 10, 20]
+//!         .into_iter()
+//!         .map(|ms| grove::spawn(move || grove::sleep(Duration::from_millis(ms))))
+//!         .collect();
+//!     assert_eq!(grove::joinall(&hs, Some(Duration::from_secs(30)), None).len(), 3);
+//!
+//!     let later = grove::spawn_later(Duration::from_secs(3600), || unreachable!());
+//!     later.kill(); // before it started: it never runs
+//!     assert!(later.join().unwrap_err().is_killed());
+//!
+//!     let pool = grove::Pool::new(2); // at most 2 at a time; `spawn` waits when full
+//!     assert_eq!(pool.map(["a", "bb", "ccc"], |s| s.len()), [1, 2, 3]);
+//! });
+//! ```
+//!
 //! # Soundness contract, in plain words
 //! * `spawn` is safe. A greenlet may start on any worker, but once started it stays
 //!   on that worker for life, so thread-locals behave as on a normal thread.
@@ -57,6 +80,7 @@ pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,
     NotOwner, OverRelease, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
+pub use grove_primitives::{Group, ImapUnordered, Pool, PoolFull};
 pub use grove_scheduler::{
     block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
     try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed, Greenlet, Handle,

@@ -10,6 +10,7 @@
 mod async_result;
 mod event;
 mod lock;
+mod pool;
 pub mod queue;
 mod semaphore;
 mod time;
@@ -18,6 +19,7 @@ mod waitlist;
 pub use crate::async_result::{AlreadySet, AsyncResult};
 pub use crate::event::Event;
 pub use crate::lock::{Lock, LockGuard, NotOwner, RLock, RLockGuard};
+pub use crate::pool::{Group, ImapUnordered, Pool, PoolFull};
 pub use crate::queue::{Channel, LifoQueue, PriorityQueue, Queue};
 pub use crate::semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard};
 pub use crate::time::{sleep, sleep_until};
