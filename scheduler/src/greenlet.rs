@@ -317,6 +317,10 @@ impl Delayed {
         let mut st = lock_delayed(&delayed.state);
         if st.task.is_some() {
             st.timer = Some(key);
+        } else {
+            // Fired at once, or killed before we got here: nothing left to time.
+            drop(st);
+            timers.cancel(key);
         }
     }
 
