@@ -9,6 +9,14 @@
 //!   children, joins them and sums.
 //! * `switch`: one task yields N times alone, next to a raw `corosensei` resume +
 //!   suspend loop: the floor a greenlet yield is measured against.
+//! * `ping_pong_1w` / `ping_pong_2w`: two tasks exchange a number over two queues
+//!   (grove `Queue`, tokio unbounded mpsc, may mpsc, std mpsc), one round trip per
+//!   element; `_1w` on a one-worker runtime (tokio: current-thread), `_2w` on the
+//!   multi-worker one, where grove's two greenlets are forced onto different workers
+//!   (they rendezvous spinning before the exchange). tokio tasks migrate, so its `_2w`
+//!   placement is tokio's choice; may's worker count is process-global (same in both).
+//! * `mutex_contention`: N tasks each lock and unlock a shared mutex M times,
+//!   incrementing a counter inside (grove `Lock`, tokio and may `Mutex`, std `Mutex`).
 //!
 //! Every group reports `Throughput::Elements` (tasks, yields, chain links or leaves),
 //! so criterion's per-element times compare across runtimes even where a peer runs a
@@ -77,6 +85,14 @@ const SKYNET_DIV: u64 = 10;
 /// `switch`: yields (or resume + suspend pairs) per iteration.
 const SWITCH_N: u64 = 100_000;
 
+/// `ping_pong` round trips for grove, tokio and may, and for OS threads.
+const PING_N: u64 = 1_000_000;
+const THREAD_PING_N: u64 = 10_000;
+
+/// `mutex_contention`: tasks, and lock/unlock pairs per task.
+const MUTEX_TASKS: u64 = 100;
+const MUTEX_OPS: u64 = 10_000;
+
 /// The targets the summary reports against: grove's time over this runtime's, same
 /// run, at most this much.
 const TARGETS: &[(&str, &str, f64)] = &[
@@ -85,6 +101,8 @@ const TARGETS: &[(&str, &str, f64)] = &[
     ("chained_spawn", "tokio", 0.6),
     ("skynet", "tokio", 0.8),
     ("switch", "corosensei", 10.0),
+    ("ping_pong_1w", "tokio", 0.7),
+    ("ping_pong_2w", "tokio", 0.7),
 ];
 
 /// One runtime's version of a workload: how many elements one run handles, and the
@@ -127,6 +145,9 @@ impl<'a> Workload<'a> {
 struct Runtimes {
     grove: grove::Runtime,
     tokio: tokio::runtime::Runtime,
+    /// One-worker runtimes, for the same-worker ping-pong.
+    grove1: grove::Runtime,
+    tokio1: tokio::runtime::Runtime,
     workers: usize,
 }
 
@@ -143,9 +164,19 @@ impl Runtimes {
             .build()
             .expect("tokio runtime");
         may::config().set_workers(workers);
+        let grove1 = grove::Runtime::builder()
+            .workers(1)
+            .build()
+            .expect("grove runtime");
+        let tokio1 = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         Runtimes {
             grove,
             tokio,
+            grove1,
+            tokio1,
             workers,
         }
     }
@@ -561,6 +592,210 @@ fn summary(workloads: &[Workload<'_>], reps: usize, workers: usize) {
     );
 }
 
+/// grove ping-pong over two queues. With `apart`, the two greenlets first spin until
+/// both have started, which puts them on different workers (neither yields).
+fn grove_ping_pong(rt: &grove::Runtime, n: u64, apart: bool) {
+    rt.block_on(move || {
+        let (ping, pong) = (grove::Queue::new(), grove::Queue::new());
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (ping2, pong2, started2) = (ping.clone(), pong.clone(), started.clone());
+        let echo = grove::spawn(move || {
+            if apart {
+                rendezvous(&started2);
+            }
+            for _ in 0..n {
+                let v: u64 = ping2.get().unwrap();
+                pong2.put(v + 1).unwrap();
+            }
+            grove::worker_index()
+        });
+        let driver = grove::spawn(move || {
+            if apart {
+                rendezvous(&started);
+            }
+            for i in 0..n {
+                ping.put(i).unwrap();
+                let v = pong.get().unwrap();
+                debug_assert_eq!(v, i + 1);
+            }
+            grove::worker_index()
+        });
+        let (a, b) = (driver.join().unwrap(), echo.join().unwrap());
+        assert!(
+            !apart || a != b,
+            "ping_pong_2w: both greenlets on worker {a:?}"
+        );
+    })
+}
+
+/// Spins until two parties have arrived.
+fn rendezvous(arrived: &std::sync::atomic::AtomicUsize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    arrived.fetch_add(1, SeqCst);
+    while arrived.load(SeqCst) < 2 {
+        std::hint::spin_loop();
+    }
+}
+
+async fn tokio_ping_pong(n: u64) {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let echo = tokio::spawn(async move {
+        while let Some(v) = ping_rx.recv().await {
+            pong_tx.send(v + 1).unwrap();
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        let v = pong_rx.recv().await.unwrap();
+        debug_assert_eq!(v, i + 1);
+    }
+    drop(ping_tx);
+    echo.await.unwrap();
+}
+
+fn may_ping_pong(n: u64) {
+    let (ping_tx, ping_rx) = may::sync::mpsc::channel::<u64>();
+    let (pong_tx, pong_rx) = may::sync::mpsc::channel::<u64>();
+    let echo = may_go(move || {
+        while let Ok(v) = ping_rx.recv() {
+            pong_tx.send(v + 1).unwrap();
+        }
+    });
+    may_go(move || {
+        for i in 0..n {
+            ping_tx.send(i).unwrap();
+            let v = pong_rx.recv().unwrap();
+            debug_assert_eq!(v, i + 1);
+        }
+    })
+    .join()
+    .unwrap();
+    echo.join().unwrap();
+}
+
+fn thread_ping_pong(n: u64) {
+    let (ping_tx, ping_rx) = mpsc::channel::<u64>();
+    let (pong_tx, pong_rx) = mpsc::channel::<u64>();
+    let echo = thread::spawn(move || {
+        while let Ok(v) = ping_rx.recv() {
+            pong_tx.send(v + 1).unwrap();
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        let v = pong_rx.recv().unwrap();
+        debug_assert_eq!(v, i + 1);
+    }
+    drop(ping_tx);
+    echo.join().unwrap();
+}
+
+fn ping_pong(rt: &Runtimes, apart: bool) -> Workload<'_> {
+    let name = if apart {
+        "ping_pong_2w"
+    } else {
+        "ping_pong_1w"
+    };
+    let (grove_rt, tokio_rt) = if apart {
+        (&rt.grove, &rt.tokio)
+    } else {
+        (&rt.grove1, &rt.tokio1)
+    };
+    Workload::new(name)
+        .case("grove", PING_N, move || {
+            grove_ping_pong(grove_rt, PING_N, apart)
+        })
+        .case("tokio", PING_N, move || {
+            tokio_rt
+                .block_on(tokio_rt.spawn(tokio_ping_pong(PING_N)))
+                .unwrap()
+        })
+        .case("may", PING_N, || may_ping_pong(PING_N))
+        .case("threads", THREAD_PING_N, || thread_ping_pong(THREAD_PING_N))
+}
+
+fn mutex_contention(rt: &Runtimes) -> Workload<'_> {
+    let total = MUTEX_TASKS * MUTEX_OPS;
+    Workload::new("mutex_contention")
+        .case("grove", total, move || {
+            rt.grove.block_on(move || {
+                let lock = grove::Lock::new();
+                let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let hs: Vec<_> = (0..MUTEX_TASKS)
+                    .map(|_| {
+                        let (lock, count) = (lock.clone(), count.clone());
+                        grove::spawn(move || {
+                            use std::sync::atomic::Ordering::Relaxed;
+                            for _ in 0..MUTEX_OPS {
+                                let _g = lock.lock();
+                                // A non-atomic increment: only the lock makes it exact.
+                                count.store(count.load(Relaxed) + 1, Relaxed);
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.join().unwrap();
+                }
+                assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), total);
+            })
+        })
+        .case("tokio", total, move || {
+            rt.tokio.block_on(async move {
+                let m = std::sync::Arc::new(tokio::sync::Mutex::new(0u64));
+                let hs: Vec<_> = (0..MUTEX_TASKS)
+                    .map(|_| {
+                        let m = m.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..MUTEX_OPS {
+                                *m.lock().await += 1;
+                            }
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+                assert_eq!(*m.lock().await, total);
+            })
+        })
+        .case("may", total, move || {
+            let m = std::sync::Arc::new(may::sync::Mutex::new(0u64));
+            let hs: Vec<_> = (0..MUTEX_TASKS)
+                .map(|_| {
+                    let m = m.clone();
+                    may_go(move || {
+                        for _ in 0..MUTEX_OPS {
+                            *m.lock().unwrap() += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(*m.lock().unwrap(), total);
+        })
+        .case("threads", total, move || {
+            let m = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+            let hs: Vec<_> = (0..MUTEX_TASKS)
+                .map(|_| {
+                    let m = m.clone();
+                    thread::spawn(move || {
+                        for _ in 0..MUTEX_OPS {
+                            *m.lock().unwrap() += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(*m.lock().unwrap(), total);
+        })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workers = env_usize("GROVE_BENCH_WORKERS").unwrap_or_else(num_cpus::get);
@@ -571,6 +806,9 @@ fn main() {
         chained_spawn(&rt),
         skynet(&rt),
         switch(&rt),
+        ping_pong(&rt, false),
+        ping_pong(&rt, true),
+        mutex_contention(&rt),
     ];
 
     let mut c = Criterion::default()

@@ -224,6 +224,12 @@ impl Parker {
         }
     }
 
+    /// True if a wake is pending (the next `park` would return at once). Lets the owner
+    /// spin briefly on its own parker before sleeping.
+    pub fn is_notified(&self) -> bool {
+        self.state.load(Ordering::Acquire) == NOTIFIED
+    }
+
     /// Wakes the owner, now or at its next `park`. Callable from any thread.
     pub fn unpark(&self) {
         match self.state.swap(NOTIFIED, Ordering::SeqCst) {

@@ -53,6 +53,8 @@ const GLOBAL_MASK: u32 = 63;
 const INBOX_MASK: u32 = 15;
 /// Every 32 ticks, an unstarted greenlet runs ahead of started ones.
 const FRESH_MASK: u32 = 31;
+/// Pause instructions spent watching our own parker before sleeping (a few µs).
+const SPIN_BEFORE_PARK: u32 = 256;
 
 thread_local! {
     /// The hub state of the worker running on this thread, or null.
@@ -391,7 +393,19 @@ impl Local {
             shared.idle.unpark_worker_by_id(self.index);
             return;
         }
-        shared.workers[self.index].parker.park();
+        // Before the futex sleep, spin a few microseconds on our *own* parker: a greenlet
+        // of ours waiting on a peer's reply (ping-pong across workers) is typically woken
+        // within a microsecond, and sleeping would put two futex calls on every round trip
+        // (measured: a cross-worker Channel round trip cost ~27 us). Unlike a spinning
+        // thief this reads only our own lines, so the busy peer is not slowed.
+        let me = &shared.workers[self.index];
+        for _ in 0..SPIN_BEFORE_PARK {
+            if me.parker.is_notified() {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        me.parker.park();
         if !shared.idle.unpark_worker_by_id(self.index) {
             // A publisher took us off the sleeper list and counted us as searching.
             self.searching.set(true);
