@@ -3,31 +3,17 @@
 //! `get_nowait` on an unset result, several greenlets getting one result, a second
 //! set), plus two workers, plain OS threads and cancellation mid-wait.
 
-use std::fmt::Debug;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove::{AlreadySet, AsyncResult};
 
+mod common;
+use common::{until_waiting, waiters};
+
 fn rt() -> grove::Runtime {
     grove::Runtime::builder().workers(2).build().unwrap()
-}
-
-/// The number of blocked getters, read from `Debug` (there is no public counter).
-fn waiters(x: &impl Debug) -> usize {
-    let s = format!("{x:?}");
-    let n = &s[s.find("waiters: ").expect("Debug shows the waiters") + 9..];
-    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
-        .parse()
-        .unwrap()
-}
-
-/// Yields (never sleeps) until `n` getters are parked on `x`.
-fn until_waiting(x: &impl Debug, n: usize) {
-    while waiters(x) != n {
-        grove::yield_now();
-    }
 }
 
 #[test]

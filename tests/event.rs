@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 fn rt() -> grove::Runtime {
     grove::Runtime::builder().workers(2).build().unwrap()
 }
@@ -26,9 +28,7 @@ fn set_wakes_every_waiter_on_every_worker() {
             })
             .collect();
         // Wait (yielding, not sleeping) until all 100 are parked on the event.
-        while !all_waiting(&e2, 100) {
-            grove::yield_now();
-        }
+        common::until_waiting(&e2, 100);
         e2.set();
         for h in hs {
             h.join().unwrap();
@@ -36,11 +36,6 @@ fn set_wakes_every_waiter_on_every_worker() {
     });
     assert_eq!(woken.load(Ordering::SeqCst), 100);
     assert!(ev.is_set());
-}
-
-/// The waiter count, read from `Debug` (the event has no public counter).
-fn all_waiting(ev: &grove::Event, n: usize) -> bool {
-    format!("{ev:?}").contains(&format!("waiters: {n}"))
 }
 
 #[test]
@@ -87,20 +82,18 @@ fn cancelled_waiters_leave_the_event_consistent() {
         };
         let killed = spawn_waiter(&ev);
         let patient = spawn_waiter(&ev);
-        while !all_waiting(&ev, 2) {
-            grove::yield_now();
-        }
+        common::until_waiting(&ev, 2);
         killed.kill();
         assert!(killed.join().unwrap_err().is_killed());
-        assert!(all_waiting(&ev, 1), "{ev:?}");
+        assert_eq!(common::waiters(&ev), 1, "{ev:?}");
         // The event is unset, so this waiter must time out (and leave the list).
         let ev2 = ev.clone();
         let timed_out =
             grove::spawn(move || grove::with_timeout(Duration::from_millis(10), || ev2.wait()));
         assert!(timed_out.join().unwrap().is_err());
-        assert!(all_waiting(&ev, 1), "{ev:?}");
+        assert_eq!(common::waiters(&ev), 1, "{ev:?}");
         ev.set();
         assert!(patient.join().unwrap());
-        assert!(all_waiting(&ev, 0));
+        assert_eq!(common::waiters(&ev), 0);
     });
 }

@@ -4,31 +4,17 @@
 //! re-entrancy, `release` of an RLock by a non-owner raises), plus mutual exclusion
 //! across two workers, FIFO service, cancellation mid-wait and plain OS threads.
 
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grove::{Lock, NotOwner, OverRelease, RLock};
 
+mod common;
+use common::{until_waiting, waiters};
+
 fn rt(workers: usize) -> grove::Runtime {
     grove::Runtime::builder().workers(workers).build().unwrap()
-}
-
-/// The number of blocked lockers, read from `Debug` (there is no public counter).
-fn waiters(x: &impl Debug) -> usize {
-    let s = format!("{x:?}");
-    let n = &s[s.find("waiters: ").expect("Debug shows the waiters") + 9..];
-    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
-        .parse()
-        .unwrap()
-}
-
-/// Yields (never sleeps) until `n` lockers are parked on `x`.
-fn until_waiting(x: &impl Debug, n: usize) {
-    while waiters(x) != n {
-        grove::yield_now();
-    }
 }
 
 /// 100 greenlets × 50 increments of a counter that is read, yielded over, then

@@ -4,31 +4,17 @@
 //! TestBoundedSemaphore: releasing past the initial count raises), plus FIFO service,
 //! cancellation mid-wait, two workers and plain OS threads.
 
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grove::{BoundedSemaphore, OverRelease, Semaphore};
 
+mod common;
+use common::{until_waiting, waiters};
+
 fn rt(workers: usize) -> grove::Runtime {
     grove::Runtime::builder().workers(workers).build().unwrap()
-}
-
-/// The number of blocked acquirers, read from `Debug` (there is no public counter).
-fn waiters(x: &impl Debug) -> usize {
-    let s = format!("{x:?}");
-    let n = &s[s.find("waiters: ").expect("Debug shows the waiters") + 9..];
-    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
-        .parse()
-        .unwrap()
-}
-
-/// Yields (never sleeps) until `n` acquirers are parked on `x`.
-fn until_waiting(x: &impl Debug, n: usize) {
-    while waiters(x) != n {
-        grove::yield_now();
-    }
 }
 
 #[test]

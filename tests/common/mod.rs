@@ -2,6 +2,7 @@
 // Each test binary uses a different subset, and `pub` is how they reach it.
 #![allow(dead_code, unreachable_pub)]
 
+use std::fmt::Debug;
 use std::process::{Command, Output};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -44,5 +45,22 @@ impl Latch {
         while !*g {
             g = self.0 .1.wait(g).unwrap();
         }
+    }
+}
+
+/// The number of parked waiters on a primitive, read from its `Debug` output (the
+/// primitives show `waiters: N`; there is no public counter).
+pub fn waiters(x: &impl Debug) -> usize {
+    let s = format!("{x:?}");
+    let n = &s[s.find("waiters: ").expect("Debug shows the waiters") + 9..];
+    n[..n.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// Yields (never sleeps) until exactly `n` waiters are parked on `x`.
+pub fn until_waiting(x: &impl Debug, n: usize) {
+    while waiters(x) != n {
+        grove::yield_now();
     }
 }
