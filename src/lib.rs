@@ -87,6 +87,7 @@ pub use grove_scheduler::{
     JoinError, JoinHandle, SpawnError, Timeout, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
     MIN_STACK_SIZE,
 };
+pub use grove_scheduler::{greenlet_local, GreenletLocal};
 pub use grove_scheduler::{
     iwait, iwait_deadline, iwait_timeout, joinall, killall, spawn_later, wait_any, Iwait, LinkId,
 };

@@ -64,6 +64,8 @@ mod greenlet;
 #[cfg(not(grove_loom))]
 mod interrupt;
 #[cfg(not(grove_loom))]
+mod local;
+#[cfg(not(grove_loom))]
 mod overflow;
 #[cfg(not(grove_loom))]
 mod runtime;
@@ -88,6 +90,8 @@ pub use crate::greenlet::{
 };
 #[cfg(not(grove_loom))]
 pub use crate::interrupt::{with_timeout, Elapsed, Timeout};
+#[cfg(not(grove_loom))]
+pub use crate::local::GreenletLocal;
 #[cfg(not(grove_loom))]
 pub use crate::runtime::{
     Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,

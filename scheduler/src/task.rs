@@ -12,6 +12,7 @@
 //! |                           | hub that drops it unstarted at shutdown          |
 //! | `coroutine`, `yielder`    | the home worker's thread only, and only while it |
 //! |                           | owns the greenlet (state `RUNNING`, or shutdown)  |
+//! | `locals`                  | the greenlet itself, on its own stack             |
 //! | `output`                  | written by the greenlet before `DONE`; then owned |
 //! |                           | by the `JoinHandle` (or the reporter if detached) |
 //! | `links`                   | anyone, under its mutex                          |
@@ -124,13 +125,15 @@ pub(crate) struct Header {
     prealloc: UnsafeCell<Option<GreenStack>>,
     coroutine: UnsafeCell<Option<Co>>,
     yielder: Cell<*const GreenYielder>,
+    /// Greenlet-local values (see `local.rs`); only the greenlet itself touches them.
+    locals: UnsafeCell<Option<Box<crate::local::LocalMap>>>,
     /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
     pub(crate) slot: AtomicUsize,
     /// The stack's guard range `[lo, hi)`, recorded at first run for the overflow reporter.
     pub(crate) guard: (AtomicUsize, AtomicUsize),
 }
 
-// SAFETY: the `!Sync`/`!Send` fields (`coroutine`, `yielder`) are only touched
+// SAFETY: the `!Sync`/`!Send` fields (`coroutine`, `yielder`, `locals`) are only touched
 // by the home worker's thread while it owns the greenlet (see the table above; every
 // accessor below is `unsafe` and restates the rule). All other fields are `Sync`.
 unsafe impl Sync for Header {}
@@ -171,6 +174,7 @@ impl Header {
             prealloc: UnsafeCell::new(prealloc),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
+            locals: UnsafeCell::new(None),
             slot: AtomicUsize::new(usize::MAX),
             guard: (AtomicUsize::new(0), AtomicUsize::new(0)),
         }
@@ -209,6 +213,17 @@ impl Header {
     pub(crate) unsafe fn coroutine_mut(&self) -> &mut Option<Co> {
         // SAFETY: exclusive access is the caller's contract (one owning thread).
         unsafe { &mut *self.coroutine.get() }
+    }
+
+    /// The greenlet-locals cell.
+    ///
+    /// # Safety
+    /// Only the greenlet itself may call this (on its own stack), and the reference
+    /// must not be held across user code or another call.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn locals_mut(&self) -> &mut Option<Box<crate::local::LocalMap>> {
+        // SAFETY: exclusive access is the caller's contract.
+        unsafe { &mut *self.locals.get() }
     }
 
     /// Records the yielder of a freshly started coroutine.
@@ -451,6 +466,16 @@ where
         let Some(f) = f else {
             return;
         };
+        // Drops the greenlet-locals here, on the greenlet's own stack, however the body
+        // ends (return, panic, kill, or a shutdown unwinding through us).
+        struct DropLocals<'a>(&'a Header);
+        impl Drop for DropLocals<'_> {
+            fn drop(&mut self) {
+                // SAFETY: we are the greenlet, and its closure has finished.
+                unsafe { self.0.drop_locals() };
+            }
+        }
+        let _locals = DropLocals(&self.header);
         let result = panic::catch_unwind(AssertUnwindSafe(f));
         let output = match result {
             Ok(v) => Ok(v),
