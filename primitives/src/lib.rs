@@ -7,27 +7,51 @@
 //! speak `std::task::Waker`, the same code works whether the waiter is a greenlet
 //! (it parks, its worker runs others) or a plain OS thread (it blocks).
 
+#[cfg(not(grove_loom))]
 mod async_result;
+#[cfg(not(grove_loom))]
 mod event;
+#[cfg(not(grove_loom))]
 mod lock;
+mod loom;
+#[cfg(not(grove_loom))]
 mod pool;
+#[cfg(not(grove_loom))]
 pub mod queue;
+#[cfg(not(grove_loom))]
 mod semaphore;
+#[cfg(not(grove_loom))]
 mod time;
 mod waitlist;
 
+#[cfg(not(grove_loom))]
 pub use crate::async_result::{AlreadySet, AsyncResult};
+#[cfg(not(grove_loom))]
 pub use crate::event::Event;
+#[cfg(not(grove_loom))]
 pub use crate::lock::{Lock, LockGuard, NotOwner, RLock, RLockGuard};
+#[cfg(not(grove_loom))]
 pub use crate::pool::{Group, ImapUnordered, Pool, PoolFull};
+#[cfg(not(grove_loom))]
 pub use crate::queue::{Channel, LifoQueue, PriorityQueue, Queue};
+#[cfg(not(grove_loom))]
 pub use crate::semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard};
+#[cfg(not(grove_loom))]
 pub use crate::time::{sleep, sleep_until};
+
+/// The wait list's protocol core, exposed to `loom-tests` only (built with
+/// `--cfg grove_loom`).
+#[cfg(grove_loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::waitlist::{lock, wait_with, Ticket, WaitList};
+}
 
 /// The reactor of the runtime running the current greenlet.
 ///
 /// Panics with a message naming `what` when called outside a grove runtime, or on a
 /// runtime built without a reactor (only the `grove` facade attaches one).
+#[cfg(not(grove_loom))]
 pub fn reactor(what: &str) -> grove_reactor::Handle {
     grove_scheduler::with_extension(|ext| {
         ext.and_then(|e| e.downcast_ref::<grove_reactor::Handle>())

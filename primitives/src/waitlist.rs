@@ -29,17 +29,30 @@
 //! The slot mutex orders 2 against 3: the waiter either sees the value, or its waker
 //! was stored before the notifier took it (`push` stores the waker; the waiter never
 //! changes waker, since a greenlet's or thread's waker is the same for its life).
+//!
+//! # Loom
+//! The protocol is model-checked in `loom-tests/tests/waitlist.rs`. For that, the
+//! core ([`WaitList::push_with`], [`wait_with`]) takes the waker and the parking as
+//! arguments, and its `Arc`/`Mutex` come from `crate::loom`; [`WaitList::push`] and
+//! [`wait`] are the scheduler-bound wrappers every primitive uses, not built under
+//! `--cfg grove_loom` (where the scheduler has no greenlets to park).
+
+// Items are `pub` so that `__loom` can re-export them to the loom tests; in the normal
+// build the module is private and they stay crate-internal.
+#![allow(unreachable_pub)]
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
+#[cfg(not(grove_loom))]
 use std::time::Instant;
+
+use crate::loom::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Locks a primitive's mutex, ignoring poison: primitives keep their state consistent
 /// across unwinds (that is this module's job), so a poisoned lock holds valid state.
-pub(crate) fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
+pub fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -51,7 +64,7 @@ struct Slot<T> {
 }
 
 /// One waiter's place in a [`WaitList`].
-pub(crate) struct Ticket<T> {
+pub struct Ticket<T> {
     slot: Arc<Mutex<Slot<T>>>,
 }
 
@@ -69,7 +82,7 @@ impl<T> Ticket<T> {
 }
 
 /// A FIFO of waiters, each to be handed a `T`. Lives inside a primitive's mutex.
-pub(crate) struct WaitList<T> {
+pub struct WaitList<T> {
     queue: VecDeque<Arc<Mutex<Slot<T>>>>,
 }
 
@@ -91,14 +104,22 @@ impl<T> fmt::Debug for WaitList<T> {
 
 impl<T> WaitList<T> {
     /// Number of waiters.
-    pub(crate) fn len(&self) -> usize {
+    // Public only under loom (re-exported to the models), which need no `is_empty`.
+    #[cfg_attr(grove_loom, allow(clippy::len_without_is_empty))]
+    pub fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Step 1: enqueues the current greenlet (or thread) at the tail.
-    pub(crate) fn push(&mut self) -> Ticket<T> {
+    #[cfg(not(grove_loom))]
+    pub fn push(&mut self) -> Ticket<T> {
+        self.push_with(grove_scheduler::current_waker())
+    }
+
+    /// Step 1 with an explicit `waker`: the one a notifier will wake.
+    pub fn push_with(&mut self, waker: Waker) -> Ticket<T> {
         let slot = Arc::new(Mutex::new(Slot {
-            waker: Some(grove_scheduler::current_waker()),
+            waker: Some(waker),
             value: None,
             notified: false,
         }));
@@ -108,7 +129,7 @@ impl<T> WaitList<T> {
 
     /// Step 3: hands `value` to the first waiter and wakes it; gives the value back
     /// if nobody waits.
-    pub(crate) fn notify_one(&mut self, value: T) -> Result<(), T> {
+    pub fn notify_one(&mut self, value: T) -> Result<(), T> {
         let Some(slot) = self.queue.pop_front() else {
             return Err(value);
         };
@@ -125,7 +146,7 @@ impl<T> WaitList<T> {
     }
 
     /// Hands a value made by `make` to every waiter (e.g. `Event::set`).
-    pub(crate) fn notify_all(&mut self, mut make: impl FnMut() -> T) {
+    pub fn notify_all(&mut self, mut make: impl FnMut() -> T) {
         while self.notify_one(make()).is_ok() {}
     }
 
@@ -151,17 +172,42 @@ impl<T> WaitList<T> {
 /// giving it back would be a pointless round trip (primitives rely on this to never
 /// lose a permit or item).
 ///
-/// `lock_state` locks the primitive and gives access to its wait list; `pass_on`
+/// `state` is the primitive's mutex and `list` finds its wait list in it; `pass_on`
 /// receives (under that lock) a value that was handed over but will not be used
 /// because the wait ended by deadline or unwinding. Cancellation-safe: if the waiter
 /// is unwound from `park` (kill, Timeout), the ticket is cancelled the same way before
 /// the unwind continues.
-pub(crate) fn wait<S, T>(
+#[cfg(not(grove_loom))]
+pub fn wait<S, T>(
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
     ticket: Ticket<T>,
     deadline: Option<Instant>,
     pass_on: impl Fn(&mut S, T),
+) -> Option<T> {
+    wait_with(state, list, ticket, pass_on, || match deadline {
+        Some(d) if Instant::now() >= d => false,
+        Some(d) => {
+            grove_scheduler::park_timeout(d);
+            true
+        }
+        None => {
+            grove_scheduler::park();
+            true
+        }
+    })
+}
+
+/// [`wait`] with the parking given: `park` either parks once (until a wake, a
+/// spurious wake, or the deadline) and returns `true`, or returns `false` without
+/// parking because the deadline has passed: the wait gives up. `park` may also unwind
+/// (kill, Timeout); see [`wait`] for what happens then.
+pub fn wait_with<S, T>(
+    state: &Mutex<S>,
+    list: impl Fn(&mut S) -> &mut WaitList<T>,
+    ticket: Ticket<T>,
+    pass_on: impl Fn(&mut S, T),
+    mut park: impl FnMut() -> bool,
 ) -> Option<T> {
     let cancel = |ticket: &Ticket<T>| -> Option<T> {
         let mut s = lock(state);
@@ -171,10 +217,8 @@ pub(crate) fn wait<S, T>(
         if let Some(v) = ticket.take() {
             return Some(v);
         }
-        match deadline {
-            Some(d) if Instant::now() >= d => return None,
-            Some(d) => grove_scheduler::park_timeout(d),
-            None => grove_scheduler::park(),
+        if !park() {
+            return None;
         }
     }));
     match outcome {
