@@ -57,6 +57,9 @@
 //! });
 //! ```
 //!
+//! Green sockets ([`net`]: TCP, UDP, Unix) park a greenlet on I/O, and [`blocking`]
+//! runs calls that would hold a worker (files, DNS, C) on a thread pool.
+//!
 //! # Soundness contract, in plain words
 //! * `spawn` is safe. A greenlet may start on any worker, but once started it stays
 //!   on that worker for life, so thread-locals behave as on a normal thread.
@@ -76,6 +79,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
+pub use grove_primitives::{blocking, net};
 pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,
     NotOwner, OverRelease, RLock, RLockGuard, Semaphore, SemaphoreGuard,

@@ -10,10 +10,14 @@
 #[cfg(not(grove_loom))]
 mod async_result;
 #[cfg(not(grove_loom))]
+pub mod blocking;
+#[cfg(not(grove_loom))]
 mod event;
 #[cfg(not(grove_loom))]
 mod lock;
 mod loom;
+#[cfg(not(grove_loom))]
+pub mod net;
 #[cfg(not(grove_loom))]
 mod pool;
 #[cfg(not(grove_loom))]

@@ -1,0 +1,183 @@
+//! The blocking pool (gevent's `threadpool`): results, panics, bounds, joins from
+//! greenlets and plain threads, idle retirement, interrupted joiners.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::Latch;
+use grove::blocking::{spawn_blocking, BlockingPool};
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+#[test]
+fn result_comes_back_to_a_greenlet() {
+    let v = grove::run(|| spawn_blocking(|| 6 * 7).join().unwrap());
+    assert_eq!(v, 42);
+}
+
+#[test]
+fn join_from_a_plain_thread_outside_any_runtime() {
+    let h = spawn_blocking(|| std::thread::current().name().map(str::to_owned));
+    assert_eq!(h.join().unwrap().as_deref(), Some("grove-blocking"));
+}
+
+#[test]
+fn panic_payload_comes_back_as_an_error() {
+    let err = grove::run(|| spawn_blocking(|| -> u32 { panic!("kaboom") }).join()).unwrap_err();
+    assert!(err.is_panic());
+    assert!(!err.is_cancelled());
+    assert!(err.to_string().contains("kaboom"), "{err}");
+    assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"kaboom"));
+}
+
+#[test]
+fn the_worker_runs_other_greenlets_while_one_joins() {
+    // One worker: if join blocked the thread, the ticker could not run until the job ends,
+    // and the job waits for the ticker.
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let go = Latch::new();
+        let go2 = go.clone();
+        let job = spawn_blocking(move || {
+            go2.wait();
+            "done"
+        });
+        let ticker = grove::spawn(move || go.set());
+        assert_eq!(job.join().unwrap(), "done");
+        ticker.join().unwrap();
+    });
+}
+
+#[test]
+fn concurrency_is_bounded_by_max_threads() {
+    const MAX: usize = 4;
+    const JOBS: usize = 40;
+    let pool = BlockingPool::builder().max_threads(MAX).build();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    // The first MAX jobs meet at a barrier: proves MAX really run at once.
+    let barrier = Arc::new(Barrier::new(MAX));
+    let handles: Vec<_> = (0..JOBS)
+        .map(|i| {
+            let (running, peak, barrier) = (running.clone(), peak.clone(), barrier.clone());
+            pool.spawn(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                if i < MAX {
+                    barrier.wait();
+                }
+                std::thread::yield_now();
+                running.fetch_sub(1, Ordering::SeqCst);
+                i
+            })
+        })
+        .collect();
+    assert!(pool.threads() <= MAX);
+    let sum: usize = grove::run(move || handles.into_iter().map(|h| h.join().unwrap()).sum());
+    assert_eq!(sum, (0..JOBS).sum());
+    assert_eq!(peak.load(Ordering::SeqCst), MAX);
+    assert!(pool.threads() <= MAX);
+}
+
+#[test]
+fn many_greenlets_join_many_jobs() {
+    let total: u64 = grove::run(|| {
+        let hs: Vec<_> = (0..200u64)
+            .map(|i| grove::spawn(move || spawn_blocking(move || i * 2).join().unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(total, (0..200u64).map(|i| i * 2).sum());
+}
+
+#[test]
+fn idle_threads_retire_after_keep_alive() {
+    let pool = BlockingPool::builder()
+        .max_threads(8)
+        .keep_alive(Duration::from_millis(50))
+        .build();
+    let hs: Vec<_> = (0..3)
+        .map(|_| pool.spawn(|| std::thread::sleep(Duration::from_millis(20))))
+        .collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    assert!(pool.threads() >= 1);
+    let start = Instant::now();
+    while pool.threads() > 0 {
+        assert!(start.elapsed() < PATIENCE, "idle threads never retired");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool.idle_threads(), 0);
+    // The pool still works afterwards: a fresh thread is spawned.
+    assert_eq!(pool.spawn(|| 1).join().unwrap(), 1);
+}
+
+#[test]
+fn idle_thread_is_reused_rather_than_a_new_one_spawned() {
+    let pool = BlockingPool::builder().max_threads(8).build();
+    for _ in 0..20 {
+        pool.spawn(|| ()).join().unwrap();
+    }
+    // Each job found the previous job's thread idle (or still finishing): never more than
+    // two threads for strictly sequential jobs.
+    assert!(pool.threads() <= 2, "{pool:?}");
+}
+
+#[test]
+fn join_timeout_gives_the_handle_back() {
+    grove::run(|| {
+        let release = Latch::new();
+        let r = release.clone();
+        let h = spawn_blocking(move || {
+            r.wait();
+            7
+        });
+        let h = h.join_timeout(Duration::from_millis(20)).unwrap_err();
+        assert!(!h.is_finished());
+        release.set();
+        assert_eq!(h.join().unwrap(), 7);
+    });
+}
+
+#[test]
+fn killed_joiner_unwinds_and_the_job_still_runs() {
+    grove::run(|| {
+        let release = Latch::new();
+        let ran = Latch::new();
+        let (r, done) = (release.clone(), ran.clone());
+        let handle = spawn_blocking(move || {
+            r.wait();
+            done.set();
+            vec![1u8; 16] // a value that is dropped unjoined
+        });
+        let joiner_parked = grove::Event::new();
+        let parked = joiner_parked.clone();
+        let joiner = grove::spawn(move || {
+            parked.set();
+            handle.join()
+        });
+        joiner_parked.wait();
+        grove::yield_now();
+        joiner.kill();
+        assert!(joiner.join().unwrap_err().is_killed());
+        release.set();
+        // The job finishes although nobody waits for it.
+        let job_done = spawn_blocking(move || ran.wait());
+        job_done.join().unwrap();
+    });
+}
+
+#[test]
+fn timeout_interrupts_a_join() {
+    grove::run(|| {
+        let release = Latch::new();
+        let r = release.clone();
+        let h = spawn_blocking(move || r.wait());
+        let res = grove::with_timeout(Duration::from_millis(20), move || h.join());
+        assert!(res.is_err());
+        release.set();
+    });
+}
