@@ -96,8 +96,9 @@ pub(crate) struct Case<'a> {
     pub(crate) runtime: &'static str,
     pub(crate) elements: u64,
     pub(crate) run: Box<dyn Fn() + 'a>,
-    /// Set when the bench's filter selected this case (criterion's argument in
-    /// `core`, `--workload`/`--runtime` in `compare`).
+    /// Set when the bench's filter selected this case (criterion's filter argument;
+    /// `core` only).
+    #[allow(dead_code)] // read by core only
     pub(crate) selected: Cell<bool>,
 }
 

@@ -1,0 +1,170 @@
+//! `sleepers`: many tasks each sleeping a random 1-100 ms; wall time and lateness.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::workloads::{may_go, Runtimes};
+use crate::{Bench, Better, Metric};
+
+/// Sleepers for grove and tokio (issue 6's size).
+const SLEEPERS: u64 = 100_000;
+/// Sleepers for may: its guarded stacks cap it near 32k live coroutines.
+const MAY_SLEEPERS: u64 = 20_000;
+/// Sleeping OS threads.
+const THREAD_SLEEPERS: u64 = 2_000;
+/// The PRNG seed: every runtime and repetition sleeps the same durations.
+const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+const METRICS: [Metric; 3] = [
+    Metric {
+        name: "wall",
+        unit: "ns",
+        better: Better::Lower,
+    },
+    Metric {
+        name: "mean late",
+        unit: "ns",
+        better: Better::Lower,
+    },
+    Metric {
+        name: "p99 late",
+        unit: "ns",
+        better: Better::Lower,
+    },
+];
+
+/// Marsaglia's xorshift64 (13, 7, 17): tiny, fast and reproducible.
+#[derive(Debug)]
+pub(crate) struct XorShift(u64);
+
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        XorShift(seed.max(1))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// `n` durations of 1-100 ms (whole milliseconds) from the fixed seed.
+fn durations(n: u64) -> Arc<Vec<Duration>> {
+    let mut rng = XorShift::new(SEED);
+    Arc::new(
+        (0..n)
+            .map(|_| Duration::from_millis(1 + rng.next_u64() % 100))
+            .collect(),
+    )
+}
+
+/// How late one sleep woke: time slept minus time asked, in ns (never negative).
+fn lateness(start: Instant, asked: Duration) -> u64 {
+    start.elapsed().saturating_sub(asked).as_nanos() as u64
+}
+
+/// Wall time, and mean and p99 of the per-task lateness, as the bench's metrics.
+fn metrics(wall: Duration, mut late: Vec<u64>) -> Result<Vec<f64>, String> {
+    if late.is_empty() {
+        return Err("no sleeper finished".into());
+    }
+    late.sort_unstable();
+    let mean = late.iter().sum::<u64>() as f64 / late.len() as f64;
+    let p99 = late[(late.len() * 99 / 100).min(late.len() - 1)] as f64;
+    Ok(vec![wall.as_nanos() as f64, mean, p99])
+}
+
+pub(crate) fn sleepers(rt: &Runtimes) -> Bench<'_> {
+    let (d, may_d, thread_d) = (
+        durations(SLEEPERS),
+        durations(MAY_SLEEPERS),
+        durations(THREAD_SLEEPERS),
+    );
+    Bench::new("sleepers", &METRICS)
+        .runner("grove", SLEEPERS, move || {
+            let d = d.clone();
+            let start = Instant::now();
+            let late = rt.grove.block_on(move || {
+                let hs: Vec<_> = (0..d.len())
+                    .map(|i| {
+                        let d = d.clone();
+                        grove::spawn(move || {
+                            let t = Instant::now();
+                            grove::sleep(d[i]);
+                            lateness(t, d[i])
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            metrics(start.elapsed(), late)
+        })
+        .runner("tokio", SLEEPERS, {
+            let d = durations(SLEEPERS);
+            move || {
+                let d = d.clone();
+                let start = Instant::now();
+                let late = rt
+                    .tokio
+                    .block_on(rt.tokio.spawn(async move {
+                        let hs: Vec<_> = (0..d.len())
+                            .map(|i| {
+                                let d = d.clone();
+                                tokio::spawn(async move {
+                                    let t = Instant::now();
+                                    tokio::time::sleep(d[i]).await;
+                                    lateness(t, d[i])
+                                })
+                            })
+                            .collect();
+                        let mut late = Vec::with_capacity(hs.len());
+                        for h in hs {
+                            late.push(h.await.unwrap());
+                        }
+                        late
+                    }))
+                    .unwrap();
+                metrics(start.elapsed(), late)
+            }
+        })
+        .runner("may", MAY_SLEEPERS, move || {
+            let d = may_d.clone();
+            let start = Instant::now();
+            let late = may_go(move || {
+                let hs: Vec<_> = (0..d.len())
+                    .map(|i| {
+                        let d = d.clone();
+                        may_go(move || {
+                            let t = Instant::now();
+                            may::coroutine::sleep(d[i]);
+                            lateness(t, d[i])
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            })
+            .join()
+            .map_err(|_| "may sleepers panicked".to_string())?;
+            metrics(start.elapsed(), late)
+        })
+        .runner("threads", THREAD_SLEEPERS, move || {
+            let start = Instant::now();
+            let hs: Vec<_> = (0..thread_d.len())
+                .map(|i| {
+                    let d = thread_d.clone();
+                    thread::spawn(move || {
+                        let t = Instant::now();
+                        thread::sleep(d[i]);
+                        lateness(t, d[i])
+                    })
+                })
+                .collect();
+            let late = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            metrics(start.elapsed(), late)
+        })
+}
