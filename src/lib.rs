@@ -69,6 +69,30 @@
 //! * Each greenlet has a fixed-size stack with a guard page; overflowing it ends the
 //!   process with a message naming the greenlet, never silent corruption.
 //!
+//! # Deadlock detection
+//! Like gevent's `LoopExit` ("This operation would block forever"), a main greenlet of
+//! [`run`] / [`Runtime::block_on`] that waits for something that can never happen is
+//! unwound from its wait, and `run` panics with a message saying so
+//! ([`Runtime::try_block_on`] returns a [`JoinError`] with
+//! [`is_deadlock`](JoinError::is_deadlock)) instead of hanging:
+//!
+//! ```
+//! let rt = grove::Runtime::new().unwrap();
+//! let err = rt.try_block_on(|| grove::Event::new().wait()).unwrap_err();
+//! assert!(err.is_deadlock());
+//! ```
+//!
+//! grove's primitives work from plain threads too, so "no greenlet can run" is not enough:
+//! grove asks the kernel. It reports a deadlock only when every other thread of the process
+//! is asleep in an untimed, process-private futex wait (a std lock, condvar, channel
+//! receive or join: only another thread of the process could end it), the reactor holds no
+//! timer and no I/O waiter, and nothing changed while it looked (see the
+//! `grove_scheduler::deadlock` module for the proof). Any thread it cannot prove stuck —
+//! one sleeping, in a timed wait, reading a pipe, running another event loop — makes it
+//! stand down: a real deadlock then hangs as before, but a working program is never
+//! interrupted. Linux only (it reads `/proc`); off with
+//! [`RuntimeBuilder::detect_deadlock`].
+//!
 //! # Crates
 //! `grove-scheduler` (greenlets, hubs, stealing), `grove-reactor` (mio + timers),
 //! `grove-primitives` (what greenlets block on); this crate wires them together.
@@ -78,8 +102,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
 pub use grove_primitives::{blocking, net};
+pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
 pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,
     NotOwner, OverRelease, RLock, RLockGuard, Semaphore, SemaphoreGuard,
@@ -133,6 +157,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether [`Runtime::block_on`] (and so [`run`]) reports a main greenlet that waits
+    /// forever instead of hanging; default `true`. See [`JoinError::is_deadlock`] and the
+    /// "Deadlock detection" section of the crate docs.
+    pub fn detect_deadlock(mut self, on: bool) -> Self {
+        self.inner = self.inner.detect_deadlock(on);
+        self
+    }
+
     /// Starts the reactor thread and the workers.
     pub fn build(self) -> io::Result<Runtime> {
         let reactor = grove_reactor::Reactor::start()?;
@@ -160,6 +192,14 @@ impl grove_scheduler::Timers for ReactorTimers {
 
     fn cancel(&self, key: u128) {
         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.0.is_quiet()
+    }
+
+    fn os_thread_ids(&self) -> Vec<u32> {
+        self.0.os_thread_id().into_iter().collect()
     }
 }
 
@@ -205,6 +245,17 @@ impl Runtime {
         T: Send + 'static,
     {
         self.sched().block_on(f)
+    }
+
+    /// Like [`block_on`](Self::block_on), but returns how the main greenlet failed
+    /// (a panic, a kill, a deadlock: [`JoinError::is_deadlock`]) instead of panicking.
+    #[track_caller]
+    pub fn try_block_on<F, T>(&self, f: F) -> Result<T, JoinError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.sched().handle().try_block_on(f)
     }
 
     /// Spawns a greenlet from any thread.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::thread::{self, JoinHandle};
@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// set under their locks, which is what makes late `register`/`add_timer` calls race-free.
     shutdown: AtomicBool,
     pub(crate) counters: Counters,
+    /// The reactor thread's kernel thread id (Linux `gettid`), 0 until it has started or where
+    /// unknown. Lets a deadlock check tell the reactor from threads outside the runtime.
+    os_tid: AtomicU32,
 }
 
 impl Shared {
@@ -139,6 +142,11 @@ impl IoSlab {
     fn len(&self) -> usize {
         self.slots.len() - self.free.len()
     }
+
+    /// Every live registration's state.
+    fn iter(&self) -> impl Iterator<Item = &Arc<ScheduledIo>> {
+        self.slots.iter().filter_map(|slot| slot.io.as_ref())
+    }
 }
 
 /// The reactor: owns the `grove-reactor` thread, which owns the `mio::Poll`.
@@ -162,6 +170,7 @@ impl Reactor {
             timers: TimerQueue::new(),
             shutdown: AtomicBool::new(false),
             counters: Counters::default(),
+            os_tid: AtomicU32::new(0),
         });
         let thread = thread::Builder::new().name("grove-reactor".into()).spawn({
             let shared = shared.clone();
@@ -307,6 +316,31 @@ impl Handle {
         self.shared.shutdown.load(Ordering::Acquire)
     }
 
+    /// True if nothing the reactor holds can ever wake a task by itself: no pending timer and
+    /// no registration with a waiting task. (A source nobody waits on may still get events;
+    /// they only set its readiness.) Takes the timer and slab locks briefly.
+    ///
+    /// Deadlock detection combines this with the reactor thread being asleep (see
+    /// [`os_thread_id`](Self::os_thread_id)): a reactor that is quiet *and* asleep is not in the
+    /// middle of waking anyone either.
+    pub fn is_quiet(&self) -> bool {
+        if !self.shared.timers.is_empty() {
+            return false;
+        }
+        let slab = self.shared.lock_slab();
+        let waiting = slab.iter().any(|io| io.has_waiters());
+        !waiting
+    }
+
+    /// The reactor thread's kernel thread id (Linux `gettid`), once it has started; `None`
+    /// before that or on systems without `/proc/thread-self`.
+    pub fn os_thread_id(&self) -> Option<u32> {
+        match self.shared.os_tid.load(Ordering::Acquire) {
+            0 => None,
+            tid => Some(tid),
+        }
+    }
+
     /// A snapshot of the reactor's counters. Takes the timer and slab locks briefly.
     pub fn metrics(&self) -> ReactorMetrics {
         let mut metrics = self.shared.counters.snapshot();
@@ -326,6 +360,9 @@ impl fmt::Debug for Handle {
 
 /// Body of the `grove-reactor` thread: the loop described in the crate documentation.
 fn run(shared: &Shared, mut poll: Poll) {
+    shared
+        .os_tid
+        .store(current_os_tid().unwrap_or(0), Ordering::Release);
     // Whatever way the loop ends (shutdown, poll failure, a panicking waker), S3–S4 run.
     let _drain = DrainOnExit(shared);
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
@@ -416,4 +453,11 @@ impl Drop for DrainOnExit<'_> {
         shared.timers.shutdown(&mut wakers);
         shared.wake_all(&mut wakers);
     }
+}
+
+/// The calling thread's kernel thread id, read from `/proc/thread-self` (a link to
+/// `<pid>/task/<tid>`) so that no FFI is needed. `None` where procfs is absent.
+fn current_os_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
 }

@@ -336,6 +336,13 @@ impl ScheduledIo {
         woken
     }
 
+    /// True if a task waits in either direction (its waker is stored). Deadlock detection asks
+    /// this: a source nobody waits on can become ready without waking anyone.
+    pub fn has_waiters(&self) -> bool {
+        let waiters = lock(&self.waiters);
+        waiters.reader.is_some() || waiters.writer.is_some()
+    }
+
     /// The readiness bits currently set (for tests).
     #[cfg(any(grove_loom, test))]
     pub fn readiness(&self) -> Ready {

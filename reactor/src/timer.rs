@@ -322,7 +322,6 @@ impl TimerQueue {
     }
 
     /// True if no timer is pending.
-    #[cfg(any(grove_loom, test))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -18,6 +18,7 @@ enum Kind {
     SelfJoin,
     Killed,
     TimedOut,
+    Deadlock,
 }
 
 impl JoinError {
@@ -56,6 +57,13 @@ impl JoinError {
         }
     }
 
+    pub(crate) fn deadlock(name: String) -> JoinError {
+        JoinError {
+            kind: Kind::Deadlock,
+            name,
+        }
+    }
+
     pub(crate) fn timed_out(name: String) -> JoinError {
         JoinError {
             kind: Kind::TimedOut,
@@ -67,6 +75,14 @@ impl JoinError {
     /// unwound from its blocking point, or never started.
     pub fn is_killed(&self) -> bool {
         matches!(self.kind, Kind::Killed)
+    }
+
+    /// True if the greenlet was the main greenlet of
+    /// [`block_on`](crate::Runtime::block_on) and was unwound because it waited for something
+    /// that could provably never happen (gevent's `LoopExit`: "This operation would block
+    /// forever"). See the `deadlock` section of the crate docs for what is proven.
+    pub fn is_deadlock(&self) -> bool {
+        matches!(self.kind, Kind::Deadlock)
     }
 
     /// True if a [`Timeout`](crate::Timeout) fired with no scope of its own around the
@@ -138,6 +154,13 @@ impl fmt::Display for JoinError {
             ),
             Kind::NoStack(e) => write!(f, "greenlet '{}' could not start: {e}", self.name),
             Kind::Killed => write!(f, "greenlet '{}' was killed", self.name),
+            Kind::Deadlock => write!(
+                f,
+                "greenlet '{}' would block forever (deadlock): every greenlet is parked and \
+                 nothing can wake one: no timer, no I/O waiter, and every other thread is \
+                 blocked indefinitely",
+                self.name
+            ),
             Kind::TimedOut => write!(
                 f,
                 "greenlet '{}' was interrupted by a Timeout outside any scope of its own",
@@ -161,6 +184,7 @@ impl fmt::Debug for JoinError {
             Kind::SelfJoin => "SelfJoin",
             Kind::Killed => "Killed",
             Kind::TimedOut => "TimedOut",
+            Kind::Deadlock => "Deadlock",
         };
         f.debug_struct("JoinError")
             .field("kind", &kind)

@@ -563,6 +563,16 @@ impl<T: 'static> JoinHandle<T> {
         kill_task_nowait(self.task.clone().as_runnable());
     }
 
+    /// `block_on`'s deadlock check (module `deadlock`): if this greenlet provably waits
+    /// forever, interrupts it so it unwinds and its join reports the deadlock.
+    pub(crate) fn interrupt_if_deadlocked(&self, timers: Option<&dyn Timers>) -> bool {
+        let stuck = crate::deadlock::is_deadlocked(self.task.header(), timers);
+        if stuck {
+            crate::interrupt::deadlock(&self.task.clone().as_runnable());
+        }
+        stuck
+    }
+
     /// The owner's wait: parks on the joiner slot until finished or `deadline`.
     fn wait_owner(&self, deadline: Option<Instant>) -> bool {
         let h = self.task.header();

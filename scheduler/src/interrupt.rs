@@ -42,11 +42,18 @@ use crate::worker::with_local;
 /// The `interrupt` word's value for a kill.
 pub(crate) const KILL: u64 = 1;
 
-/// Timeout scope ids: process-unique, never 0 or [`KILL`].
-static NEXT_SCOPE: AtomicU64 = AtomicU64::new(2);
+/// The `interrupt` word's value for a detected deadlock (see `deadlock`): final like a
+/// kill, but reported as [`JoinError::is_deadlock`](crate::JoinError::is_deadlock).
+pub(crate) const DEADLOCK: u64 = 2;
+
+/// Timeout scope ids: process-unique, never 0, [`KILL`] or [`DEADLOCK`].
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(3);
 
 /// The private payload a kill unwinds with.
 pub(crate) struct KillSignal;
+
+/// The private payload a deadlock interrupt unwinds with.
+pub(crate) struct DeadlockSignal;
 
 /// The private payload a timeout unwinds with: the id of the scope it belongs to.
 pub(crate) struct TimeoutSignal(u64);
@@ -59,6 +66,9 @@ pub(crate) fn checkpoint(h: &Header) {
     }
     if v == KILL {
         panic::resume_unwind(Box::new(KillSignal));
+    }
+    if v == DEADLOCK {
+        panic::resume_unwind(Box::new(DeadlockSignal));
     }
     if h.interrupt
         .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -76,6 +86,23 @@ pub(crate) fn checkpoint(h: &Header) {
 pub(crate) fn kill(task: &TaskRef) {
     task.header().interrupt.store(KILL, Ordering::Release);
     task.clone().waker().wake();
+}
+
+/// Interrupts a greenlet that can never be woken otherwise (the deadlock check proved
+/// it): unless another interrupt is already pending, unwind it from its blocking point.
+pub(crate) fn deadlock(task: &TaskRef) {
+    let word = &task.header().interrupt;
+    if word
+        .compare_exchange(0, DEADLOCK, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        task.clone().waker().wake();
+    }
+}
+
+/// True if a panic payload is a deadlock interrupt.
+pub(crate) fn is_deadlock(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<DeadlockSignal>()
 }
 
 /// True if a panic payload is a kill, i.e. the greenlet was killed rather than panicked.

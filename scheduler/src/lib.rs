@@ -58,6 +58,8 @@ mod state;
 #[cfg(not(grove_loom))]
 mod control;
 #[cfg(not(grove_loom))]
+pub mod deadlock;
+#[cfg(not(grove_loom))]
 mod error;
 #[cfg(not(grove_loom))]
 mod greenlet;

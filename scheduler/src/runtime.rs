@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::error::JoinError;
 use crate::greenlet::{self, JoinHandle};
 use crate::idle::{Idle, Parker};
 use crate::queue::{Injector, Steal, Stealer, Worker};
@@ -57,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) extension: Option<Arc<dyn Any + Send + Sync>>,
     /// Timers for timeouts, if the owner provided them.
     pub(crate) timers: Option<Arc<dyn Timers>>,
+    /// `block_on` checks for deadlocks while it waits (see `deadlock`).
+    pub(crate) detect_deadlock: bool,
     /// Hubs must stop.
     shutdown: AtomicBool,
     /// Every hub has exited: whoever queues work now must drain it too.
@@ -192,6 +195,7 @@ pub struct Builder {
     thread_name: String,
     extension: Option<Arc<dyn Any + Send + Sync>>,
     timers: Option<Arc<dyn Timers>>,
+    detect_deadlock: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -200,6 +204,7 @@ impl fmt::Debug for Builder {
             .field("workers", &self.workers)
             .field("stack_size", &self.stack_size)
             .field("thread_name", &self.thread_name)
+            .field("detect_deadlock", &self.detect_deadlock)
             .finish()
     }
 }
@@ -219,6 +224,7 @@ impl Builder {
             thread_name: "grove-worker".to_string(),
             extension: None,
             timers: None,
+            detect_deadlock: true,
         }
     }
 
@@ -253,6 +259,17 @@ impl Builder {
     /// `park_timeout`). The `grove` facade plugs in its reactor.
     pub fn timers(mut self, timers: Arc<dyn Timers>) -> Builder {
         self.timers = Some(timers);
+        self
+    }
+
+    /// Whether [`block_on`](Runtime::block_on) reports a main greenlet that waits for
+    /// something that can provably never happen (gevent's `LoopExit`) instead of hanging.
+    /// Default `true`. The check runs on the thread blocked in `block_on`, every 10 ms at
+    /// first and then less often (at most 1 s apart), and costs the workers nothing; on
+    /// systems without `/proc` it never fires. What is proven is described in
+    /// [`JoinError::is_deadlock`](crate::JoinError::is_deadlock) and the crate docs.
+    pub fn detect_deadlock(mut self, on: bool) -> Builder {
+        self.detect_deadlock = on;
         self
     }
 
@@ -292,6 +309,7 @@ impl Builder {
             outside_finished: AtomicU64::new(0),
             extension: self.extension,
             timers: self.timers,
+            detect_deadlock: self.detect_deadlock,
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             exited: Mutex::new(0),
@@ -476,13 +494,50 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        match self.spawn(f).join() {
+        match self.try_block_on(f) {
             Ok(v) => v,
             Err(e) => match e.try_into_panic() {
                 Ok(payload) => panic::resume_unwind(payload),
                 Err(e) => panic!("grove: block_on: {e}"),
             },
         }
+    }
+
+    /// Like [`block_on`](Self::block_on), but returns how the main greenlet failed
+    /// instead of panicking: a panic (payload inside), a kill, a shutdown, or a
+    /// deadlock ([`JoinError::is_deadlock`]: it waited for something nothing could ever
+    /// do, and was unwound from that wait).
+    ///
+    /// ```
+    /// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+    /// // Waits for a greenlet that waits for it: nothing can ever finish.
+    /// let err = rt
+    ///     .handle()
+    ///     .try_block_on(|| {
+    ///         let me = grove_scheduler::current();
+    ///         grove_scheduler::spawn(move || me.wait()).join()
+    ///     })
+    ///     .unwrap_err();
+    /// assert!(err.is_deadlock());
+    /// ```
+    #[track_caller]
+    pub fn try_block_on<F, T>(&self, f: F) -> Result<T, JoinError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let h = self.spawn(f);
+        if self.shared.detect_deadlock && !crate::in_greenlet() {
+            let timers = self.shared.timers.as_deref();
+            let mut step = crate::deadlock::FIRST_CHECK;
+            while !h.wait_timeout(step) {
+                if h.interrupt_if_deadlocked(timers) {
+                    break;
+                }
+                step = (step * 2).min(crate::deadlock::MAX_CHECK);
+            }
+        }
+        h.join()
     }
 
     /// Number of worker threads.

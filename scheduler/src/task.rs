@@ -198,6 +198,10 @@ impl Header {
         unsafe { (*self.prealloc.get()).take() }
     }
 
+    pub(crate) fn is_parked(&self) -> bool {
+        self.state.load() == crate::state::PARKED
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.state.load() == crate::state::DONE
     }
@@ -488,6 +492,8 @@ where
                 let name = self.header.display_name();
                 if crate::interrupt::is_kill(&*payload) {
                     Err(JoinError::killed(name))
+                } else if crate::interrupt::is_deadlock(&*payload) {
+                    Err(JoinError::deadlock(name))
                 } else if crate::interrupt::is_timeout(&*payload) {
                     Err(JoinError::timed_out(name))
                 } else {
