@@ -70,13 +70,13 @@
 //!   sub-buckets per power of two: ≤ 6% error). Servers: one task per connection,
 //!   plain read → write-all loop, 1 KiB read buffer, `TCP_NODELAY`: tokio
 //!   (`tokio::net`), may (`may::net`), a thread per connection (std), grove
-//!   (`grove::net`, once it lands). Each server starts once per run (at its first
+//!   (`grove::net`: an accept-loop greenlet spawning a greenlet per connection). Each server starts once per run (at its first
 //!   repetition) and keeps listening; every repetition opens fresh connections and
 //!   closes them at its end, which ends their handlers.
 //! * `http_hello`: as echo at C = 100, but each request is a 31-byte HTTP/1.1 GET and
 //!   the server answers each complete request (`\r\n\r\n`) with a fixed keep-alive
-//!   "Hello, World!" response; the same minimal responder in every runtime. grove's
-//!   row is skipped until `grove::net` lands.
+//!   "Hello, World!" response; the same minimal responder in every runtime (not
+//!   grove's `examples/http_hello.rs`, which can be pointed at with `wrk` by hand).
 //! * `idle_connections_10k`, `idle_connections_100k`: a child process runs the server;
 //!   this process opens N client connections to it and leaves them idle; the child
 //!   reports its RSS growth per connection once N handlers are blocked in `read`

@@ -389,8 +389,6 @@ pub(crate) fn idle_connections<'a>(quick: bool, workers: usize) -> Vec<Bench<'a>
             for runtime in crate::RUNTIMES {
                 if let Some(why) = &fd_limit {
                     b = b.skip(runtime, why.clone());
-                } else if runtime == "grove" && net::GROVE_NET.is_some() {
-                    b = b.skip(runtime, net::GROVE_NET.unwrap_or_default());
                 } else if n > 30_000 && runtime == "may" {
                     b = b.skip(runtime, "may holds ~32k coroutines (two mappings per guarded stack, vm.max_map_count 65,530)");
                 } else if n > 30_000 && runtime == "threads" {

@@ -4,23 +4,8 @@
 //! per accepted connection, looping read (1 KiB buffer) → [`Responder`] → write-all
 //! until EOF. Only the spelling differs per runtime. A server is started at its
 //! first repetition and listens until the process ends.
-//!
-//! # Adding grove
-//! When `grove::net` lands, [`start`]'s `"grove"` arm becomes (about 20 lines):
-//! ```text
-//! "grove" => {
-//!     let l = grove::net::TcpListener::bind("127.0.0.1:0")?;
-//!     let addr = l.local_addr()?;
-//!     drop(rt.spawn(move || loop {
-//!         let Ok((s, _)) = l.accept() else { continue };
-//!         let _ = s.set_nodelay(true);
-//!         let ready = ready.clone();
-//!         drop(grove::spawn(move || serve_blocking(s, proto, &ready)));
-//!     }));
-//!     Ok(addr)
-//! }
-//! ```
-//! and [`GROVE_NET`] becomes `None`.
+//! grove's server is `grove::net` (green `TcpListener`/`TcpStream`): the accept loop
+//! is a greenlet, each connection another, in plain blocking style.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,9 +19,6 @@ use std::time::Duration;
 use crate::loadgen::{self, Exchange};
 use crate::workloads::{may_go, Runtimes};
 use crate::{Bench, Better, Metric};
-
-/// Why grove has no server yet; `None` once `grove::net` is wired into [`start`].
-pub(crate) const GROVE_NET: Option<&str> = Some("grove::net has not landed yet");
 
 /// The read buffer of every server's handler.
 const BUF: usize = 1024;
@@ -206,10 +188,19 @@ pub(crate) fn start(
             Ok(addr)
         }
         "grove" => {
-            let _ = host.grove;
-            Err(io::Error::other(
-                GROVE_NET.unwrap_or("grove server missing"),
-            ))
+            let rt = host
+                .grove
+                .ok_or_else(|| io::Error::other("no grove runtime"))?;
+            // Green sockets bind inside a runtime (they register with its reactor).
+            let l = rt.block_on(move || grove::net::TcpListener::bind(loopback))?;
+            let addr = l.local_addr()?;
+            drop(rt.spawn(move || loop {
+                let Ok((s, _)) = l.accept() else { continue };
+                let _ = s.set_nodelay(true);
+                let ready = ready.clone();
+                drop(grove::spawn(move || serve_blocking(s, proto, &ready)));
+            }));
+            Ok(addr)
         }
         other => Err(io::Error::other(format!("no {other} server"))),
     }
@@ -272,12 +263,6 @@ fn net_bench<'a>(
 ) -> Bench<'a> {
     let mut b = Bench::new(name, &NET_METRICS);
     for runtime in crate::RUNTIMES {
-        if runtime == "grove" {
-            if let Some(why) = GROVE_NET {
-                b = b.skip(runtime, why);
-                continue;
-            }
-        }
         b = b.runner(runtime, conns as u64, move || {
             let addr = servers
                 .addr(runtime, proto)
