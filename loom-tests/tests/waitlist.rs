@@ -6,7 +6,7 @@
 //!
 //! # Who each thread stands for
 //! * A **waiter** is a greenlet blocked in a primitive: under the primitive's mutex it
-//!   finds nothing to take and pushes a ticket (step 1), then runs
+//!   finds nothing to take and links a node (step 1), then runs
 //!   [`wait_with`] (step 2, and step 4 on the way out). Its waker sets its park token,
 //!   as a greenlet's waker reschedules it; parking on the token is the scheduler's
 //!   `park`.
@@ -29,11 +29,11 @@
 //!   forever), never duplicated.
 //! * FIFO: a notifier hands its value to the earliest waiter still queued.
 //! * No lost wake-up: a waiter that pushed before a `set`/`put` is woken (otherwise
-//!   loom reports a deadlock); a waiter that gave up leaves no ticket behind.
+//!   loom reports a deadlock); a waiter that gave up leaves no node behind.
 //!
 //! Each model was checked to fail with the protocol broken on purpose: `cancel`
-//! dropping a value it was handed instead of returning it, and `notify_one` storing
-//! the value after taking the waker outside the slot lock.
+//! dropping a value it was handed instead of returning it, and `notify_one` raising
+//! `notified` before storing the value (loom reports the waiter's racing read).
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -111,7 +111,7 @@ fn waker(id: usize, token: &Arc<Token>, log: &Log) -> Waker {
 struct Q {
     items: VecDeque<u32>,
     list: WaitList<u32>,
-    /// Waiter ids in the order they pushed their tickets.
+    /// Waiter ids in the order they linked their nodes.
     pushed: Vec<usize>,
 }
 
@@ -155,7 +155,7 @@ impl Outcome {
     }
 }
 
-/// `Queue::get` for waiter `id`: takes an item, else pushes a ticket and waits. If
+/// `Queue::get` for waiter `id`: takes an item, else links a node and waits. If
 /// `give_up` is set, the wait gives up the way `how` says once `stop` is raised (or at
 /// once, when `stop` is `None`: a deadline that passes right after the push).
 fn get(
@@ -165,14 +165,11 @@ fn get(
     log: &Log,
     give_up: Option<(GiveUp, Option<&AtomicBool>)>,
 ) -> Outcome {
-    let ticket = {
-        let mut s = lock(q);
-        if let Some(v) = s.items.pop_front() {
-            return Outcome::Got(v);
-        }
-        s.pushed.push(id);
-        s.list.push_with(waker(id, token, log))
-    };
+    let mut s = lock(q);
+    if let Some(v) = s.items.pop_front() {
+        return Outcome::Got(v);
+    }
+    s.pushed.push(id);
     let park = || {
         if let Some((how, stop)) = give_up {
             if stop.is_none_or(|s| s.load(Ordering::Acquire)) {
@@ -186,7 +183,7 @@ fn get(
         true
     };
     let r = panic::catch_unwind(AssertUnwindSafe(|| {
-        wait_with(q, |s| &mut s.list, ticket, pass_on, park)
+        wait_with(s, q, |s| &mut s.list, waker(id, token, log), pass_on, park)
     }));
     match r {
         Ok(Some(v)) => Outcome::Got(v),
@@ -217,14 +214,14 @@ fn put(q: &Mutex<Q>, v: u32, log: &Log) -> Option<usize> {
     }
 }
 
-/// FIFO: with `queued` tickets left of those `pushed` (in push order), the one handed
+/// FIFO: with `queued` nodes left of those `pushed` (in push order), the one handed
 /// the value must be the earliest of them. Only waiter 0 can have left the queue
 /// early (it is the one that gives up), so the earliest still queued is known.
 fn check_fifo(pushed: &[usize], queued: usize, woken: usize) {
     let still: Vec<usize> = if queued == pushed.len() {
         pushed.to_vec()
     } else {
-        assert_eq!(queued + 1, pushed.len(), "more than one ticket left early");
+        assert_eq!(queued + 1, pushed.len(), "more than one node left early");
         pushed.iter().copied().filter(|&id| id != 0).collect()
     };
     assert_eq!(
@@ -249,13 +246,13 @@ fn wait_vs_notify() {
         assert_eq!(w.join().unwrap(), Outcome::Got(7));
         let s = lock(&q);
         assert!(s.items.is_empty(), "value duplicated");
-        assert_eq!(s.list.len(), 0, "ticket left behind");
+        assert_eq!(s.list.len(), 0, "node left behind");
     });
 }
 
 /// (b) One waiter, one `put`, one canceller (deadline timer or killer), racing. The
 /// value ends either with the waiter or back in the queue, exactly once; a waiter that
-/// timed out or was killed leaves no ticket behind.
+/// timed out or was killed leaves no node behind.
 fn wait_vs_notify_vs_cancel(how: GiveUp) {
     loom::model(move || {
         let q = Arc::new(Mutex::new(Q::default()));
@@ -283,7 +280,7 @@ fn wait_vs_notify_vs_cancel(how: GiveUp) {
             "value lost or duplicated: {outcome:?}, {:?}",
             s.items
         );
-        assert_eq!(s.list.len(), 0, "ticket left behind");
+        assert_eq!(s.list.len(), 0, "node left behind");
         if how == GiveUp::Deadline {
             assert_ne!(outcome, Outcome::Killed);
         }
@@ -335,7 +332,7 @@ fn two_waiters(how: GiveUp) {
             "values lost or duplicated: {o0:?} {o1:?} {:?}",
             s.items
         );
-        assert_eq!(s.list.len(), 0, "ticket left behind");
+        assert_eq!(s.list.len(), 0, "node left behind");
         assert!(o1.value().is_some(), "waiter 1 never gives up");
     });
 }
@@ -371,17 +368,15 @@ fn event_set_vs_wait() {
                 let (ev, log) = (ev.clone(), log.clone());
                 let token = Arc::new(Token::default());
                 thread::spawn(move || {
-                    let ticket = {
-                        let mut s = lock(&ev);
-                        if s.set {
-                            return;
-                        }
-                        s.list.push_with(waker(id, &token, &log))
-                    };
+                    let s = lock(&ev);
+                    if s.set {
+                        return;
+                    }
                     let got = wait_with(
+                        s,
                         &ev,
                         |s| &mut s.list,
-                        ticket,
+                        waker(id, &token, &log),
                         |_, ()| {},
                         || {
                             token.park();
@@ -420,17 +415,15 @@ fn async_result_set_vs_wait() {
                 if outcome.load(Ordering::Acquire) {
                     return;
                 }
-                let ticket = {
-                    let mut list = lock(&waiters);
-                    if outcome.load(Ordering::Acquire) {
-                        return;
-                    }
-                    list.push_with(waker(0, &token, &log))
-                };
+                let list = lock(&waiters);
+                if outcome.load(Ordering::Acquire) {
+                    return;
+                }
                 wait_with(
+                    list,
                     &waiters,
                     |w| w,
-                    ticket,
+                    waker(0, &token, &log),
                     |_, ()| {},
                     || {
                         token.park();

@@ -160,19 +160,16 @@ impl<T, E> AsyncResult<T, E> {
         if let Some(r) = self.inner.outcome.get() {
             return Some(r);
         }
-        let ticket = {
-            let mut waiters = lock(&self.inner.waiters);
-            if let Some(r) = self.inner.outcome.get() {
-                return Some(r);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
-            }
-            waiters.push()
-        };
+        let waiters = lock(&self.inner.waiters);
+        if let Some(r) = self.inner.outcome.get() {
+            return Some(r);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
         // A set wakes every waiter: a wake-up consumed by a cancelled one is owed to
         // nobody, so there is nothing to pass on.
-        wait(&self.inner.waiters, |w| w, ticket, deadline, |_, ()| {});
+        wait(waiters, &self.inner.waiters, |w| w, deadline, |_, ()| {});
         self.inner.outcome.get()
     }
 }

@@ -89,22 +89,13 @@ impl Event {
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        let ticket = {
-            let mut s = lock(&self.state);
-            if s.set {
-                return true;
-            }
-            s.waiters.push()
-        };
+        let s = lock(&self.state);
+        if s.set {
+            return true;
+        }
         // `set` wakes everyone, so a wake-up consumed by a cancelled waiter is owed to
         // nobody: nothing to pass on.
-        match wait(
-            &self.state,
-            |s| &mut s.waiters,
-            ticket,
-            deadline,
-            |_, ()| {},
-        ) {
+        match wait(s, &self.state, |s| &mut s.waiters, deadline, |_, ()| {}) {
             Some(()) => true,
             None => self.is_set(),
         }

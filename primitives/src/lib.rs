@@ -48,7 +48,7 @@ pub use crate::time::{sleep, sleep_until};
 #[cfg(grove_loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::waitlist::{lock, wait_with, Ticket, WaitList};
+    pub use crate::waitlist::{lock, wait_with, WaitList};
 }
 
 /// The reactor of the runtime running the current greenlet.

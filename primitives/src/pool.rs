@@ -139,20 +139,17 @@ impl Core {
 
     /// Takes a slot, waiting until `deadline` (None: no limit); false at the deadline.
     fn acquire(&self, deadline: Option<Instant>) -> bool {
-        let ticket = {
-            let mut s = lock(&self.state);
-            s.prune();
-            if s.try_take_slot() {
-                return true;
-            }
-            s.slot_waiters.push()
-        };
+        let mut s = lock(&self.state);
+        s.prune();
+        if s.try_take_slot() {
+            return true;
+        }
         // A slot handed to us that we will not use (unwound, or at the deadline) goes
         // to the next waiter.
         wait(
+            s,
             &self.state,
             |s| &mut s.slot_waiters,
-            ticket,
             deadline,
             |s, ()| s.release_slot(),
         )
@@ -202,19 +199,16 @@ impl Core {
 
     /// Waits until there are no members; false at the deadline.
     fn wait_empty(&self, deadline: Option<Instant>) -> bool {
-        let ticket = {
-            let mut s = lock(&self.state);
-            s.prune();
-            if s.members.is_empty() {
-                return true;
-            }
-            s.empty_waiters.push()
-        };
+        let mut s = lock(&self.state);
+        s.prune();
+        if s.members.is_empty() {
+            return true;
+        }
         // `notify_all` wakes every waiter: a consumed wake-up is owed to nobody.
         if wait(
+            s,
             &self.state,
             |s| &mut s.empty_waiters,
-            ticket,
             deadline,
             |_, ()| {},
         )

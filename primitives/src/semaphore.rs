@@ -84,25 +84,15 @@ impl Core {
 
     /// Step 1: takes a permit, waiting until `deadline` at the latest.
     pub(crate) fn acquire_until(&self, deadline: Option<Instant>) -> bool {
-        let ticket = {
-            let mut s = lock(&self.state);
-            if s.permits > 0 {
-                s.permits -= 1;
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            s.waiters.push()
-        };
-        wait(
-            &self.state,
-            |s| &mut s.waiters,
-            ticket,
-            deadline,
-            Self::put_back,
-        )
-        .is_some()
+        let mut s = lock(&self.state);
+        if s.permits > 0 {
+            s.permits -= 1;
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        wait(s, &self.state, |s| &mut s.waiters, deadline, Self::put_back).is_some()
     }
 
     /// A guard for a permit just taken.

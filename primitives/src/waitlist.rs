@@ -1,41 +1,70 @@
 //! The wait list every blocking primitive is built on: a FIFO of parked waiters with
 //! direct hand-off, safe against waiters that are killed or timed out mid-wait.
 //!
+//! This is one of grove's few `unsafe` modules: waiters' nodes live on their own stacks
+//! and the list points at them (see "Why nodes live on the waiter's stack").
+//!
 //! # Vocabulary
 //! A primitive keeps its state (items, permits, a flag) and a [`WaitList`] behind its
-//! own `Mutex`. A waiter that cannot proceed enqueues a [`Ticket`] and parks with the
-//! lock released. A notifier, holding the lock, pops the *first* ticket and hands it
-//! the value (an item, a permit, `()`), then wakes it. The woken waiter takes the value
-//! from its ticket without re-checking the primitive: that is what makes service FIFO
-//! (nobody can barge in between the hand-off and the waiter running).
+//! own `Mutex`. A waiter that cannot proceed links a *node* into the list and parks
+//! with the lock released. A notifier, holding the lock, unlinks the *first* node and
+//! hands it the value (an item, a permit, `()`), then wakes it. The woken waiter takes
+//! the value from its node without re-checking the primitive: that is what makes
+//! service FIFO (nobody can barge in between the hand-off and the waiter running).
 //!
 //! # Cancellation (kill, Timeout, a deadline)
 //! A waiter may be unwound from `park` (kill, Timeout) or give up at its deadline.
-//! [`wait`] then, under the primitive's lock, either removes its still-queued ticket,
+//! [`wait`] then, under the primitive's lock, either unlinks its still-queued node,
 //! or — if a notifier already handed it a value it will now never use — gives that
 //! value back to the primitive through the caller's `pass_on` (which typically
 //! hands it to the next waiter or returns it to the pool). So no item, permit or
 //! wake-up is ever lost, and the primitive stays consistent.
 //!
-//! # Protocol (lock = the primitive's mutex; slot = the ticket's own small mutex)
-//! 1. Waiter, under lock: the primitive cannot proceed → `push` a ticket (FIFO tail).
-//! 2. Waiter, lock released: loop { if the slot holds a value → take it, done;
+//! # Protocol (lock = the primitive's mutex)
+//! 1. Waiter, under lock: the primitive cannot proceed → [`wait_with`] builds a node on
+//!    its own stack frame (the waker to wake, an empty value slot, `notified = false`)
+//!    and links it at the FIFO tail; then it releases the lock.
+//! 2. Waiter: loop { if `notified` (Acquire) → take the value from the node, done;
 //!    park (or park until the deadline) }.
-//! 3. Notifier, under lock: `pop` the head ticket; under its slot, store the value and
-//!    take the waker; wake it after releasing the slot.
-//! 4. Cancel, under lock: if the ticket is still queued, remove it; else its slot has
-//!    (or had) the value: take it and `pass_on` it.
+//! 3. Notifier, under lock: unlink the head node; move its waker out; store the value;
+//!    set `notified` (Release). From that store on the node may vanish (its waiter may
+//!    return at once), so the notifier touches it no more and wakes the waker it
+//!    moved out.
+//! 4. Cancel, under lock: if `notified`, the value is ours: take it and `pass_on` it
+//!    (or, at a deadline, keep it); else the node is still linked: unlink it.
 //!
-//! The slot mutex orders 2 against 3: the waiter either sees the value, or its waker
-//! was stored before the notifier took it (`push` stores the waker; the waiter never
-//! changes waker, since a greenlet's or thread's waker is the same for its life).
+//! Step 3 writes the value before the Release store and step 2 reads it after the
+//! Acquire load that sees it, so the value is handed over without a second lock. The
+//! waker never changes after step 1 (a greenlet's or thread's waker is the same for its
+//! life), so a wake between steps 1 and 2 is never lost: parking with a wake pending
+//! returns at once.
+//!
+//! # Why nodes live on the waiter's stack
+//! The first version gave every wait an `Arc<Mutex<slot>>`: an allocation, a free and
+//! four more lock operations per blocked call, about a third of a `Queue` ping-pong
+//! round trip. A greenlet's stack is exactly what an intrusive wait queue wants: it
+//! stays put while the greenlet is parked, for as long as the wait lasts. The list
+//! holds pointers to those nodes (a `VecDeque` of them, so FIFO order costs nothing
+//! and cancellation, which is rare, scans). Soundness rests on one invariant:
+//!
+//! > **A linked node outlives its link.** [`wait_with`] does not return or unwind
+//! > past its frame until, under the lock, its node is unlinked (steps 3 or 4).
+//!
+//! `wait_with` keeps it on every path out: a normal return follows step 2 (a notifier
+//! already unlinked the node) or step 4; an unwind out of `park` (kill, Timeout, the
+//! runtime's shutdown unwinding a parked greenlet) is caught, runs step 4, and is
+//! resumed. A parked greenlet's stack is never freed without being unwound first
+//! (the scheduler's shutdown unwinds every parked greenlet; a process that leaks a
+//! runtime leaks its stacks too), and an OS thread cannot leave a frame without
+//! unwinding it. The list itself cannot die first: every waiter borrows the mutex
+//! that owns it for the whole wait.
 //!
 //! # Loom
 //! The protocol is model-checked in `loom-tests/tests/waitlist.rs`. For that, the
-//! core ([`WaitList::push_with`], [`wait_with`]) takes the waker and the parking as
-//! arguments, and its `Arc`/`Mutex` come from `crate::loom`; [`WaitList::push`] and
-//! [`wait`] are the scheduler-bound wrappers every primitive uses, not built under
-//! `--cfg grove_loom` (where the scheduler has no greenlets to park).
+//! core ([`wait_with`]) takes the waker and the parking as arguments, and its
+//! `Mutex`, atomics and `UnsafeCell` come from `crate::loom`; [`wait`] is the
+//! scheduler-bound wrapper every primitive uses, not built under `--cfg grove_loom`
+//! (where the scheduler has no greenlets to park).
 
 // Items are `pub` so that `__loom` can re-export them to the loom tests; in the normal
 // build the module is private and they stay crate-internal.
@@ -43,12 +72,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::marker::PhantomPinned;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
 use std::task::Waker;
 #[cfg(not(grove_loom))]
 use std::time::Instant;
 
-use crate::loom::{Arc, Mutex, MutexGuard, PoisonError};
+use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering, PoisonError, UnsafeCell};
 
 /// Locks a primitive's mutex, ignoring poison: primitives keep their state consistent
 /// across unwinds (that is this module's job), so a poisoned lock holds valid state.
@@ -56,35 +87,29 @@ pub fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-struct Slot<T> {
-    waker: Option<Waker>,
-    value: Option<T>,
-    /// Popped by a notifier (the value may since have been taken).
-    notified: bool,
-}
-
-/// One waiter's place in a [`WaitList`].
-pub struct Ticket<T> {
-    slot: Arc<Mutex<Slot<T>>>,
-}
-
-impl<T> fmt::Debug for Ticket<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ticket").finish_non_exhaustive()
-    }
-}
-
-impl<T> Ticket<T> {
-    /// Takes the handed-over value, if a notifier has delivered one.
-    fn take(&self) -> Option<T> {
-        lock(&self.slot).value.take()
-    }
+/// One waiter's place in a [`WaitList`], on the waiter's stack.
+struct Node<T> {
+    /// Set in step 1; moved out by the notifier (under the lock) in step 3.
+    waker: UnsafeCell<Option<Waker>>,
+    /// Written by the notifier (under the lock) before `notified`; taken by the waiter
+    /// after seeing `notified`, or under the lock in step 4.
+    value: UnsafeCell<Option<T>>,
+    /// Step 3 happened: the node is unlinked and `value` holds what was handed over.
+    notified: AtomicBool,
+    /// Linked by address: must not move while linked (it does not: it is a local of
+    /// `wait_with`, never moved after linking).
+    _pinned: PhantomPinned,
 }
 
 /// A FIFO of waiters, each to be handed a `T`. Lives inside a primitive's mutex.
 pub struct WaitList<T> {
-    queue: VecDeque<Arc<Mutex<Slot<T>>>>,
+    queue: VecDeque<NonNull<Node<T>>>,
 }
+
+// SAFETY: the pointed-to nodes are touched only by whoever holds the primitive's mutex
+// that owns this list (steps 3, 4), and by their own waiter after step 3 has unlinked
+// them; what they carry across threads (a `Waker`, a `T`) is `Send` when `T` is.
+unsafe impl<T: Send> Send for WaitList<T> {}
 
 impl<T> Default for WaitList<T> {
     fn default() -> Self {
@@ -110,35 +135,23 @@ impl<T> WaitList<T> {
         self.queue.len()
     }
 
-    /// Step 1: enqueues the current greenlet (or thread) at the tail.
-    #[cfg(not(grove_loom))]
-    pub fn push(&mut self) -> Ticket<T> {
-        self.push_with(grove_scheduler::current_waker())
-    }
-
-    /// Step 1 with an explicit `waker`: the one a notifier will wake.
-    pub fn push_with(&mut self, waker: Waker) -> Ticket<T> {
-        let slot = Arc::new(Mutex::new(Slot {
-            waker: Some(waker),
-            value: None,
-            notified: false,
-        }));
-        self.queue.push_back(slot.clone());
-        Ticket { slot }
-    }
-
     /// Step 3: hands `value` to the first waiter and wakes it; gives the value back
-    /// if nobody waits.
+    /// if nobody waits. Call with the primitive's lock held (it owns `self`).
     pub fn notify_one(&mut self, value: T) -> Result<(), T> {
-        let Some(slot) = self.queue.pop_front() else {
+        let Some(node) = self.queue.pop_front() else {
             return Err(value);
         };
-        let waker = {
-            let mut s = lock(&slot);
-            s.value = Some(value);
-            s.notified = true;
-            s.waker.take()
-        };
+        // SAFETY: a linked node is alive ("A linked node outlives its link"): its waiter
+        // cannot leave `wait_with` before seeing `notified` or unlinking the node under
+        // the lock we hold, and it has not seen `notified` (only we set it, below).
+        let node = unsafe { node.as_ref() };
+        // SAFETY: nobody else touches a linked node's cells: its waiter reads them only
+        // after `notified`, or under the lock we hold.
+        let waker = node.waker.with_mut(|w| unsafe { (*w).take() });
+        // SAFETY: as above.
+        node.value.with_mut(|v| unsafe { *v = Some(value) });
+        node.notified.store(true, Ordering::Release);
+        // From here on `node` may be gone: its waiter may have returned.
         if let Some(w) = waker {
             w.wake();
         }
@@ -150,42 +163,49 @@ impl<T> WaitList<T> {
         while self.notify_one(make()).is_ok() {}
     }
 
-    /// Step 4: removes `ticket` if still queued (returns `None`), else returns the value
-    /// it was handed and has not taken.
-    fn cancel(&mut self, ticket: &Ticket<T>) -> Option<T> {
-        if let Some(pos) = self.queue.iter().position(|s| Arc::ptr_eq(s, &ticket.slot)) {
-            self.queue.remove(pos);
-            return None;
+    /// Step 4, under the lock: unlinks `node` if still linked (returns `None`), else
+    /// returns the value it was handed and has not taken.
+    fn cancel(&mut self, node: &Node<T>) -> Option<T> {
+        // `Relaxed`: `notified` only changes under the lock we hold.
+        if node.notified.load(Ordering::Relaxed) {
+            // SAFETY: unlinked and handed over: the cells are the waiter's (our caller's).
+            return node.value.with_mut(|v| unsafe { (*v).take() });
         }
-        let mut s = lock(&ticket.slot);
-        debug_assert!(
-            s.notified,
-            "WaitList::cancel: ticket neither queued nor notified"
-        );
-        s.value.take()
+        match self.queue.iter().position(|n| ptr::eq(n.as_ptr(), node)) {
+            Some(pos) => {
+                self.queue.remove(pos);
+                None
+            }
+            // Neither linked nor notified: a list other than the one it was linked into.
+            // Returning would leave a dangling pointer behind, so stop here (Go's `throw`).
+            None => std::process::abort(),
+        }
     }
 }
 
-/// Step 2 (and 4 on the way out): parks until `ticket` is handed a value or `deadline`
+/// Steps 1–4: links the current greenlet (or thread) into the list `list` finds in
+/// `guard`'s state, releases the lock and parks until handed a value or `deadline`
 /// passes. Returns the value, or `None` at the deadline — unless a value was handed
 /// over at the very moment the deadline passed: then it is returned (`Some`), since
 /// giving it back would be a pointless round trip (primitives rely on this to never
 /// lose a permit or item).
 ///
-/// `state` is the primitive's mutex and `list` finds its wait list in it; `pass_on`
-/// receives (under that lock) a value that was handed over but will not be used
-/// because the wait ended by deadline or unwinding. Cancellation-safe: if the waiter
-/// is unwound from `park` (kill, Timeout), the ticket is cancelled the same way before
-/// the unwind continues.
+/// `guard` is the primitive's lock, taken by the caller to find that it cannot
+/// proceed, and `state` the mutex it came from (for step 4); `list` must find the same
+/// list every time. `pass_on` receives (under the lock) a value that was handed over
+/// but will not be used because the wait ended by unwinding. Cancellation-safe: if the
+/// waiter is unwound from `park` (kill, Timeout), its node is cancelled the same way
+/// before the unwind continues.
 #[cfg(not(grove_loom))]
 pub fn wait<S, T>(
+    guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
-    ticket: Ticket<T>,
     deadline: Option<Instant>,
     pass_on: impl Fn(&mut S, T),
 ) -> Option<T> {
-    wait_with(state, list, ticket, pass_on, || match deadline {
+    let waker = grove_scheduler::current_waker();
+    wait_with(guard, state, list, waker, pass_on, || match deadline {
         Some(d) if Instant::now() >= d => false,
         Some(d) => {
             grove_scheduler::park_timeout(d);
@@ -198,38 +218,47 @@ pub fn wait<S, T>(
     })
 }
 
-/// [`wait`] with the parking given: `park` either parks once (until a wake, a
-/// spurious wake, or the deadline) and returns `true`, or returns `false` without
-/// parking because the deadline has passed: the wait gives up. `park` may also unwind
-/// (kill, Timeout); see [`wait`] for what happens then.
+/// [`wait`] with the waker and the parking given: `waker` is what a notifier wakes;
+/// `park` either parks once (until a wake, a spurious wake, or the deadline) and
+/// returns `true`, or returns `false` without parking because the deadline has passed:
+/// the wait gives up. `park` may also unwind (kill, Timeout); see [`wait`].
 pub fn wait_with<S, T>(
+    mut guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
-    ticket: Ticket<T>,
+    waker: Waker,
     pass_on: impl Fn(&mut S, T),
     mut park: impl FnMut() -> bool,
 ) -> Option<T> {
-    let cancel = |ticket: &Ticket<T>| -> Option<T> {
-        let mut s = lock(state);
-        list(&mut s).cancel(ticket)
+    // Step 1. `node` stays in this frame, unmoved, until the function ends; every path
+    // out below unlinks it first (the module's invariant).
+    let node = Node {
+        waker: UnsafeCell::new(Some(waker)),
+        value: UnsafeCell::new(None),
+        notified: AtomicBool::new(false),
+        _pinned: PhantomPinned,
     };
+    list(&mut guard).queue.push_back(NonNull::from(&node));
+    drop(guard);
+    // Step 2.
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| loop {
-        if let Some(v) = ticket.take() {
-            return Some(v);
+        if node.notified.load(Ordering::Acquire) {
+            // SAFETY: step 3 is complete (Acquire pairs with its Release) and unlinked
+            // the node: nobody else touches its cells any more.
+            return Some(node.value.with_mut(|v| unsafe { (*v).take() }));
         }
         if !park() {
             return None;
         }
     }));
     match outcome {
-        Ok(Some(v)) => Some(v),
-        Ok(None) => {
-            // Deadline: a value handed over at the last moment is still ours to use.
-            cancel(&ticket)
-        }
+        Ok(Some(v)) => v,
+        // Step 4 at the deadline: a value handed over at the last moment is still ours.
+        Ok(None) => list(&mut lock(state)).cancel(&node),
+        // Step 4 on an unwind: pass a handed-over value on, then keep unwinding.
         Err(unwind) => {
             let mut s = lock(state);
-            if let Some(v) = list(&mut s).cancel(&ticket) {
+            if let Some(v) = list(&mut s).cancel(&node) {
                 pass_on(&mut s, v);
             }
             drop(s);

@@ -274,11 +274,13 @@ impl<T, S: Storage<T>> Inner<T, S> {
             item: Some(item),
             done: WaitList::default(),
         }));
-        let ticket = lock(&offer).done.push();
+        // Lock the offer before publishing it: no getter can accept it (which locks it)
+        // until `wait` has linked us into `done` and released it.
+        let offer_guard = lock(&offer);
         s.putters.push_back(Arc::clone(&offer));
         drop(s);
         let woken = panic::catch_unwind(AssertUnwindSafe(|| {
-            wait(&*offer, |o| &mut o.done, ticket, deadline, |_, ()| {})
+            wait(offer_guard, &offer, |o| &mut o.done, deadline, |_, ()| {})
         }));
         // P4/P5. What became of the offer.
         let left = match woken {
@@ -327,12 +329,10 @@ impl<T, S: Storage<T>> Inner<T, S> {
         }
         let deadline = s.may_wait(block)?;
         // G3. Nothing to take: wait to be handed an item (P1).
-        let ticket = s.getters.push();
-        drop(s);
         match wait(
-            &*self.state,
+            s,
+            &self.state,
             |s| &mut s.getters,
-            ticket,
             deadline,
             State::give_back,
         ) {
@@ -346,22 +346,14 @@ impl<T, S: Storage<T>> Inner<T, S> {
     /// A peek: `f` on the next item, waiting for one to be stored.
     fn look<R>(&self, f: impl FnOnce(&T) -> R, block: Block) -> Result<R, GetFail> {
         loop {
-            let mut s = lock(&self.state);
+            let s = lock(&self.state);
             if let Some(item) = s.items.peek() {
                 return Ok(f(item));
             }
             let deadline = s.may_wait(block)?;
-            let ticket = s.peekers.push();
-            drop(s);
             // Woken (every peeker is) or at the deadline: look again. A wake-up
             // consumed by a cancelled peeker is owed to nobody.
-            let _ = wait(
-                &*self.state,
-                |s| &mut s.peekers,
-                ticket,
-                deadline,
-                |_, ()| {},
-            );
+            let _ = wait(s, &self.state, |s| &mut s.peekers, deadline, |_, ()| {});
         }
     }
 
@@ -392,24 +384,15 @@ impl<T, S: Storage<T>> Inner<T, S> {
     /// Waits until no item is unfinished, or the deadline; true if none is.
     pub(super) fn join(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let ticket = {
-            let mut s = lock(&self.state);
-            if s.unfinished == 0 {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            s.joiners.push()
-        };
+        let s = lock(&self.state);
+        if s.unfinished == 0 {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
         // Every joiner is woken: a wake-up consumed by a cancelled one is owed to nobody.
-        match wait(
-            &*self.state,
-            |s| &mut s.joiners,
-            ticket,
-            deadline,
-            |_, ()| {},
-        ) {
+        match wait(s, &self.state, |s| &mut s.joiners, deadline, |_, ()| {}) {
             Some(()) => true,
             None => self.unfinished() == 0,
         }
