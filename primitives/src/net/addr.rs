@@ -125,6 +125,8 @@ impl Resolve for (String, u16) {
 impl ToSocketAddrs for [SocketAddr] {}
 impl Resolve for [SocketAddr] {
     fn resolve(&self) -> io::Result<Addrs> {
+        // A `Vec` so `Addrs` needs no lifetime; slices of addresses are rare.
+        #[allow(clippy::unnecessary_to_owned)]
         Ok(Addrs::Many(self.to_vec().into_iter()))
     }
 }
@@ -162,10 +164,7 @@ where
 
 /// The first address `addr` resolves to (std's rule for `send_to`).
 pub(crate) fn first_addr<A: ToSocketAddrs>(addr: A) -> io::Result<SocketAddr> {
-    addr.resolve()?.next().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no addresses to send data to",
-        )
-    })
+    addr.resolve()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to"))
 }

@@ -48,12 +48,13 @@ pub struct TcpListener {
 impl TcpListener {
     /// Binds to `addr` (trying each address it resolves to, in order) and listens.
     ///
-    /// Sets `SO_REUSEADDR` and a backlog of 1024 (mio's defaults). Port 0 picks a free port;
+    /// Sets `SO_REUSEADDR` and a backlog of [`LISTEN_BACKLOG`](super::LISTEN_BACKLOG). Port 0 picks a free port;
     /// read it back with [`local_addr`](Self::local_addr). Fails outside a grove runtime.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let reactor = reactor("grove::net::TcpListener::bind")?;
         each_addr(addr, |a| {
             let l = mio::net::TcpListener::bind(a)?;
+            super::sys::set_backlog(&l, super::LISTEN_BACKLOG)?;
             TcpListener::from_mio(l, reactor.clone())
         })
     }

@@ -166,11 +166,7 @@ impl UdpSocket {
     }
 
     /// Leaves an IPv4 multicast group.
-    pub fn leave_multicast_v4(
-        &self,
-        multiaddr: &Ipv4Addr,
-        interface: &Ipv4Addr,
-    ) -> io::Result<()> {
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
         self.io.source().leave_multicast_v4(multiaddr, interface)
     }
 

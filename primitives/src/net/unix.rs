@@ -49,11 +49,12 @@ pub struct UnixListener {
 }
 
 impl UnixListener {
-    /// Binds to the socket file `path` (which must not exist) and listens. Fails outside a
-    /// grove runtime.
+    /// Binds to the socket file `path` (which must not exist) and listens, with a backlog
+    /// of [`LISTEN_BACKLOG`](super::LISTEN_BACKLOG). Fails outside a grove runtime.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         let reactor = reactor("grove::net::UnixListener::bind")?;
         let l = mio::net::UnixListener::bind(path)?;
+        super::sys::set_backlog(&l, super::LISTEN_BACKLOG)?;
         Ok(UnixListener {
             io: Arc::new(Io::new(l, &reactor)?),
             reactor,
