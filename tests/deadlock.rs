@@ -181,6 +181,51 @@ fn outside_thread_blocked_forever_is_part_of_the_deadlock() {
     setter.join().unwrap();
 }
 
+/// Idle blocking-pool threads (in their timed keep-alive wait) wake nobody: a deadlock after
+/// a blocking call is still reported.
+fn idle_blocking_threads_do_not_hide_a_deadlock() {
+    let rt = runtime();
+    let t = Instant::now();
+    expect_deadlock(
+        rt.try_block_on(|| {
+            assert_eq!(grove::blocking::spawn_blocking(|| 6 * 7).join().unwrap(), 42);
+            Event::new().wait()
+        }),
+        t,
+    );
+}
+
+/// A blocking-pool job still running may wake the main greenlet: not a deadlock.
+fn running_blocking_job_is_not_a_deadlock() {
+    let rt = runtime();
+    rt.try_block_on(|| {
+        let ev = Event::new();
+        let ev2 = ev.clone();
+        let job = grove::blocking::spawn_blocking(move || {
+            thread::sleep(Duration::from_millis(300));
+            ev2.set();
+        });
+        ev.wait();
+        job.join().unwrap();
+    })
+    .expect("a running blocking job can still set the event");
+}
+
+/// A greenlet waiting for I/O may be woken by another process: not a deadlock. (The peer
+/// here is a child process that connects after a pause; this process's threads are all
+/// asleep meanwhile.)
+fn io_waiter_is_not_a_deadlock() {
+    let rt = runtime();
+    rt.try_block_on(|| {
+        let listener = grove::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut peer = spawn_child(&format!("connect:{port}"));
+        let (_conn, _) = listener.accept().unwrap();
+        assert!(peer.wait().unwrap().success());
+    })
+    .expect("an accept can be satisfied from outside the process");
+}
+
 /// Timers keep the program alive: main sleeps, a greenlet sets the event after sleeping.
 fn timers_are_not_deadlocks() {
     let rt = runtime();
@@ -216,9 +261,15 @@ fn busy_greenlet_is_not_a_deadlock() {
     .expect("a running greenlet can still wake the main one");
 }
 
-/// The child program for the two cases below: a `main` like a user's, whose only greenlet
-/// waits forever. `GROVE_DEADLOCK_CHILD` = `on` or `off` selects detection.
+/// The child programs: `on`/`off`, a `main` like a user's whose only greenlet waits
+/// forever, with detection on or off; `connect:<port>`, a peer that connects to `port`
+/// after a pause.
 fn child_main(mode: &str) {
+    if let Some(port) = mode.strip_prefix("connect:") {
+        thread::sleep(Duration::from_millis(500));
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        return;
+    }
     let rt = Runtime::builder()
         .detect_deadlock(mode == "on")
         .build()
@@ -285,6 +336,15 @@ const CASES: &[(&str, fn())] = &[
         "outside_thread_blocked_forever_is_part_of_the_deadlock",
         outside_thread_blocked_forever_is_part_of_the_deadlock,
     ),
+    (
+        "idle_blocking_threads_do_not_hide_a_deadlock",
+        idle_blocking_threads_do_not_hide_a_deadlock,
+    ),
+    (
+        "running_blocking_job_is_not_a_deadlock",
+        running_blocking_job_is_not_a_deadlock,
+    ),
+    ("io_waiter_is_not_a_deadlock", io_waiter_is_not_a_deadlock),
     ("timers_are_not_deadlocks", timers_are_not_deadlocks),
     (
         "busy_greenlet_is_not_a_deadlock",

@@ -359,6 +359,10 @@ fn spawn_thread(shared: Arc<Shared>) -> std::io::Result<()> {
 
 /// The pool thread's loop (see "Pool thread" in the module docs).
 fn pool_thread(shared: &Shared) {
+    // Idle, this thread waits with a timeout (its keep-alive) and wakes nobody when that
+    // expires; registering says so to grove's deadlock detection, which would otherwise
+    // take any timed wait for a possible future wake-up and stand down.
+    let helper = grove_scheduler::deadlock::HelperThread::register();
     let keep_alive = shared.config.keep_alive;
     let mut st = lock(&shared.state);
     'work: loop {
@@ -372,6 +376,7 @@ fn pool_thread(shared: &Shared) {
             break;
         }
         st.idle += 1;
+        helper.set_busy(false);
         let deadline = Instant::now() + keep_alive;
         loop {
             let now = Instant::now();
@@ -384,11 +389,13 @@ fn pool_thread(shared: &Shared) {
             if st.notified > 0 {
                 // Claimed by a submitter, which already uncounted us as idle.
                 st.notified -= 1;
+                helper.set_busy(true);
                 continue 'work;
             }
             if st.shutdown || Instant::now() >= deadline {
                 st.idle -= 1;
                 if st.shutdown {
+                    helper.set_busy(true);
                     continue 'work; // run what is queued, then leave
                 }
                 break 'work;
