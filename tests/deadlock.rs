@@ -188,7 +188,10 @@ fn idle_blocking_threads_do_not_hide_a_deadlock() {
     let t = Instant::now();
     expect_deadlock(
         rt.try_block_on(|| {
-            assert_eq!(grove::blocking::spawn_blocking(|| 6 * 7).join().unwrap(), 42);
+            assert_eq!(
+                grove::blocking::spawn_blocking(|| 6 * 7).join().unwrap(),
+                42
+            );
             Event::new().wait()
         }),
         t,
