@@ -59,6 +59,7 @@
 //!
 //! Green sockets ([`net`]: TCP, UDP, Unix) park a greenlet on I/O, and [`blocking`]
 //! runs calls that would hold a worker (files, DNS, C) on a thread pool.
+//! [`server`] runs a handler greenlet per connection (`StreamServer`) or datagram.
 //!
 //! # Soundness contract, in plain words
 //! * `spawn` is safe. A greenlet may start on any worker, but once started it stays
@@ -102,7 +103,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use grove_primitives::{blocking, net};
+pub use grove_primitives::{blocking, net, server};
 pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
 pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,

@@ -25,6 +25,8 @@ pub mod queue;
 #[cfg(not(grove_loom))]
 mod semaphore;
 #[cfg(not(grove_loom))]
+pub mod server;
+#[cfg(not(grove_loom))]
 mod time;
 mod waitlist;
 
