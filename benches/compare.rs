@@ -21,6 +21,8 @@
 //!   every runtime alike rather than one of them.
 //! * **Medians.** Each runtime's cell is the median over the repetitions (min and max
 //!   go to the CSV). Ratios are grove's median over the peer's, **in the same run**.
+//!   The memory benches run at most 3 repetitions (1 under `--quick`): a repetition
+//!   is a child process per runtime and their results vary by a few percent.
 //! * **Runtimes.** Built once per run and reused: grove (`--workers` workers), tokio
 //!   multi-thread (`--workers` workers; current-thread for `ping_pong_1w`), may
 //!   (`--workers` workers, process-global), OS threads (std). Peers run smaller sizes
@@ -148,6 +150,9 @@ struct Bench<'a> {
     metrics: Vec<Metric>,
     runners: Vec<Runner<'a>>,
     skipped: Vec<(&'static str, String)>,
+    /// At most this many repetitions (the memory benches: their results barely vary,
+    /// and each repetition is a child process per runtime).
+    max_reps: Option<usize>,
 }
 
 impl<'a> Bench<'a> {
@@ -157,7 +162,13 @@ impl<'a> Bench<'a> {
             metrics: metrics.to_vec(),
             runners: Vec::new(),
             skipped: Vec::new(),
+            max_reps: None,
         }
+    }
+
+    fn max_reps(mut self, reps: usize) -> Self {
+        self.max_reps = Some(reps);
+        self
     }
 
     fn runner(
@@ -307,7 +318,8 @@ fn run(benches: Vec<Bench<'_>>, o: &Options) -> Vec<report::Row> {
         let mut samples: Vec<Vec<Vec<f64>>> =
             vec![vec![Vec::new(); b.metrics.len()]; b.runners.len()];
         let mut failed: BTreeMap<usize, String> = BTreeMap::new();
-        for _ in 0..o.reps {
+        let reps = b.max_reps.map_or(o.reps, |m| m.min(o.reps));
+        for _ in 0..reps {
             for (i, r) in b.runners.iter_mut().enumerate() {
                 if failed.contains_key(&i) {
                     continue;

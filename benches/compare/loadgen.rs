@@ -6,7 +6,7 @@
 //! closed loop: write the request, read until the whole reply is back, record the
 //! round trip's latency, write again. Nothing is pipelined, so throughput is C over
 //! the round-trip time. The first tenth of the duration is a warm-up whose round
-//! trips are not counted.
+//! trips are not counted. Connections close with a reset (`SO_LINGER` 0).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -154,6 +154,10 @@ fn client(
         let s = std::net::TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         s.set_nonblocking(true)?;
+        // Closing resets the connection, leaving no TIME_WAIT: a run opens thousands
+        // of connections, and a loopback full of TIME_WAIT makes `connect` crawl
+        // through the ephemeral ports.
+        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
         let mut stream = TcpStream::from_std(s);
         poll.registry().register(
             &mut stream,

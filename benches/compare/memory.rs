@@ -281,33 +281,52 @@ fn idle_mem_child(runtime: &str, host: Host<'_>, n: usize) -> Result<f64, String
     }
 }
 
-/// The echo server with `n` idle connections; RSS growth per connection.
+/// The echo server with `n` idle connections; RSS growth per connection. Prints
+/// `ready <count>` as handlers start, so the parent can pace its connects to the
+/// accept rate (a full accept queue drops SYNs, costing a 1 s retransmit each).
 fn idle_conn_child(runtime: &str, host: Host<'_>, n: usize) -> Result<f64, String> {
     let ready = Arc::new(AtomicUsize::new(0));
     let rss0 = rss_bytes().map_err(|e| e.to_string())?;
     let addr = net::start(runtime, host, Proto::Echo, ready.clone())
         .map_err(|e| format!("server: {e}"))?;
     println!("port {addr}");
-    let _ = io::stdout().flush();
+    let (start, mut told) = (Instant::now(), usize::MAX);
+    loop {
+        let now = ready.load(Ordering::Relaxed);
+        if now != told {
+            println!("ready {now}");
+            let _ = io::stdout().flush();
+            told = now;
+        }
+        if now >= n {
+            break;
+        }
+        if start.elapsed() > CHILD_DEADLINE {
+            return Err(format!("only {now} of {n} connections accepted"));
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
     per_task(rss0, &ready, n, thread::sleep)
 }
 
-/// Opens `n` client connections to `addr`, spreading over source addresses
+/// Opens client connection `i` of `n` to `addr`, spreading over source addresses
 /// 127.0.0.1, .2, ... every [`PORTS_PER_SOURCE`].
-fn connect_many(addr: SocketAddr, n: usize) -> io::Result<Vec<socket2::Socket>> {
+fn connect_one(addr: SocketAddr, i: usize, n: usize) -> io::Result<socket2::Socket> {
     use socket2::{Domain, Socket, Type};
-    (0..n)
-        .map(|i| {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-            if n > PORTS_PER_SOURCE {
-                let src = SocketAddr::from(([127, 0, 0, 1 + (i / PORTS_PER_SOURCE) as u8], 0));
-                s.bind(&src.into())?;
-            }
-            s.connect(&addr.into())?;
-            Ok(s)
-        })
-        .collect()
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    if n > PORTS_PER_SOURCE {
+        let src = SocketAddr::from(([127, 0, 0, 1 + (i / PORTS_PER_SOURCE) as u8], 0));
+        s.bind(&src.into())?;
+    }
+    s.connect(&addr.into())?;
+    // Closing resets the connection: no TIME_WAIT left to slow later connects.
+    s.set_linger(Some(Duration::ZERO))?;
+    Ok(s)
 }
+
+/// Connections the client may run ahead of the server's accepted count: below
+/// every listen backlog (std and may: 128), since an overflow costs a 1 s SYN retry.
+const CONNECT_WINDOW: usize = 64;
 
 /// Runs one child and returns its result; for `idle_conn`, holds `n` connections
 /// open to the port it announces until it answers.
@@ -326,34 +345,43 @@ fn run_child(bench: &str, runtime: &str, n: usize, workers: usize) -> Result<Vec
         .map_err(|e| format!("spawning child: {e}"))?;
     let stdout = child.stdout.take().ok_or("no child stdout")?;
     let mut clients = Vec::new();
-    let mut outcome = Err("child exited without a result".to_string());
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut next_line = || -> Result<String, String> {
+        match lines.next() {
+            Some(l) => l.map_err(|e| e.to_string()),
+            None => Err("child exited without a result".into()),
+        }
+    };
+    let outcome = (|| loop {
+        let line = next_line()?;
         if let Some(addr) = line.strip_prefix("port ") {
-            let addr: SocketAddr = addr
-                .parse()
-                .map_err(|_| format!("bad port line {line:?}"))?;
-            match connect_many(addr, n) {
-                Ok(c) => clients = c,
-                Err(e) => {
-                    outcome = Err(format!("connecting {n} clients: {e}"));
-                    break;
+            let addr: SocketAddr = addr.parse().map_err(|_| format!("bad line {line:?}"))?;
+            let mut ready = 0;
+            for i in 0..n {
+                // Stay within CONNECT_WINDOW of the accepted count.
+                while i >= ready + CONNECT_WINDOW {
+                    let l = next_line()?;
+                    match l.strip_prefix("ready ") {
+                        Some(r) => ready = r.parse().map_err(|_| format!("bad line {l:?}"))?,
+                        None => return Err(l.strip_prefix("error ").unwrap_or(&l).to_string()),
+                    }
                 }
+                let c = connect_one(addr, i, n)
+                    .map_err(|e| format!("connecting client {i} of {n}: {e}"))?;
+                clients.push(c);
             }
         } else if let Some(v) = line.strip_prefix("result ") {
-            outcome = v
+            return v
                 .parse::<f64>()
                 .map(|v| vec![v])
-                .map_err(|_| format!("bad result {line:?}"));
-            break;
+                .map_err(|_| format!("bad line {line:?}"));
         } else if let Some(e) = line.strip_prefix("error ") {
-            outcome = Err(e.to_string());
-            break;
+            return Err(e.to_string());
         }
-    }
+    })();
+    drop(clients);
     let _ = child.kill();
     let status = child.wait().map_err(|e| e.to_string())?;
-    drop(clients);
     outcome.map_err(|e| {
         format!("{e} (child {status}; see target/compare/child-{bench}-{runtime}.log)")
     })
@@ -368,7 +396,7 @@ pub(crate) fn idle_mem<'a>(quick: bool, workers: usize) -> Bench<'a> {
         ("may", 20_000),
         ("threads", 5_000),
     ];
-    let mut b = Bench::new("idle_mem", &[PER_TASK]);
+    let mut b = Bench::new("idle_mem", &[PER_TASK]).max_reps(if quick { 1 } else { 3 });
     for (runtime, n) in sizes {
         b = b.runner(runtime, n as u64, move || {
             run_child("idle_mem", runtime, n, workers)
@@ -383,7 +411,8 @@ pub(crate) fn idle_connections<'a>(quick: bool, workers: usize) -> Vec<Bench<'a>
     sizes
         .iter()
         .map(|&n| {
-            let mut b = Bench::new(format!("idle_connections_{}k", n / 1000), &[PER_CONN]);
+            let mut b = Bench::new(format!("idle_connections_{}k", n / 1000), &[PER_CONN])
+                .max_reps(if quick { 1 } else { 3 });
             // A side holds n sockets, plus the harness's own (servers, load, logs).
             let fd_limit = raise_nofile(Some(n as u64 + 4_096)).err();
             for runtime in crate::RUNTIMES {
