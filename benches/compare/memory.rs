@@ -12,6 +12,7 @@
 //! 4. Once `n` tasks (handlers) have counted themselves, it waits 300 ms for the last
 //!    to park, samples `VmRSS` again, prints `result <bytes per task>` and exits
 //!    without tearing down (teardown is not what is measured).
+//!
 //! A child that dies or says `error <why>` fails that runtime's repetition.
 
 use std::io::{self, BufRead, BufReader, Write};

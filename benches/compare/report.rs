@@ -57,7 +57,7 @@ fn groups(rows: &[Row]) -> Vec<(&str, Metric, Vec<&Row>)> {
     out
 }
 
-fn median_of<'r>(rows: &[&'r Row], runtime: &str) -> Option<f64> {
+fn median_of(rows: &[&Row], runtime: &str) -> Option<f64> {
     rows.iter()
         .find(|r| r.runtime == runtime)
         .and_then(|r| r.outcome.as_ref().ok())
@@ -227,6 +227,10 @@ pub(crate) fn write_files(rows: &[Row], o: &Options, dir: &Path) -> io::Result<(
     Ok((csv, svg))
 }
 
+/// One group of bars: its label, the runtime it is normalised to, and per runtime
+/// (relative value, human-readable raw value).
+type ChartGroup<'a> = (String, &'a str, Vec<(&'a str, f64, String)>);
+
 /// A runtime's bar colour.
 fn colour(runtime: &str) -> &'static str {
     match runtime {
@@ -254,8 +258,7 @@ fn chart(rows: &[Row], o: &Options) -> String {
         .copied()
         .filter(|r| o.wants_runtime(r))
         .collect();
-    // (label, base runtime, [(runtime, relative, raw)]).
-    let mut groups_rel: Vec<(String, &str, Vec<(&str, f64, String)>)> = Vec::new();
+    let mut groups_rel: Vec<ChartGroup<'_>> = Vec::new();
     for (workload, metric, rs) in groups(rows) {
         let Some(base_rt) = runtimes
             .iter()
@@ -334,11 +337,7 @@ fn chart(rows: &[Row], o: &Options) -> String {
             r#"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{stroke}" stroke-width="{w}"/>"#,
             width - 20.0
         );
-        let label = if e >= 0 {
-            format!("{}x", 10f64.powi(e))
-        } else {
-            format!("{}x", 10f64.powi(e))
-        };
+        let label = format!("{}x", 10f64.powi(e));
         let _ = writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
