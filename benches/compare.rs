@@ -381,6 +381,14 @@ fn main() {
     if let Ok(spec) = std::env::var(memory::CHILD_ENV) {
         memory::child_main(&spec);
     }
+    // `cargo test --benches` runs bench binaries without arguments (`cargo bench`
+    // passes `--bench`): a smoke check, not a several-minute measurement.
+    if std::env::args().len() == 1 {
+        eprintln!(
+            "compare: no arguments, so not run (try `cargo bench --bench compare -- --quick`)"
+        );
+        return;
+    }
     let o = match Options::parse() {
         Ok(o) => o,
         Err(e) => {

@@ -295,7 +295,8 @@ fn chart(rows: &[Row], o: &Options) -> String {
     let bar_w = 14.0;
     let group_w = bar_w * runtimes.len() as f64 + 18.0;
     let (left, top, plot_h, label_h) = (70.0, 70.0, 320.0, 190.0);
-    let width = left + group_w * groups_rel.len().max(1) as f64 + 30.0;
+    // Room on the right for the last rotated label.
+    let width = left + group_w * groups_rel.len().max(1) as f64 + 160.0;
     let height = top + plot_h + label_h;
     let y = |rel: f64| {
         let e = rel.log10().clamp(lo_exp as f64, hi_exp as f64);
