@@ -42,7 +42,11 @@ fn main() -> io::Result<()> {
         let server = bind(&addr)?;
         let at = server.local_addr();
         println!("echo server listening on {at}");
-        println!("connect with: nc {} {}    (Ctrl-C to stop)", at.ip(), at.port());
+        println!(
+            "connect with: nc {} {}    (Ctrl-C to stop)",
+            at.ip(),
+            at.port()
+        );
         server.serve_forever()
     })
 }

@@ -196,7 +196,9 @@ fn main() -> io::Result<()> {
         let server = bind(&addr)?;
         let at = server.local_addr();
         println!("HTTP server listening on http://{at}/");
-        println!("try: curl -v http://{at}/   or: wrk -c 100 -d 10 http://{at}/    (Ctrl-C to stop)");
+        println!(
+            "try: curl -v http://{at}/   or: wrk -c 100 -d 10 http://{at}/    (Ctrl-C to stop)"
+        );
         server.serve_forever()
     })
 }

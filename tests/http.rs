@@ -36,7 +36,11 @@ fn response(r: &mut BufReader<TcpStream>) -> (String, Vec<(String, String)>, Str
         .unwrap();
     let mut body = vec![0; len];
     r.read_exact(&mut body).unwrap();
-    (status.trim_end().to_string(), headers, String::from_utf8(body).unwrap())
+    (
+        status.trim_end().to_string(),
+        headers,
+        String::from_utf8(body).unwrap(),
+    )
 }
 
 /// Runs `client` (plain blocking std code, on this OS thread) against the example server.
@@ -59,7 +63,8 @@ fn keep_alive_then_connection_close() {
         let mut w = conn.try_clone().unwrap();
         let mut r = BufReader::new(conn);
         for _ in 0..2 {
-            w.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+            w.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
             let (status, headers, body) = response(&mut r);
             assert_eq!(status, "HTTP/1.1 200 OK");
             assert_eq!(body, "Hello, World!");

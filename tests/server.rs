@@ -208,7 +208,10 @@ fn stop_waits_for_handlers_that_finish() {
         while server.active_handlers() < 3 {
             grove::sleep(Duration::from_millis(1));
         }
-        assert!(server.stop(PATIENCE), "handlers finishing in time: graceful");
+        assert!(
+            server.stop(PATIENCE),
+            "handlers finishing in time: graceful"
+        );
         assert_eq!(done.load(Ordering::SeqCst), 3);
         // Each connection got its reply, then was closed by the server.
         for mut c in conns {
@@ -247,7 +250,10 @@ fn stop_kills_handlers_that_do_not_finish() {
         while server.active_handlers() < 1 {
             grove::sleep(Duration::from_millis(1));
         }
-        assert!(!server.stop(Duration::from_millis(50)), "a straggler was killed");
+        assert!(
+            !server.stop(Duration::from_millis(50)),
+            "a straggler was killed"
+        );
         assert!(unwound.load(Ordering::SeqCst), "its destructors ran");
         assert_eq!(server.active_handlers(), 0);
         serving.join().unwrap().unwrap();
@@ -272,25 +278,25 @@ fn cpu_ticks(stat_file: &std::fs::File) -> u64 {
 }
 
 /// The lowest descriptor number not in use.
-fn lowest_free_fd() -> u64 {
-    let used: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+fn lowest_free_fd() -> libc::rlim_t {
+    let used: std::collections::HashSet<libc::rlim_t> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     (0..).find(|n| !used.contains(n)).unwrap()
 }
 
-fn set_nofile(soft: u64, hard: u64) {
+fn set_nofile(soft: libc::rlim_t, hard: libc::rlim_t) {
     let lim = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     // SAFETY: `lim` is a valid, initialised rlimit that outlives the call.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }
 
-fn nofile() -> (u64, u64) {
+fn nofile() -> (libc::rlim_t, libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -298,7 +304,7 @@ fn nofile() -> (u64, u64) {
     // SAFETY: `lim` is a valid rlimit for getrlimit to fill in.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     assert_eq!(rc, 0);
-    (lim.rlim_cur as u64, lim.rlim_max as u64)
+    (lim.rlim_cur, lim.rlim_max)
 }
 
 #[test]
@@ -311,7 +317,10 @@ fn emfile_is_waited_out_without_spinning() {
         assert!(stdout.contains("EMFILE-CHILD-OK"), "{stdout}\n{stderr}");
         // One log line per burst of failures, one when accepting works again.
         let failed = stderr.matches("grove::server: accept on").count();
-        assert_eq!(failed, 2, "expected one failure and one recovery line:\n{stderr}");
+        assert_eq!(
+            failed, 2,
+            "expected one failure and one recovery line:\n{stderr}"
+        );
         assert!(stderr.contains("Too many open files"), "{stderr}");
         return;
     }
@@ -324,9 +333,7 @@ fn emfile_is_waited_out_without_spinning() {
     let addr = server.local_addr();
     // Client sockets are made before the limit drops (connecting needs no new fd).
     let clients: Vec<socket2::Socket> = (0..3)
-        .map(|_| {
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap()
-        })
+        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
         .collect();
     let stat_file = std::fs::File::open("/proc/self/stat").unwrap();
     let (soft, hard) = nofile();

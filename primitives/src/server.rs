@@ -8,12 +8,21 @@
 //! use grove_primitives::net::TcpStream;
 //! use grove_primitives::server::StreamServer;
 //!
-//! // `grove::Runtime` wires these two together; here they are built by hand.
-//! let reactor = grove_reactor::Reactor::start().unwrap();
-//! let rt = grove_scheduler::Runtime::builder()
-//!     .extension(std::sync::Arc::new(reactor.handle()))
-//!     .build()
-//!     .unwrap();
+//! // With the `grove` facade: `grove::run(|| { ... })`; here the runtime is built by hand.
+//! # let reactor = grove_reactor::Reactor::start().unwrap();
+//! # #[derive(Debug)]
+//! # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
+//! # impl grove_scheduler::Timers for Timers {
+//! #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
+//! #         self.0.add_timer(at, w).to_raw()
+//! #     }
+//! #     fn cancel(&self, key: u128) {
+//! #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
+//! #     }
+//! # }
+//! # let rt = grove_scheduler::Runtime::builder()
+//! #     .extension(std::sync::Arc::new(reactor.handle()))
+//! #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
 //! rt.block_on(|| {
 //!     // An upper-casing line server, at most 100 connections handled at once.
 //!     let server = StreamServer::bind("127.0.0.1:0", |conn: TcpStream, _peer| {
@@ -339,7 +348,9 @@ impl<S: Send + 'static> Core<S> {
             };
         }
         let Some(socket) = s.socket.take() else {
-            return Err(io::Error::other(format!("{what}: the server has no socket")));
+            return Err(io::Error::other(format!(
+                "{what}: the server has no socket"
+            )));
         };
         let handlers = s.handlers.clone();
         let core = self.clone();
@@ -436,8 +447,19 @@ impl Drop for CloseOnExit {
 ///
 /// ```
 /// # let reactor = grove_reactor::Reactor::start().unwrap();
+/// # #[derive(Debug)]
+/// # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
+/// # impl grove_scheduler::Timers for Timers {
+/// #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
+/// #         self.0.add_timer(at, w).to_raw()
+/// #     }
+/// #     fn cancel(&self, key: u128) {
+/// #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
+/// #     }
+/// # }
 /// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
+/// #     .extension(std::sync::Arc::new(reactor.handle()))
+/// #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
 /// use std::io::{Read, Write};
 /// use std::time::Duration;
 /// use grove_primitives::net::TcpStream;
@@ -616,8 +638,19 @@ fn accept_loop(
 ///
 /// ```
 /// # let reactor = grove_reactor::Reactor::start().unwrap();
+/// # #[derive(Debug)]
+/// # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
+/// # impl grove_scheduler::Timers for Timers {
+/// #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
+/// #         self.0.add_timer(at, w).to_raw()
+/// #     }
+/// #     fn cancel(&self, key: u128) {
+/// #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
+/// #     }
+/// # }
 /// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
+/// #     .extension(std::sync::Arc::new(reactor.handle()))
+/// #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
 /// use std::time::Duration;
 /// use grove_primitives::net::UdpSocket;
 /// use grove_primitives::server::DatagramServer;
