@@ -120,6 +120,9 @@ pub use grove_scheduler::{greenlet_local, GreenletLocal};
 pub use grove_scheduler::{
     iwait, iwait_deadline, iwait_timeout, joinall, killall, spawn_later, wait_any, Iwait, LinkId,
 };
+pub use grove_scheduler::{
+    monitor, run_info, GreenletInfo, GreenletState, RunInfo, StallReport, WorkerInfo,
+};
 
 /// The building blocks, for code that wants them directly.
 pub mod raw {
@@ -163,6 +166,22 @@ impl RuntimeBuilder {
     /// "Deadlock detection" section of the crate docs.
     pub fn detect_deadlock(mut self, on: bool) -> Self {
         self.inner = self.inner.detect_deadlock(on);
+        self
+    }
+
+    /// The blocking monitor: reports, once per stall, a greenlet that holds its worker
+    /// longer than `threshold` (`None`: off). Unset, `GROVE_MONITOR` decides
+    /// (`GROVE_MONITOR=1` → 100 ms, `=250ms`/`=250` → 250 ms; see
+    /// [`monitor::parse_threshold`]). See
+    /// [`RuntimeBuilder::monitor`](grove_scheduler::RuntimeBuilder::monitor).
+    pub fn monitor(mut self, threshold: Option<Duration>) -> Self {
+        self.inner = self.inner.monitor(threshold);
+        self
+    }
+
+    /// Sends the monitor's reports to `hook` instead of stderr.
+    pub fn on_stall(mut self, hook: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
+        self.inner = self.inner.on_stall(hook);
         self
     }
 
@@ -279,6 +298,28 @@ impl Runtime {
         self.sched().workers()
     }
 
+    /// Every live greenlet and every worker's counters (gevent's `print_run_info`);
+    /// print it with `{}`. See [`Handle::dump`].
+    pub fn dump(&self) -> RunInfo {
+        self.handle().dump()
+    }
+
+    /// The blocking monitor's last reports (empty if it is off).
+    pub fn stall_reports(&self) -> Vec<StallReport> {
+        self.handle().stall_reports()
+    }
+
+    /// The scheduler's and the reactor's counters. See [`Metrics`].
+    pub fn metrics(&self) -> Metrics {
+        let h = self.handle();
+        Metrics {
+            workers: h.worker_metrics(),
+            live_greenlets: h.live_greenlets(),
+            stalls: h.stall_count(),
+            reactor: self.reactor_metrics(),
+        }
+    }
+
     /// Reactor counters (events, timers fired...).
     pub fn reactor_metrics(&self) -> grove_reactor::ReactorMetrics {
         self.reactor
@@ -311,6 +352,28 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop(Duration::MAX);
     }
+}
+
+/// A runtime's counters, from [`Runtime::metrics`]. Counters only grow; a snapshot
+/// taken while the runtime runs is read field by field, not atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Per worker, by index: greenlets spawned there (`spawned`), resumes (`runs`),
+    /// steals from peers (`stolen`), parks (`parks`), wakes from other threads
+    /// including the reactor (`remote_wakes`), greenlets finished (`finished`). See
+    /// [`WorkerMetrics`].
+    pub workers: Vec<WorkerMetrics>,
+    /// Greenlets spawned and not finished (including ones spawned from outside the
+    /// workers, which no worker's `spawned` counts).
+    pub live_greenlets: usize,
+    /// Stalls reported by the blocking monitor, or `None` if it is off.
+    pub stalls: Option<u64>,
+    /// The reactor thread: loop iterations (`polls`), cross-thread interruptions
+    /// (`notifications`), I/O events dispatched (`events_dispatched`), timers fired and
+    /// cancelled (`timers_fired`, `timers_cancelled`), wakers woken (`wakes`), and the
+    /// gauges `timers_pending` and `registrations`. See [`grove_reactor::ReactorMetrics`].
+    pub reactor: grove_reactor::ReactorMetrics,
 }
 
 /// Runs `f` as the main greenlet of a fresh default runtime and returns its value;

@@ -35,6 +35,9 @@
 //!   hook through which the owner (the `grove` facade) provides timers.
 //! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
 //!   `greenlet`: the user API.
+//! * `spotlight`: which greenlet each worker runs, readable from other threads
+//!   (loom-checked); `monitor`: blocking detection built on it; `run_info`: dumps of
+//!   every live greenlet and the workers' counters.
 //!
 //! The scheduler knows nothing of I/O or timers: it wakes and is woken through
 //! `std::task::Waker`, which is how the reactor (and any future) reaches it.
@@ -53,6 +56,7 @@
 mod idle;
 mod loom;
 mod queue;
+mod spotlight;
 mod state;
 
 #[cfg(not(grove_loom))]
@@ -68,7 +72,11 @@ mod interrupt;
 #[cfg(not(grove_loom))]
 mod local;
 #[cfg(not(grove_loom))]
+pub mod monitor;
+#[cfg(not(grove_loom))]
 mod overflow;
+#[cfg(not(grove_loom))]
+mod run_info;
 #[cfg(not(grove_loom))]
 mod runtime;
 #[cfg(not(grove_loom))]
@@ -95,6 +103,10 @@ pub use crate::interrupt::{with_timeout, Elapsed, Timeout};
 #[cfg(not(grove_loom))]
 pub use crate::local::GreenletLocal;
 #[cfg(not(grove_loom))]
+pub use crate::monitor::StallReport;
+#[cfg(not(grove_loom))]
+pub use crate::run_info::{run_info, GreenletInfo, GreenletState, RunInfo, WorkerInfo};
+#[cfg(not(grove_loom))]
 pub use crate::runtime::{
     Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
     MIN_STACK_SIZE,
@@ -108,5 +120,6 @@ pub use crate::timers::Timers;
 pub mod __loom {
     pub use crate::idle::{Idle, Parker};
     pub use crate::queue::{Injector, Steal, Stealer, Worker};
+    pub use crate::spotlight::{Pinned, Spotlight};
     pub use crate::state::{State, Unpark, DONE, NOTIFIED, PARKED, RUNNING, SCHEDULED};
 }

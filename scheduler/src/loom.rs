@@ -1,19 +1,23 @@
 //! The one place this crate chooses between `std` and `loom` synchronization types.
 //!
-//! Protocol code (`state`, `idle`, `queue`) imports its atomics, mutexes and condvars
-//! from here, so building with `RUSTFLAGS="--cfg grove_loom"` swaps every one of them
-//! for loom's model-checked versions without touching the protocol code itself. The
-//! cfg is our own (not `loom`), so loom-aware dependencies such as tokio in the
-//! benches are not switched too.
+//! Protocol code (`state`, `idle`, `queue`, `spotlight`) imports its atomics, mutexes
+//! and condvars from here, so building with `RUSTFLAGS="--cfg grove_loom"` swaps every
+//! one of them for loom's model-checked versions without touching the protocol code
+//! itself. The cfg is our own (not `loom`), so loom-aware dependencies such as tokio in
+//! the benches are not switched too.
 
 #[cfg(grove_loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicU32, AtomicUsize, Ordering},
+    atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering},
     Condvar, Mutex,
 };
+#[cfg(grove_loom)]
+pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(grove_loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicU32, AtomicUsize, Ordering},
+    atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering},
     Condvar, Mutex,
 };
+#[cfg(not(grove_loom))]
+pub(crate) use std::thread::yield_now;

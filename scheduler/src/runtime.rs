@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use crate::error::JoinError;
 use crate::greenlet::{self, JoinHandle};
 use crate::idle::{Idle, Parker};
+use crate::monitor::{Monitor, StallHook, StallReport};
 use crate::queue::{Injector, Steal, Stealer, Worker};
+use crate::run_info::RunInfo;
 use crate::stack::{StackAllocator, StackConfig};
 use crate::task::TaskRef;
 use crate::timers::Timers;
-use crate::worker::{cancel_unstarted, with_local, Counters, Local};
+use crate::worker::{cancel_unstarted, with_local, Counters, Local, Registry};
 
 /// Default usable stack size of a greenlet: 256 KiB of address space, of which only
 /// the pages actually touched cost memory.
@@ -40,6 +42,8 @@ pub(crate) struct Remote {
     pub(crate) stealer: Stealer<TaskRef>,
     pub(crate) parker: Parker,
     pub(crate) counters: Arc<Counters>,
+    /// Started greenlets homed here that have suspended (see `run_info`).
+    pub(crate) registry: Mutex<Registry>,
 }
 
 /// State shared by all workers of a runtime and by every greenlet header.
@@ -60,6 +64,10 @@ pub(crate) struct Shared {
     pub(crate) timers: Option<Arc<dyn Timers>>,
     /// `block_on` checks for deadlocks while it waits (see `deadlock`).
     pub(crate) detect_deadlock: bool,
+    /// The blocking monitor's state, if it is on (see `monitor`).
+    pub(crate) monitor: Option<Arc<Monitor>>,
+    /// Serializes spotlight readers (the monitor and dumps; see `spotlight`).
+    readers: Mutex<()>,
     /// Hubs must stop.
     shutdown: AtomicBool,
     /// Every hub has exited: whoever queues work now must drain it too.
@@ -106,6 +114,31 @@ impl Shared {
 
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Step 1 of `run_info` and `monitor`'s step 4: one spotlight reader at a time.
+    pub(crate) fn lock_readers(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Per-worker counters, by worker index.
+    pub(crate) fn worker_metrics(&self) -> Vec<WorkerMetrics> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let c = &w.counters;
+                WorkerMetrics {
+                    spawned: c.spawned.load(Ordering::Relaxed),
+                    runs: c.run.load(Ordering::Relaxed),
+                    stolen: c.stolen.load(Ordering::Relaxed),
+                    parks: c.parked.load(Ordering::Relaxed),
+                    remote_wakes: c.woken_remote.load(Ordering::Relaxed),
+                    finished: c.finished.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Wakes a sleeping worker if nobody is searching (step 1 of `idle`).
@@ -179,6 +212,9 @@ impl Shared {
         for w in self.workers.iter() {
             w.parker.unpark();
         }
+        if let Some(m) = &self.monitor {
+            m.wake();
+        }
     }
 }
 
@@ -196,6 +232,9 @@ pub struct Builder {
     extension: Option<Arc<dyn Any + Send + Sync>>,
     timers: Option<Arc<dyn Timers>>,
     detect_deadlock: bool,
+    /// `None`: not decided here (the environment decides); `Some(None)`: off.
+    monitor: Option<Option<Duration>>,
+    on_stall: Option<StallHook>,
 }
 
 impl fmt::Debug for Builder {
@@ -205,6 +244,8 @@ impl fmt::Debug for Builder {
             .field("stack_size", &self.stack_size)
             .field("thread_name", &self.thread_name)
             .field("detect_deadlock", &self.detect_deadlock)
+            .field("monitor", &self.monitor)
+            .field("on_stall", &self.on_stall.is_some())
             .finish()
     }
 }
@@ -225,6 +266,8 @@ impl Builder {
             extension: None,
             timers: None,
             detect_deadlock: true,
+            monitor: None,
+            on_stall: None,
         }
     }
 
@@ -273,6 +316,42 @@ impl Builder {
         self
     }
 
+    /// Turns the blocking monitor on (`Some(threshold)`) or off (`None`): a thread that
+    /// reports, once per stall, any greenlet holding its worker — running without
+    /// yielding — for longer than `threshold` (gevent's monitor thread). Reports go to
+    /// stderr (or to [`on_stall`](Self::on_stall)) and are kept for
+    /// [`Handle::stall_reports`]. It costs the workers nothing: it samples words the hubs
+    /// write anyway, every `threshold / 4`. See the `monitor` module for the protocol.
+    ///
+    /// If this is not called, the environment variable `GROVE_MONITOR` decides (off when
+    /// unset); see [`monitor::parse_threshold`](crate::monitor::parse_threshold) for its
+    /// syntax (`1` = on at 100 ms, `250ms`, `0.5s`, `off`...).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = grove_scheduler::Runtime::builder()
+    ///     .workers(1)
+    ///     .monitor(Some(Duration::from_millis(20)))
+    ///     .on_stall(|r| println!("{r}"))
+    ///     .build()
+    ///     .unwrap();
+    /// rt.block_on(|| std::thread::sleep(Duration::from_millis(100))); // holds the worker
+    /// assert_eq!(rt.handle().stall_reports().len(), 1);
+    /// ```
+    pub fn monitor(mut self, threshold: Option<Duration>) -> Builder {
+        self.monitor = Some(threshold);
+        self
+    }
+
+    /// Where the monitor's reports go instead of stderr. The hook runs on the monitor
+    /// thread; a panic in it is caught and reported. Has no effect unless the monitor is
+    /// on.
+    pub fn on_stall(mut self, hook: impl Fn(&StallReport) + Send + Sync + 'static) -> Builder {
+        self.on_stall = Some(Arc::new(hook));
+        self
+    }
+
     /// Starts the worker threads.
     ///
     /// Errors: `InvalidInput` for zero workers or a stack size out of range; the OS
@@ -297,8 +376,14 @@ impl Builder {
                 stealer: d.stealer(),
                 parker: Parker::new(),
                 counters: Arc::default(),
+                registry: Mutex::default(),
             })
             .collect();
+        let threshold = match self.monitor {
+            Some(t) => t,
+            None => crate::monitor::threshold_from_env(),
+        };
+        let monitor = threshold.map(|t| Arc::new(Monitor::new(t, self.on_stall.clone())));
         let shared = Arc::new(Shared {
             workers,
             injector: Injector::new(),
@@ -310,6 +395,8 @@ impl Builder {
             extension: self.extension,
             timers: self.timers,
             detect_deadlock: self.detect_deadlock,
+            monitor,
+            readers: Mutex::new(()),
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             exited: Mutex::new(0),
@@ -320,6 +407,7 @@ impl Builder {
                 shared: shared.clone(),
             },
             threads: Vec::with_capacity(n),
+            monitor: None,
         };
         for (i, deque) in deques.into_iter().enumerate() {
             let shared = shared.clone();
@@ -343,6 +431,12 @@ impl Builder {
                     return Err(e);
                 }
             }
+        }
+        if shared.monitor.is_some() {
+            rt.monitor = Some(crate::monitor::start(
+                shared.clone(),
+                format!("{}-monitor", self.thread_name),
+            )?);
         }
         Ok(rt)
     }
@@ -369,6 +463,7 @@ pub(crate) fn check_stack_size(bytes: usize) -> io::Result<()> {
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
+    monitor: Option<thread::JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -408,6 +503,16 @@ impl Runtime {
         self.handle.workers()
     }
 
+    /// Every live greenlet and every worker's counters. See [`Handle::dump`].
+    pub fn dump(&self) -> RunInfo {
+        self.handle.dump()
+    }
+
+    /// The blocking monitor's last reports. See [`Handle::stall_reports`].
+    pub fn stall_reports(&self) -> Vec<StallReport> {
+        self.handle.stall_reports()
+    }
+
     /// Shuts down, waiting at most `timeout` for the workers to unwind their
     /// greenlets and exit. Returns `true` if every thread was joined; threads still
     /// busy (a greenlet that never yields) are detached.
@@ -418,6 +523,10 @@ impl Runtime {
     fn stop(&mut self, timeout: Duration) -> bool {
         let shared = &self.handle.shared;
         shared.begin_shutdown();
+        if let Some(m) = self.monitor.take() {
+            // It exits at its next wake, which `begin_shutdown` just caused.
+            let _ = m.join();
+        }
         if with_local(|l| l.is_some_and(|l| Arc::ptr_eq(&l.shared, shared))) {
             // Dropped from one of its own greenlets: joining would wait for ourselves.
             self.threads.clear();
@@ -560,36 +669,63 @@ impl Handle {
         self.shared.extension.as_ref()
     }
 
-    /// Per-worker scheduling counters.
+    /// Per-worker scheduling counters, by worker index.
     pub fn worker_metrics(&self) -> Vec<WorkerMetrics> {
+        self.shared.worker_metrics()
+    }
+
+    /// Every live greenlet this runtime can name (id, name, state, home worker, spawn
+    /// location, age) and every worker's counters: gevent's `print_run_info`. Print it
+    /// with `{}`. Callable from any thread, including the runtime's own greenlets; cheap
+    /// enough to leave in production (it costs the workers nothing until called, then a
+    /// lock per worker while it copies that worker's list). See the `run_info` module
+    /// for what is listed and what is only counted.
+    pub fn dump(&self) -> RunInfo {
+        crate::run_info::dump(&self.shared)
+    }
+
+    /// The blocking monitor's reports, oldest first (at most the last
+    /// [`KEPT_REPORTS`](crate::monitor::KEPT_REPORTS)); empty if the monitor is off.
+    pub fn stall_reports(&self) -> Vec<StallReport> {
         self.shared
-            .workers
-            .iter()
-            .map(|w| {
-                let c = &w.counters;
-                WorkerMetrics {
-                    spawned: c.spawned.load(Ordering::Relaxed),
-                    runs: c.run.load(Ordering::Relaxed),
-                    stolen: c.stolen.load(Ordering::Relaxed),
-                    parks: c.parked.load(Ordering::Relaxed),
-                    remote_wakes: c.woken_remote.load(Ordering::Relaxed),
-                }
-            })
-            .collect()
+            .monitor
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.reports())
+    }
+
+    /// Stalls the blocking monitor has reported since the runtime started, or `None`
+    /// if the monitor is off.
+    pub fn stall_count(&self) -> Option<u64> {
+        self.shared.monitor.as_ref().map(|m| m.total())
+    }
+
+    /// The blocking monitor's threshold, or `None` if it is off.
+    pub fn monitor_threshold(&self) -> Option<Duration> {
+        self.shared.monitor.as_ref().map(|m| m.threshold())
     }
 }
 
 /// A snapshot of one worker's counters (monotonic since the runtime started).
+///
+/// Each counter has one writer (the worker itself, except `remote_wakes`) and is read
+/// field by field with `Relaxed` loads: a snapshot taken while the runtime runs is not
+/// atomic across fields. Greenlets spawned from threads outside the runtime are not
+/// counted in any worker's `spawned` (nor their finish, if it happens off the workers).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerMetrics {
     /// Greenlets spawned by greenlets running on this worker.
     pub spawned: u64,
-    /// Times a greenlet was resumed on this worker.
+    /// Times a greenlet was resumed on this worker (first runs included): the worker's
+    /// switch count.
     pub runs: u64,
-    /// Unstarted greenlets this worker stole from peers (batches count once).
+    /// Times this worker stole unstarted greenlets from a peer (a batch counts once).
     pub stolen: u64,
-    /// Times a greenlet parked on this worker.
+    /// Times a greenlet parked on this worker (blocked waiting for a wake).
     pub parks: u64,
-    /// Wakes of this worker's greenlets that came from other threads.
+    /// Wakes of this worker's greenlets that came from other threads: other workers,
+    /// plain threads, the reactor (timers and I/O), the blocking pool.
     pub remote_wakes: u64,
+    /// Greenlets that finished on this worker (returned, panicked, were killed, or were
+    /// cancelled unstarted by it).
+    pub finished: u64,
 }

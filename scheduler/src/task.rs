@@ -568,6 +568,21 @@ where
     }
 }
 
+/// Reads the header of a greenlet pinned in a worker's spotlight (see `spotlight`):
+/// how the monitor and run-info dumps read a greenlet running on another thread.
+/// `f` should only copy fields out: the hub may be waiting for the pin to go.
+pub(crate) fn read_pinned<R>(
+    pinned: &crate::spotlight::Pinned<'_, Header>,
+    f: impl FnOnce(&Header) -> R,
+) -> R {
+    // SAFETY: a confirmed pin keeps the greenlet alive until it is dropped, and it
+    // outlives this borrow (step 3 of the `spotlight` protocol: the hub's release waits
+    // for the pin to clear before dropping its references). Only `Sync` parts of the
+    // header are reachable through `&Header` from another thread (see the table above:
+    // ids, name and spawn location are immutable; state and home are atomics).
+    f(unsafe { &*pinned.addr() })
+}
+
 /// Prints gevent's "... failed with ..." line for a failure nobody will join.
 pub(crate) fn report_unjoined(task: &dyn Runnable) {
     if let Some(msg) = task.failure_message() {

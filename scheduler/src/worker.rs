@@ -31,7 +31,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ptr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult};
 
@@ -39,6 +40,7 @@ use crate::error::JoinError;
 use crate::overflow;
 use crate::queue::{Steal, Worker};
 use crate::runtime::{Handle, Shared};
+use crate::spotlight::Spotlight;
 use crate::stack::StackPool;
 use crate::task::{report_unjoined, Co, Header, Runnable, Suspend, TaskRef, NO_HOME};
 
@@ -83,6 +85,9 @@ pub(crate) struct Counters {
     pub(crate) woken_remote: std::sync::atomic::AtomicU64,
     /// Greenlets that finished (or were cancelled) on this worker.
     pub(crate) finished: std::sync::atomic::AtomicU64,
+    /// The greenlet this worker is running (see `spotlight`). Next to `run`, which
+    /// the hub also writes per resume: one cache line for both.
+    pub(crate) spot: Spotlight<Header>,
 }
 
 impl Counters {
@@ -122,35 +127,52 @@ pub(crate) struct Local {
     lifo: Cell<Option<TaskRef>>,
     lifo_left: Cell<u32>,
     current: RefCell<Option<TaskRef>>,
-    /// The running greenlet's header (null in the hub): what `suspend_current` needs,
-    /// without a `RefCell` borrow on every switch. Valid while `current` holds the task.
-    current_header: Cell<*const Header>,
     stacks: RefCell<StackPool>,
-    registry: RefCell<Registry>,
     tick: Cell<u32>,
     searching: Cell<bool>,
     rng: Cell<u64>,
 }
 
-/// The started, unfinished greenlets homed on one worker.
+/// The started, unfinished greenlets homed on one worker that have suspended at
+/// least once, each with the time it first did.
+///
+/// Behind a mutex in the worker's [`Remote`](crate::runtime::Remote) so that run-info
+/// dumps and the monitor can list it; the hub locks it only at a greenlet's first
+/// suspension and at the finish of a greenlet that had suspended (never per switch,
+/// never for a greenlet that runs to completion in one go), so the lock is uncontended
+/// except while a dump copies it.
 #[derive(Default)]
-struct Registry {
-    slots: Vec<Option<TaskRef>>,
+pub(crate) struct Registry {
+    slots: Vec<Option<(TaskRef, Instant)>>,
     free: Vec<usize>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("len", &(self.slots.len() - self.free.len()))
+            .finish()
+    }
 }
 
 impl Registry {
     fn insert(&mut self, t: TaskRef) -> usize {
+        let entry = Some((t, Instant::now()));
         match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Some(t);
+                self.slots[i] = entry;
                 i
             }
             None => {
-                self.slots.push(Some(t));
+                self.slots.push(entry);
                 self.slots.len() - 1
             }
         }
+    }
+
+    /// The registered greenlets, with the time each first suspended.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(TaskRef, Instant)> {
+        self.slots.iter().flatten()
     }
 
     fn remove(&mut self, i: usize) -> Option<TaskRef> {
@@ -158,13 +180,18 @@ impl Registry {
         if t.is_some() {
             self.free.push(i);
         }
-        t
+        t.map(|(t, _)| t)
     }
 
     fn drain(&mut self) -> Vec<TaskRef> {
         self.free.clear();
-        self.slots.drain(..).flatten().collect()
+        self.slots.drain(..).flatten().map(|(t, _)| t).collect()
     }
+}
+
+/// Locks a registry, ignoring poison: no user code runs under the lock.
+pub(crate) fn lock_registry(m: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Local {
@@ -177,9 +204,7 @@ impl Local {
             lifo: Cell::new(None),
             lifo_left: Cell::new(LIFO_BUDGET),
             current: RefCell::new(None),
-            current_header: Cell::new(ptr::null()),
             stacks: RefCell::new(stacks),
-            registry: RefCell::new(Registry::default()),
             tick: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
@@ -438,12 +463,12 @@ impl Local {
             h.guard.1.load(Ordering::Relaxed),
         );
         overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
-        self.current_header.set(h);
+        counters.spot.enter(h);
         *self.current.borrow_mut() = Some(task);
         // SAFETY: see above.
         let result = unsafe { (*co).resume(()) };
         overflow::clear_current();
-        self.current_header.set(ptr::null());
+        counters.spot.leave();
         let task = self
             .current
             .borrow_mut()
@@ -521,16 +546,24 @@ impl Local {
     fn keep_alive(&self, task: &TaskRef) {
         let h = task.header();
         if h.slot.load(Ordering::Relaxed) == usize::MAX {
-            let slot = self.registry.borrow_mut().insert(task.clone());
+            let slot = lock_registry(&self.remote().registry).insert(task.clone());
             h.slot.store(slot, Ordering::Relaxed);
         }
     }
 
+    fn remote(&self) -> &crate::runtime::Remote {
+        &self.shared.workers[self.index]
+    }
+
     fn finish(&self, task: TaskRef) {
         let h = task.header();
+        // Step 2 of `spotlight`: no reader may still be looking at it when our
+        // references go (the registry's below, `task` at the end).
+        self.counters.spot.release(h);
         let slot = h.slot.swap(usize::MAX, Ordering::Relaxed);
         if slot != usize::MAX {
-            self.registry.borrow_mut().remove(slot);
+            let removed = lock_registry(&self.remote().registry).remove(slot);
+            drop(removed);
         }
         self.shared.count_finished(Some(self.index));
         if h.complete() {
@@ -549,7 +582,7 @@ impl Local {
             while let Steal::Success(t) = self.shared.workers[self.index].inbox.steal() {
                 queued.push(t);
             }
-            let started = self.registry.borrow_mut().drain();
+            let started = lock_registry(&self.remote().registry).drain();
             if queued.is_empty() && started.is_empty() {
                 break;
             }
@@ -569,6 +602,8 @@ impl Local {
     /// Unwinds a started greenlet's stack on its home thread so its destructors run.
     fn unwind(&self, task: TaskRef) {
         let h = task.header();
+        // Step 2 of `spotlight`: it may have been published before it was suspended.
+        self.counters.spot.release(h);
         h.unwinding.store(true, Ordering::Relaxed);
         h.slot.store(usize::MAX, Ordering::Relaxed);
         // SAFETY: shutdown: no hub runs any more, and this is the home thread.
@@ -624,7 +659,7 @@ pub(crate) fn schedule_woken(task: TaskRef) {
 /// Switches from the current greenlet to its hub. Returns `false` (without
 /// switching) if this thread is not running a greenlet.
 pub(crate) fn suspend_current(why: Suspend) -> bool {
-    let h = with_local(|l| l.map_or(ptr::null(), |l| l.current_header.get()));
+    let h = with_local(|l| l.map_or(ptr::null(), |l| l.counters.spot.current()));
     if h.is_null() {
         return false;
     }
