@@ -76,9 +76,17 @@
 //! # Returning a stack ([`StackPool::put`])
 //! 1. Push it on the pool. A `Vec` push.
 //! 2. Above 64 pooled, hand the 32 oldest to the global list (one lock, no syscall).
-//! 3. The global list keeps at most 256 warm stacks; the oldest beyond that are decommitted with
-//!    `MADV_DONTNEED` (outside the lock) and kept as cold stacks, so a spike's memory returns to
-//!    the kernel while its addresses (and guards, which `MADV_DONTNEED` preserves) are reused.
+//! 3. The global list keeps 256 warm stacks; the oldest beyond that are decommitted with
+//!    `MADV_DONTNEED` and kept as cold stacks, so a spike's memory returns to the kernel while
+//!    its addresses (and guards, which `MADV_DONTNEED` preserves) are reused.
+//! 4. *When* they are decommitted: not on the way back (step 3 would then cost a
+//!    `madvise` — a syscall plus a TLB shootdown IPI to every core running the process — per
+//!    finished greenlet, in the middle of the burst of finishing greenlets: 100,000 sleepers
+//!    spent most of their wall time there), but by [`StackAllocator::trim`], which an idle
+//!    worker calls before it sleeps. `trim` takes the oldest excess stacks, sorts them by
+//!    address and gives back each run of adjacent slots with one `madvise` (Madvise mode: the
+//!    guard pages in between keep their markers). Only past [`DEFER_LIMIT`] excess stacks, in
+//!    a runtime that never idles, does the return path trim inline.
 //!
 //! Warm stacks are not checked for depth: at most 64 per pool plus 256 globally stay committed,
 //! so one deep call pins at most that many stacks' worth of pages, and only until the next spike
@@ -130,6 +138,14 @@ const BATCH: usize = 32;
 
 /// Warm stacks the global list keeps; older ones are decommitted.
 const GLOBAL_WARM_WATERMARK: usize = 256;
+
+/// Excess warm stacks (beyond [`GLOBAL_WARM_WATERMARK`]) left for an idle worker's
+/// [`StackAllocator::trim`]; past this many, returning stacks trims inline.
+const DEFER_LIMIT: usize = 16 * 1024;
+
+/// Stacks one [`StackAllocator::trim`] call of an idle worker decommits at most (about
+/// 0.1–0.5 ms of `madvise`), so work that arrives meanwhile is not held long.
+pub(crate) const TRIM_BATCH: usize = 128;
 
 /// Slots in the first chunk; each later chunk doubles, up to [`MAX_CHUNK_SLOTS`].
 const FIRST_CHUNK_SLOTS: usize = 64;
@@ -479,6 +495,9 @@ pub(crate) struct StackAllocator {
     /// Madvise mode only.
     carver: Mutex<Carver>,
     global: Mutex<GlobalList>,
+    /// Warm stacks of `global` beyond [`GLOBAL_WARM_WATERMARK`], as last seen under its lock:
+    /// lets [`needs_trim`](Self::needs_trim) answer without the lock.
+    excess: AtomicUsize,
     /// Slots that exist as stacks (guard installed / mapped): live + pooled.
     slots: AtomicUsize,
     mappings: AtomicUsize,
@@ -508,6 +527,7 @@ impl StackAllocator {
                 next_chunk_slots: FIRST_CHUNK_SLOTS,
             }),
             global: Mutex::new(GlobalList::default()),
+            excess: AtomicUsize::new(0),
             slots: AtomicUsize::new(0),
             mappings: AtomicUsize::new(0),
             bytes_reserved: AtomicUsize::new(0),
@@ -632,34 +652,75 @@ impl StackAllocator {
         warm + cold
     }
 
-    /// Adds returned slots to the global list, then decommits the oldest warm ones beyond the
-    /// watermark (outside the lock: `madvise` takes microseconds).
+    /// Adds returned slots to the global list (step 3). Decommitting the excess is left to
+    /// [`trim`](Self::trim) (step 4), unless it has piled up past [`DEFER_LIMIT`].
     fn push_global(&self, slots: impl Iterator<Item = Slot>) {
-        let mut excess = Vec::new();
-        {
+        let excess = {
             let mut g = lock(&self.global);
             g.warm.extend(slots);
-            let n = g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK);
-            excess.extend(g.warm.drain(..n));
+            let excess = g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK);
+            self.excess.store(excess, Ordering::Relaxed);
+            excess
+        };
+        if excess > DEFER_LIMIT {
+            self.trim(excess - DEFER_LIMIT / 2);
         }
-        if excess.is_empty() {
-            return;
-        }
-        for s in &excess {
-            self.decommit(s);
-        }
-        lock(&self.global).cold.append(&mut excess);
     }
 
-    /// Gives a pooled slot's stack pages back to the kernel; the guard page is left alone.
-    fn decommit(&self, s: &Slot) {
-        let usable = s.lo.get() + self.page;
-        // SAFETY: the slot is pooled, so no greenlet runs on it and nothing references its
-        // contents; MADV_DONTNEED on private anonymous memory only makes the pages read as zero
-        // again, and it preserves guard markers and protections.
-        let rc =
-            unsafe { libc::madvise(usable as *mut libc::c_void, self.size, libc::MADV_DONTNEED) };
-        // Failure only means the memory stays committed; the slot is still a valid stack.
+    /// True if warm stacks beyond the watermark wait to be decommitted: one relaxed load, for
+    /// the idle path to decide whether to call [`trim`](Self::trim).
+    #[inline]
+    pub(crate) fn needs_trim(&self) -> bool {
+        self.excess.load(Ordering::Relaxed) > 0
+    }
+
+    /// Step 4: decommits up to `max` of the oldest warm stacks beyond the watermark, one
+    /// `madvise` per run of adjacent slots, outside the lock. Returns how many it decommitted.
+    pub(crate) fn trim(&self, max: usize) -> usize {
+        let mut batch: Vec<Slot> = {
+            let mut g = lock(&self.global);
+            let n = g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK).min(max);
+            let batch = g.warm.drain(..n).collect();
+            self.excess.store(
+                g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK),
+                Ordering::Relaxed,
+            );
+            batch
+        };
+        if batch.is_empty() {
+            return 0;
+        }
+        batch.sort_unstable_by_key(|s| s.lo);
+        let mut i = 0;
+        while i < batch.len() {
+            // The run batch[i..j]: slots that follow each other in memory. In Mprotect mode
+            // every stack is its own mapping, so each is given back alone.
+            let mut j = i + 1;
+            while self.mode == GuardMode::Madvise
+                && j < batch.len()
+                && batch[j].lo.get() == batch[j - 1].lo.get() + self.slot_len
+            {
+                j += 1;
+            }
+            let from = batch[i].lo.get() + self.page;
+            let to = batch[j - 1].lo.get() + self.page + self.size;
+            self.decommit(from, to - from);
+            i = j;
+        }
+        let n = batch.len();
+        lock(&self.global).cold.append(&mut batch);
+        n
+    }
+
+    /// Gives the pages of `len` bytes from `from` back to the kernel: the usable part of one
+    /// pooled slot, or of a run of adjacent ones (their guard pages in between included).
+    fn decommit(&self, from: usize, len: usize) {
+        // SAFETY: the range covers only pooled slots (taken off the global list by our caller),
+        // so no greenlet runs on them and nothing references their contents; MADV_DONTNEED on
+        // private anonymous memory only makes the pages read as zero again, and it preserves
+        // guard markers (MADV_GUARD_INSTALL) and protections (the Mprotect guard pages).
+        let rc = unsafe { libc::madvise(from as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+        // Failure only means the memory stays committed; the slots are still valid stacks.
         debug_assert_eq!(
             rc,
             0,
@@ -1423,6 +1484,10 @@ mod tests {
             );
             for s in stacks {
                 pool.put(s);
+            }
+            // What an idle worker does before it sleeps (step 4).
+            while a.needs_trim() {
+                assert!(a.trim(TRIM_BATCH) > 0);
             }
             let after = rss();
             let st = a.stats();

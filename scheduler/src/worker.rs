@@ -424,6 +424,11 @@ impl Local {
         // (measured: a cross-worker Channel round trip cost ~27 us). Unlike a spinning
         // thief this reads only our own lines, so the busy peer is not slowed.
         let me = &shared.workers[self.index];
+        // Idle time is when pooled stacks beyond the watermark are given back to the kernel
+        // (`stack` module, step 4), a batch at a time, stopping as soon as work arrives.
+        while shared.stacks.needs_trim() && !me.parker.is_notified() {
+            shared.stacks.trim(crate::stack::TRIM_BATCH);
+        }
         for _ in 0..SPIN_BEFORE_PARK {
             if me.parker.is_notified() {
                 break;
