@@ -1,0 +1,227 @@
+//! Run-info dumps (gevent's `gevent.util.print_run_info`) and `Runtime::metrics`.
+//!
+//! The setups order greenlets with `Event`s on a one-worker runtime, so the state of
+//! every greenlet at the moment of the dump is known without any timing assumption.
+
+use std::time::{Duration, Instant};
+
+use grove::{Event, GreenletState, RunInfo};
+
+/// Waits (bounded) until `f` holds for a dump of `rt`, polling; returns that dump.
+fn dump_until(rt: &grove::Runtime, f: impl Fn(&RunInfo) -> bool) -> RunInfo {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = rt.dump();
+        if f(&info) || Instant::now() > deadline {
+            return info;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations() {
+    let rt = grove::Runtime::builder()
+        .workers(1)
+        .monitor(None)
+        .build()
+        .unwrap();
+    let (info, main_id, parked_id, runnable_id, parked_line, runnable_line) = rt.block_on(|| {
+        let main_id = grove::current().id();
+        // A greenlet parked on an event: it says it started, then waits.
+        let (started, release) = (Event::new(), Event::new());
+        let parked_line = line!() + 1;
+        let parked = grove::Builder::new().name("parked-on-event").spawn({
+            let (started, release) = (started.clone(), release.clone());
+            move || {
+                started.set();
+                release.wait();
+            }
+        });
+        started.wait(); // one worker: it ran up to its wait, and parked there
+                        // A greenlet that is runnable: it wakes us, then yields; we run first (the
+                        // woken greenlet takes the worker's LIFO slot), so it waits in the run queue.
+        let (woke_us, stop) = (Event::new(), Event::new());
+        let runnable_line = line!() + 1;
+        let runnable = grove::Builder::new().name("runnable-yielder").spawn({
+            let (woke_us, stop) = (woke_us.clone(), stop.clone());
+            move || {
+                woke_us.set();
+                while !stop.is_set() {
+                    grove::yield_now();
+                }
+            }
+        });
+        woke_us.wait();
+        // An unstarted greenlet: queued, not listed, counted.
+        let unstarted = grove::spawn(|| ());
+        let info = grove::run_info().expect("inside a runtime");
+        let (parked_id, runnable_id) = (parked.id(), runnable.id());
+        release.set();
+        stop.set();
+        parked.join().unwrap();
+        runnable.join().unwrap();
+        unstarted.join().unwrap();
+        (
+            info,
+            main_id,
+            parked_id,
+            runnable_id,
+            parked_line,
+            runnable_line,
+        )
+    });
+
+    println!("{info}");
+    assert_eq!(info.live, 4, "{info}");
+    assert_eq!(info.greenlets.len(), 3, "{info}");
+    assert_eq!(info.unlisted, 1, "the unstarted one: {info}");
+    assert_eq!(info.count(GreenletState::Running), 1, "{info}");
+    assert_eq!(info.count(GreenletState::Runnable), 1, "{info}");
+    assert_eq!(info.count(GreenletState::Parked), 1, "{info}");
+
+    let main = info.greenlet(main_id).unwrap();
+    assert_eq!(main.state, GreenletState::Running);
+    assert!(
+        main.age.is_some(),
+        "main suspended before: it is registered"
+    );
+    let parked = info.greenlet(parked_id).unwrap();
+    assert_eq!(parked.state, GreenletState::Parked);
+    assert_eq!(parked.name.as_deref(), Some("parked-on-event"));
+    assert_eq!(parked.worker, 0);
+    assert!(parked.spawned_at.file().ends_with("run_info.rs"));
+    assert_eq!(parked.spawned_at.line(), parked_line);
+    let runnable = info.greenlet(runnable_id).unwrap();
+    assert_eq!(runnable.state, GreenletState::Runnable);
+    assert_eq!(runnable.name.as_deref(), Some("runnable-yielder"));
+    assert_eq!(runnable.spawned_at.line(), runnable_line);
+
+    assert_eq!(info.workers.len(), 1);
+    assert_eq!(info.workers[0].running, Some(main_id));
+    assert_eq!(info.stalls, None, "monitor off");
+
+    let text = info.to_string();
+    for needle in [
+        "4 live greenlets",
+        "1 running",
+        "1 runnable",
+        "1 parked",
+        "1 unlisted",
+        "parked-on-event",
+        "runnable-yielder",
+        &format!("run_info.rs:{parked_line}"),
+        &format!("run_info.rs:{runnable_line}"),
+        &format!("greenlet-{main_id}"),
+        "remote_wakes",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn a_dump_from_outside_sees_a_greenlet_running_on_another_thread() {
+    let rt = grove::Runtime::builder()
+        .workers(2)
+        .monitor(None)
+        .build()
+        .unwrap();
+    let stop = Event::new();
+    let spinning = grove::Builder::new()
+        .name("spinning")
+        .spawn_on(rt.handle(), {
+            let stop = stop.clone();
+            // Never suspends until told: a running greenlet in its first run, not in any
+            // registry, readable only through its worker's spotlight.
+            move || {
+                while !stop.is_set() {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    let info = dump_until(&rt, |i| {
+        i.greenlet(spinning.id())
+            .is_some_and(|g| g.state == GreenletState::Running)
+    });
+    stop.set();
+    let id = spinning.id();
+    spinning.join().unwrap();
+    let g = info.greenlet(id).expect("listed while running");
+    assert_eq!(g.name.as_deref(), Some("spinning"));
+    assert_eq!(g.age, None, "never suspended");
+    assert_eq!(info.workers[g.worker].running, Some(g.id));
+    assert!(info.to_string().contains("spinning"));
+    // Once finished it is gone.
+    let after = dump_until(&rt, |i| i.live == 0);
+    assert!(after.greenlet(id).is_none(), "{after}");
+    assert_eq!(after.live, 0);
+}
+
+#[test]
+fn parked_greenlets_on_two_workers_from_outside() {
+    let rt = grove::Runtime::builder()
+        .workers(2)
+        .monitor(None)
+        .build()
+        .unwrap();
+    let release = Event::new();
+    let hs: Vec<_> = (0..10)
+        .map(|i| {
+            let release = release.clone();
+            grove::Builder::new()
+                .name(format!("waiter-{i}"))
+                .spawn_on(rt.handle(), move || release.wait())
+        })
+        .collect();
+    let info = dump_until(&rt, |i| i.count(GreenletState::Parked) == 10);
+    assert_eq!(info.count(GreenletState::Parked), 10, "{info}");
+    assert_eq!(info.live, 10);
+    assert_eq!(info.unlisted, 0);
+    let text = info.to_string();
+    for i in 0..10 {
+        assert!(text.contains(&format!("waiter-{i} ")), "{text}");
+    }
+    release.set();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn run_info_outside_a_runtime_is_none() {
+    assert!(grove::run_info().is_none());
+}
+
+#[test]
+fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
+    const N: u64 = 1000;
+    let rt = grove::Runtime::builder()
+        .workers(2)
+        .monitor(None)
+        .build()
+        .unwrap();
+    let before = rt.metrics();
+    assert_eq!(before.workers.len(), 2);
+    rt.block_on(|| {
+        let hs: Vec<_> = (0..N).map(|i| grove::spawn(move || i)).collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Timers go through the reactor, and their wakes come from its thread.
+        for _ in 0..3 {
+            grove::sleep(Duration::from_millis(1));
+        }
+    });
+    let m = rt.metrics();
+    let sum = |f: fn(&grove::WorkerMetrics) -> u64| m.workers.iter().map(f).sum::<u64>();
+    assert!(sum(|w| w.spawned) >= N, "{m:#?}");
+    assert!(sum(|w| w.finished) > N, "children and main: {m:#?}");
+    assert!(sum(|w| w.runs) > N, "{m:#?}");
+    assert!(sum(|w| w.parks) >= 3, "the sleeps at least: {m:#?}");
+    assert!(sum(|w| w.remote_wakes) >= 3, "timer wakes: {m:#?}");
+    assert_eq!(m.live_greenlets, 0);
+    assert_eq!(m.stalls, None);
+    assert!(m.reactor.timers_fired >= 3, "{m:#?}");
+    assert!(m.reactor.wakes >= 3, "{m:#?}");
+    assert!(m.reactor.polls > before.reactor.polls);
+}
