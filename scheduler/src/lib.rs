@@ -108,8 +108,8 @@ pub use crate::monitor::StallReport;
 pub use crate::run_info::{run_info, GreenletInfo, GreenletState, RunInfo, WorkerInfo};
 #[cfg(not(grove_loom))]
 pub use crate::runtime::{
-    Builder as RuntimeBuilder, Handle, Runtime, WorkerMetrics, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
-    MIN_STACK_SIZE,
+    Builder as RuntimeBuilder, Handle, Runtime, StackMetrics, WorkerMetrics, DEFAULT_STACK_SIZE,
+    MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 #[cfg(not(grove_loom))]
 pub use crate::timers::Timers;

@@ -368,6 +368,8 @@ impl Builder {
         let stacks = Arc::new(StackAllocator::new(StackConfig {
             size: self.stack_size,
         }));
+        // `GROVE_LOG=debug`: say once how stacks are guarded and what that caps.
+        stacks.announce();
         let deques: Vec<Worker<TaskRef>> = (0..n).map(|_| Worker::new_fifo()).collect();
         let workers = deques
             .iter()
@@ -703,6 +705,53 @@ impl Handle {
     pub fn monitor_threshold(&self) -> Option<Duration> {
         self.shared.monitor.as_ref().map(|m| m.threshold())
     }
+
+    /// A snapshot of this runtime's greenlet stacks: in use, pooled, decommitted, and
+    /// what they cost in kernel mappings and address space. See [`StackMetrics`].
+    pub fn stack_metrics(&self) -> StackMetrics {
+        let a = &self.shared.stacks;
+        let st = a.stats();
+        StackMetrics {
+            live: st.live,
+            pooled: st.pooled,
+            decommitted: st.decommitted,
+            trim_pending: a.needs_trim(),
+            mappings: st.mappings,
+            bytes_reserved: st.bytes_reserved,
+            guard_install: a.guard_mode() == crate::stack::GuardMode::Madvise,
+        }
+    }
+}
+
+/// A snapshot of a runtime's greenlet stacks, from [`Handle::stack_metrics`].
+///
+/// A finished greenlet's stack is pooled for the next one; pooled stacks beyond a
+/// watermark (64 per worker plus 256 shared) have their memory given back to the kernel
+/// (*decommitted*, `MADV_DONTNEED`) by the next worker to go idle, so the memory of a
+/// spike returns while the stacks' addresses and guard pages are kept for reuse. Read
+/// field by field while the runtime runs: exact only when it is quiescent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StackMetrics {
+    /// Stacks in use: by started, unfinished greenlets, and by unstarted ones that
+    /// reserved theirs at spawn (`try_spawn`, or a stack size of their own).
+    pub live: usize,
+    /// Stacks kept for reuse, in the workers' pools and the shared list.
+    pub pooled: usize,
+    /// Of `pooled`, those whose memory has been given back to the kernel.
+    pub decommitted: usize,
+    /// True while pooled stacks beyond the watermark wait for an idle worker to
+    /// decommit them.
+    pub trim_pending: bool,
+    /// Kernel mappings made for stacks: what counts against `vm.max_map_count`.
+    pub mappings: usize,
+    /// Address space reserved for stacks, in bytes (memory is used only where touched).
+    pub bytes_reserved: usize,
+    /// True if guard pages are `MADV_GUARD_INSTALL` markers (Linux ≥ 6.13: about one
+    /// mapping per 4096 stacks); false if every stack is its own `mprotect`-guarded
+    /// mapping (two mappings per stack, so about `vm.max_map_count / 2` live greenlets
+    /// at most).
+    pub guard_install: bool,
 }
 
 /// A snapshot of one worker's counters (monotonic since the runtime started).

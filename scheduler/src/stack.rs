@@ -192,17 +192,73 @@ pub(crate) enum GuardMode {
 impl GuardMode {
     /// The process-wide mode: `GROVE_STACK_GUARD=mprotect`, else Madvise if the kernel supports
     /// guard markers. Probed once, then cached.
+    #[cfg(test)]
     fn detect() -> GuardMode {
-        static MODE: OnceLock<GuardMode> = OnceLock::new();
-        *MODE.get_or_init(|| {
-            let forced = std::env::var_os(GUARD_ENV).is_some_and(|v| v == "mprotect");
-            if !forced && guard_install_supported() {
-                GuardMode::Madvise
-            } else {
-                GuardMode::Mprotect
-            }
-        })
+        detect_with_reason().0
     }
+}
+
+/// Why the process guards its stacks the way it does: what the ceiling message says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GuardReason {
+    /// The kernel accepted `MADV_GUARD_INSTALL` on a scratch mapping.
+    Supported,
+    /// `GROVE_STACK_GUARD=mprotect` asked for the fallback.
+    Forced,
+    /// The probe failed with this errno (`EINVAL`: a kernel older than 6.13). An `i16`
+    /// (errnos are small) keeps [`StackError`] within clippy's `result_large_err`.
+    Unsupported(i16),
+    /// Not Linux: guard markers do not exist.
+    NotLinux,
+    /// Chosen by the code that built the allocator (unit tests).
+    Configured,
+}
+
+impl fmt::Display for GuardReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuardReason::Supported => write!(f, "this kernel supports MADV_GUARD_INSTALL"),
+            GuardReason::Forced => write!(f, "{GUARD_ENV}=mprotect is set"),
+            GuardReason::Unsupported(errno) => write!(
+                f,
+                "this kernel does not support MADV_GUARD_INSTALL (added in Linux 6.13; the probe \
+                 failed with: {})",
+                io::Error::from_raw_os_error(i32::from(*errno))
+            ),
+            GuardReason::NotLinux => write!(f, "MADV_GUARD_INSTALL exists only on Linux"),
+            GuardReason::Configured => write!(f, "the allocator was configured so"),
+        }
+    }
+}
+
+/// The process-wide guard mode and why: probed once, then cached.
+fn detect_with_reason() -> (GuardMode, GuardReason) {
+    static MODE: OnceLock<(GuardMode, GuardReason)> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        if std::env::var_os(GUARD_ENV).is_some_and(|v| v == "mprotect") {
+            return (GuardMode::Mprotect, GuardReason::Forced);
+        }
+        match probe_guard_install() {
+            Ok(()) => (GuardMode::Madvise, GuardReason::Supported),
+            Err(reason) => (GuardMode::Mprotect, reason),
+        }
+    })
+}
+
+/// Environment variable asking grove for startup diagnostics: `GROVE_LOG=debug` (or `trace`)
+/// prints, once per process, how stacks are guarded and what that caps (see
+/// [`StackAllocator::ceiling_note`]).
+pub(crate) const LOG_ENV: &str = "GROVE_LOG";
+
+/// True if [`LOG_ENV`] asks for debug output. Read once per process.
+fn debug_log_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var(LOG_ENV).is_ok_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "debug" || v == "trace"
+        })
+    })
 }
 
 /// A snapshot of the allocator's counters. Exact when no pool is in use; approximate (each field
@@ -240,6 +296,8 @@ pub(crate) struct StackError {
     max_map_count: Option<usize>,
     /// How the allocator guards its stacks.
     mode: GuardMode,
+    /// Why it guards them so.
+    reason: GuardReason,
     /// The allocator's counters when the call failed.
     stats: StackStats,
 }
@@ -277,10 +335,17 @@ impl fmt::Display for StackError {
                  (a smaller stack via Builder::stack_size does not help here)"
             )?;
             if self.mode == GuardMode::Mprotect {
+                let ceiling = self.max_map_count.map_or_else(
+                    || "about half of vm.max_map_count in greenlets".to_owned(),
+                    |max| format!("about {} greenlets (vm.max_map_count = {max})", max / 2),
+                );
                 write!(
                     f,
-                    "; on Linux >= 6.13 grove guards stacks with MADV_GUARD_INSTALL and needs \
-                     about one mapping per 4096 stacks instead of two per stack"
+                    "; stacks are guarded with mprotect because {}: two mappings per stack, so \
+                     at most {ceiling} can be live at once; on Linux >= 6.13 grove \
+                     guards stacks with MADV_GUARD_INSTALL and needs about one mapping per 4096 \
+                     stacks instead of two per stack",
+                    self.reason
                 )?;
             }
         } else {
@@ -416,19 +481,32 @@ fn no_huge_pages(addr: usize, len: usize) {
 }
 
 /// Does this kernel accept `MADV_GUARD_INSTALL`? Tried on a scratch mapping.
+#[cfg(test)]
 fn guard_install_supported() -> bool {
+    probe_guard_install().is_ok()
+}
+
+/// Tries `MADV_GUARD_INSTALL` on a scratch mapping; says why it cannot be used if it fails.
+fn probe_guard_install() -> Result<(), GuardReason> {
     if !cfg!(target_os = "linux") {
-        return false;
+        return Err(GuardReason::NotLinux);
     }
-    let page = page_size();
-    let Ok(p) = map_anon(2 * page) else {
-        return false;
+    let unsupported = |e: io::Error, default: i32| {
+        let errno = e.raw_os_error().unwrap_or(default);
+        GuardReason::Unsupported(i16::try_from(errno).unwrap_or(i16::MAX))
     };
+    let page = page_size();
+    let p = map_anon(2 * page).map_err(|e| unsupported(e, libc::ENOMEM))?;
     // SAFETY: the scratch mapping was just created and is private to this function.
     let rc = unsafe { libc::madvise(p.get() as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
+    let err = io::Error::last_os_error();
     // SAFETY: the scratch mapping is unused once the probe is done.
     unsafe { unmap(p.get(), 2 * page) };
-    rc == 0
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(unsupported(err, libc::EINVAL))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -487,6 +565,7 @@ struct PoolGauge(AtomicUsize);
 #[derive(Debug)]
 pub(crate) struct StackAllocator {
     mode: GuardMode,
+    reason: GuardReason,
     page: usize,
     /// Usable bytes per stack.
     size: usize,
@@ -509,7 +588,10 @@ impl StackAllocator {
     /// An allocator handing out stacks of `cfg.size` usable bytes (see [`StackConfig`]), guarded
     /// the best way this kernel allows. Maps nothing until the first stack is needed.
     pub(crate) fn new(cfg: StackConfig) -> StackAllocator {
-        StackAllocator::with_mode(cfg, GuardMode::detect())
+        let (mode, reason) = detect_with_reason();
+        let mut a = StackAllocator::with_mode(cfg, mode);
+        a.reason = reason;
+        a
     }
 
     fn with_mode(cfg: StackConfig, mode: GuardMode) -> StackAllocator {
@@ -517,6 +599,7 @@ impl StackAllocator {
         let size = round_size(cfg.size, page);
         StackAllocator {
             mode,
+            reason: GuardReason::Configured,
             page,
             size,
             slot_len: size + page,
@@ -538,6 +621,54 @@ impl StackAllocator {
     /// How this allocator makes guard pages.
     pub(crate) fn guard_mode(&self) -> GuardMode {
         self.mode
+    }
+
+    /// One line saying how stacks are guarded, why, and what that caps: the number of live
+    /// greenlets in Mprotect mode (two mappings per stack against `vm.max_map_count`), memory
+    /// and address space only in Madvise mode.
+    pub(crate) fn ceiling_note(&self) -> String {
+        let size = SizeText(self.size);
+        match self.mode {
+            GuardMode::Madvise => format!(
+                "grove: greenlet stacks ({size} each) are guarded with MADV_GUARD_INSTALL \
+                 because {}: about one kernel mapping per 4096 stacks, so vm.max_map_count does \
+                 not cap live greenlets; memory does (a parked greenlet keeps the stack pages it \
+                 touched, often one)",
+                self.reason
+            ),
+            GuardMode::Mprotect => {
+                let ceiling = match (max_map_count(), map_count()) {
+                    (Some(max), Some(now)) => format!(
+                        "about {} more live greenlets (vm.max_map_count = {max}, {now} mappings \
+                         in use)",
+                        max.saturating_sub(now) / 2
+                    ),
+                    (Some(max), None) => {
+                        format!(
+                            "about {} live greenlets (vm.max_map_count = {max})",
+                            max / 2
+                        )
+                    }
+                    _ => "about half of vm.max_map_count live greenlets".to_owned(),
+                };
+                format!(
+                    "grove: greenlet stacks ({size} each) are guarded with mprotect because {}: \
+                     two kernel mappings per stack, so this process can hold at most {ceiling}; \
+                     raise it with `sysctl -w vm.max_map_count=...`, or run on Linux >= 6.13 \
+                     where MADV_GUARD_INSTALL guards cost no mapping",
+                    self.reason
+                )
+            }
+        }
+    }
+
+    /// Prints [`ceiling_note`](Self::ceiling_note) to stderr, once per process, if
+    /// `GROVE_LOG=debug` asks for it. Called when a runtime is built.
+    pub(crate) fn announce(&self) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        if debug_log_enabled() {
+            ONCE.call_once(|| eprintln!("{}", self.ceiling_note()));
+        }
     }
 
     /// A stack of `size` usable bytes (rounded like [`StackConfig::size`]) for a greenlet that
@@ -624,6 +755,7 @@ impl StackAllocator {
             map_count: map_count(),
             max_map_count: max_map_count(),
             mode: self.guard_mode(),
+            reason: self.reason,
             stats: self.stats(),
         }
     }
@@ -1617,6 +1749,7 @@ mod tests {
             map_count: Some(65_526),
             max_map_count: Some(65_530),
             mode: GuardMode::Mprotect,
+            reason: GuardReason::Forced,
             stats: StackStats {
                 live: 32_700,
                 pooled: 10,
@@ -1639,6 +1772,14 @@ mod tests {
         assert!(msg.contains("mmap of 266240 bytes failed"), "{msg}");
         assert!(msg.contains("65526 of vm.max_map_count = 65530"), "{msg}");
         assert!(msg.contains("sysctl -w vm.max_map_count="), "{msg}");
+        assert!(
+            msg.contains(
+                "guarded with mprotect because GROVE_STACK_GUARD=mprotect is set: two mappings \
+                 per stack, so at most about 32765 greenlets (vm.max_map_count = 65530) can be \
+                 live at once"
+            ),
+            "{msg}"
+        );
         let io: io::Error = e.into();
         assert_eq!(io.kind(), io::ErrorKind::OutOfMemory);
     }
