@@ -102,14 +102,17 @@ fn a_stall_is_reported_once_with_name_id_location_and_worker_while_unstarted_wor
 
 #[test]
 fn greenlets_that_keep_yielding_are_never_reported() {
-    let (rt, seen) = collecting_runtime(DEFAULT_THRESHOLD);
+    // 150 ms rather than the default 100 ms: a loaded CI machine may keep a worker thread
+    // off its CPU for a while, which the monitor rightly counts as holding the worker. The
+    // run lasts 4x the threshold, so a monitor adding up time across yields would report.
+    let (rt, seen) = collecting_runtime(Duration::from_millis(150));
     rt.block_on(|| {
         let busy: Vec<_> = (0..4)
             .map(|_| {
                 grove::spawn(|| {
                     let start = Instant::now();
                     let mut n = 0u64;
-                    while start.elapsed() < Duration::from_millis(300) {
+                    while start.elapsed() < Duration::from_millis(600) {
                         // Short bursts of work, then a yield: never near the threshold.
                         spin_for(Duration::from_micros(200));
                         grove::yield_now();
