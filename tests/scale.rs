@@ -131,7 +131,10 @@ fn parked_greenlets_fit_in_8_kib_and_memory_returns() {
     assert!(st.live >= n, "{st:?}");
     // Every stack guarded, yet a few hundred mappings at most (not two per stack).
     assert!(st.mappings <= 1 + n / 1000, "{st:?}");
-    assert!(maps_parked < maps_before + 1000, "{maps_before} -> {maps_parked}");
+    assert!(
+        maps_parked < maps_before + 1000,
+        "{maps_before} -> {maps_parked}"
+    );
 
     // 2. Wake them all and join them.
     let t = Instant::now();
@@ -172,7 +175,10 @@ fn parked_greenlets_fit_in_8_kib_and_memory_returns() {
         st.pooled,
         st.decommitted
     );
-    assert!(!st.trim_pending, "not trimmed within {TRIM_BOUND:?}: {st:?}");
+    assert!(
+        !st.trim_pending,
+        "not trimmed within {TRIM_BOUND:?}: {st:?}"
+    );
     assert_eq!(st.live, 0, "{st:?}");
     assert!(st.pooled > n, "every stack pooled (and the main's): {st:?}");
     // Kept warm: at most 64 per worker's pool plus 256 shared (and a batch in flight).
