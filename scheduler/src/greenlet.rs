@@ -121,6 +121,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        handle.shared.check_owner("grove::spawn");
         let stack = match self.stack_size {
             Some(size) => match self.alloc_stack(handle, size) {
                 Ok(s) => Some(s),
@@ -217,6 +218,13 @@ impl Builder {
         let at = Location::caller();
         if handle.is_shutdown() {
             return Err(SpawnError::new("the runtime is shutting down".into()));
+        }
+        if handle.in_forked_child() {
+            return Err(SpawnError::new(format!(
+                "this process (pid {}) is a fork() child of the one that built the runtime, \
+                 whose threads do not exist here; build a new runtime in the child",
+                std::process::id()
+            )));
         }
         let size = self.stack_size.unwrap_or(handle.shared.stack_size);
         let stack = self

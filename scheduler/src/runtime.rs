@@ -8,7 +8,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,52 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest stack a greenlet may be given.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
+
+/// This process's id, kept current across `fork` by a `pthread_atfork` child handler
+/// (see [`Shared::check_owner`]); 0 until the first runtime is built.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// The calling process's id: one relaxed load (no `getpid` syscall on the spawn path).
+/// Registers the `fork` handler on first use.
+fn current_pid() -> u32 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        PID.store(std::process::id(), Ordering::Relaxed);
+        #[cfg(unix)]
+        {
+            extern "C" fn after_fork_in_child() {
+                // Async-signal-safe: one syscall and an atomic store.
+                // SAFETY: getpid has no preconditions.
+                let pid = unsafe { libc::getpid() };
+                PID.store(pid as u32, Ordering::Relaxed);
+            }
+            // SAFETY: the handler is a plain `extern "C" fn` that stays valid for the
+            // process's life and only does async-signal-safe work.
+            let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+            if rc != 0 {
+                // Without the handler a fork goes unnoticed: the forked child hangs as it
+                // would have without this check. Nothing else depends on it.
+                PID.store(0, Ordering::Relaxed);
+            }
+        }
+    });
+    PID.load(Ordering::Relaxed)
+}
+
+/// A runtime used in a `fork()` child of the process that built it: its threads do not
+/// exist here, so waiting on it would hang forever. Panics like other misuse (`spawn`
+/// outside a runtime), naming the operation.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn forked_child(what: &str, owner: u32) -> ! {
+    panic!(
+        "{what} called in a forked child process (pid {}) on a runtime built by process {owner}: \
+         a grove runtime's worker and reactor threads do not survive fork(), so nothing could \
+         ever run here; build a new runtime in the child instead",
+        std::process::id()
+    )
+}
 
 /// What other threads may touch of one worker. Aligned to 128 bytes (two cache lines,
 /// the unit adjacent-line prefetchers pull in) so workers do not false-share.
@@ -72,6 +118,8 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     /// Every hub has exited: whoever queues work now must drain it too.
     closed: AtomicBool,
+    /// The process that built the runtime (see [`Shared::check_owner`]); 0 if unknown.
+    pid: u32,
     exited: Mutex<usize>,
     exited_cv: Condvar,
 }
@@ -114,6 +162,22 @@ impl Shared {
 
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// True if this process is a `fork()` child of the one that built the runtime.
+    #[inline]
+    pub(crate) fn in_forked_child(&self) -> bool {
+        self.pid != PID.load(Ordering::Relaxed)
+    }
+
+    /// Refuses `what` in a forked child (see [`forked_child`]): one relaxed load and a
+    /// compare, on every spawn and `block_on`.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn check_owner(&self, what: &str) {
+        if self.in_forked_child() {
+            forked_child(what, self.pid);
+        }
     }
 
     /// Step 1 of `run_info` and `monitor`'s step 4: one spotlight reader at a time.
@@ -401,6 +465,7 @@ impl Builder {
             readers: Mutex::new(()),
             shutdown: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            pid: current_pid(),
             exited: Mutex::new(0),
             exited_cv: Condvar::new(),
         });
@@ -524,6 +589,14 @@ impl Runtime {
 
     fn stop(&mut self, timeout: Duration) -> bool {
         let shared = &self.handle.shared;
+        if shared.in_forked_child() {
+            // The threads exist only in the parent: joining them would wait forever.
+            // Forget their handles (the parent still owns the threads) and give up.
+            shared.begin_shutdown();
+            std::mem::forget(self.monitor.take());
+            self.threads.drain(..).for_each(std::mem::forget);
+            return false;
+        }
         shared.begin_shutdown();
         if let Some(m) = self.monitor.take() {
             // It exits at its next wake, which `begin_shutdown` just caused.
@@ -637,6 +710,7 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.shared.check_owner("grove: Runtime::block_on");
         let h = self.spawn(f);
         if self.shared.detect_deadlock && !crate::in_greenlet() {
             let timers = self.shared.timers.as_deref();
@@ -654,6 +728,13 @@ impl Handle {
     /// Number of worker threads.
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
+    }
+
+    /// True if the calling process is a `fork()` child of the process that built this
+    /// runtime. Such a copy has none of the runtime's threads: `block_on` and `spawn`
+    /// panic there, and dropping it only forgets it (see "fork" in the README).
+    pub fn in_forked_child(&self) -> bool {
+        self.shared.in_forked_child()
     }
 
     /// Greenlets spawned on this runtime that have not finished yet.
