@@ -134,6 +134,14 @@ enum Handlers {
 }
 
 impl Handlers {
+    /// At most `n` handlers at once; `0`: no limit.
+    fn limited(n: usize) -> Handlers {
+        match n {
+            0 => Handlers::Group(Group::new()),
+            n => Handlers::Pool(Pool::new(n)),
+        }
+    }
+
     /// Waits until a handler could start (a pool slot is free).
     fn wait_slot(&self) {
         if let Handlers::Pool(p) = self {
@@ -534,11 +542,7 @@ impl StreamServer {
     /// accepting until a handler returns (clients wait in the kernel's backlog). `0` means
     /// no limit (the default). Only effective before the server starts.
     pub fn pool(self, n: usize) -> StreamServer {
-        let h = match n {
-            0 => Handlers::Group(Group::new()),
-            n => Handlers::Pool(Pool::new(n)),
-        };
-        self.core.set_handlers(h);
+        self.core.set_handlers(Handlers::limited(n));
         self
     }
 
@@ -715,11 +719,7 @@ impl DatagramServer {
     /// At most `n` datagrams handled at once (`0`: no limit, the default); see the type's
     /// docs. Only effective before the server starts.
     pub fn pool(self, n: usize) -> DatagramServer {
-        let h = match n {
-            0 => Handlers::Group(Group::new()),
-            n => Handlers::Pool(Pool::new(n)),
-        };
-        self.core.set_handlers(h);
+        self.core.set_handlers(Handlers::limited(n));
         self
     }
 

@@ -140,6 +140,96 @@ pub use unix::{UnixIncoming, UnixListener, UnixStream};
 /// `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: i32 = 1024;
 
+/// `AsFd` and `AsRawFd` for green sockets: the descriptor of the `mio` source inside.
+macro_rules! impl_as_fd {
+    ($($ty:ty),*) => {$(
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.io.source().as_fd()
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.io.source().as_raw_fd()
+            }
+        }
+    )*};
+}
+use impl_as_fd;
+
+/// `Read` and `Write` for a green stream and for a shared reference to it (one reader and
+/// one writer greenlet on one connection): each call runs the wait protocol of the module
+/// docs in its direction. Nothing to flush: writes go straight to the kernel.
+macro_rules! impl_stream_io {
+    ($ty:ty) => {
+        impl std::io::Read for &$ty {
+            #[inline]
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.io
+                    .io(Direction::Read, |mut s| std::io::Read::read(&mut s, buf))
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                self.io.io(Direction::Read, |mut s| {
+                    std::io::Read::read_vectored(&mut s, bufs)
+                })
+            }
+        }
+
+        impl std::io::Write for &$ty {
+            #[inline]
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.io
+                    .io(Direction::Write, |mut s| std::io::Write::write(&mut s, buf))
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.io.io(Direction::Write, |mut s| {
+                    std::io::Write::write_vectored(&mut s, bufs)
+                })
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Read for $ty {
+            #[inline]
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                (&*self).read(buf)
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                (&*self).read_vectored(bufs)
+            }
+        }
+
+        impl std::io::Write for $ty {
+            #[inline]
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                (&*self).write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+use impl_stream_io;
+
 /// The reactor of the current runtime, or an error naming `what` outside one.
 fn reactor(what: &str) -> io::Result<Handle> {
     grove_scheduler::with_extension(|ext| ext.and_then(|e| e.downcast_ref::<Handle>()).cloned())
