@@ -555,6 +555,13 @@ impl<T: 'static> JoinHandle<T> {
     /// A greenlet that never blocks again cannot be interrupted (as in gevent).
     ///
     /// Called on the current greenlet's own handle, it unwinds the caller at once.
+    ///
+    /// A destructor that panics during that unwinding: if grove runs it (a
+    /// greenlet-local value, the closure of a greenlet that never started, a result
+    /// nobody joins), the panic is reported on stderr naming the greenlet and contained.
+    /// If it is a value on the greenlet's own stack, Rust aborts the process (a panic
+    /// cannot escape a destructor during unwinding); grove's panic hook then names the
+    /// greenlet before the abort. `tests/drop_panic.rs` shows both.
     pub fn kill(&self) {
         self.kill_nowait();
         wait_linked(self.task.header(), None);

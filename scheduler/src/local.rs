@@ -137,11 +137,18 @@ impl Header {
     ///
     /// # Safety
     /// Only the greenlet itself may call this, once its closure has finished.
+    ///
+    /// This runs while a kill, `Timeout` or panic unwinds the greenlet, where a panic
+    /// escaping a destructor would abort the process: each value is dropped inside
+    /// `catch_unwind`, and a panic is reported on stderr, naming the greenlet, and
+    /// contained (the other values are still dropped).
     pub(crate) unsafe fn drop_locals(&self) {
         // SAFETY: exclusive per the caller's contract; the map is taken out before any
         // destructor runs, so none can observe it half-dropped.
-        while let Some(map) = unsafe { self.locals_mut() }.take() {
-            drop(map);
+        while let Some(mut map) = unsafe { self.locals_mut() }.take() {
+            for (_, value) in map.0.drain(..) {
+                crate::task::drop_contained(self, "a greenlet-local value", value);
+            }
         }
     }
 }

@@ -434,6 +434,8 @@ impl Builder {
         }));
         // `GROVE_LOG=debug`: say once how stacks are guarded and what that caps.
         stacks.announce();
+        // Name the greenlet if a destructor panicking during its unwinding aborts.
+        crate::task::install_abort_report();
         let deques: Vec<Worker<TaskRef>> = (0..n).map(|_| Worker::new_fifo()).collect();
         let workers = deques
             .iter()

@@ -507,7 +507,10 @@ where
 
     fn cancel_unstarted(&self, err: JoinError) {
         // SAFETY: the caller owns the never-started greenlet (it took it off a queue).
-        drop(unsafe { (*self.func.get()).take() });
+        let f = unsafe { (*self.func.get()).take() };
+        // On a hub (a kill before the first run, a shutdown): a panicking capture must
+        // not take the worker down.
+        drop_contained(&self.header, "the closure (never run)", f);
         self.set_failed(err);
     }
 
@@ -532,6 +535,21 @@ where
 
     fn waker(self: Arc<Self>) -> Waker {
         Waker::from(self)
+    }
+}
+
+impl<F, T> Drop for Task<F, T> {
+    fn drop(&mut self) {
+        // The last reference may go on a hub (a detached greenlet's output, a closure that
+        // never ran), on the reactor or pool thread that fired a wake, or while some frame
+        // unwinds: a panicking destructor here is contained and reported, never allowed
+        // to take a worker down or to abort the process.
+        if let Some(f) = self.func.get_mut().take() {
+            drop_contained(&self.header, "the closure (never run)", f);
+        }
+        if let Some(out) = self.output.get_mut().take() {
+            drop_contained(&self.header, "the result", out);
+        }
     }
 }
 
@@ -594,6 +612,66 @@ pub(crate) fn report_unjoined(task: &dyn Runnable) {
             h.spawned_at
         );
     }
+}
+
+/// Drops `value`, which belongs to greenlet `h`, inside `catch_unwind`: a panicking
+/// destructor is reported on stderr, naming the greenlet and `what` was dropped, and
+/// goes no further. For the drops grove performs itself (a closure that never ran, a
+/// result nobody took, greenlet-locals), so that a panic there cannot take a worker down,
+/// nor abort the process when it happens while the greenlet unwinds.
+pub(crate) fn drop_contained<V>(h: &Header, what: &str, value: V) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        let msg = payload_text(&*payload);
+        // The payload's own destructor might panic too: forget it rather than risk it.
+        std::mem::forget(payload);
+        eprintln!(
+            "grove: dropping {what} of greenlet '{}' (id {}, spawned at {}) panicked: {msg}; \
+             the panic was contained",
+            h.display_name(),
+            h.id,
+            h.spawned_at
+        );
+    }
+}
+
+/// Payload text of the panic Rust raises when a panic escapes a destructor while the
+/// thread is already unwinding; the process aborts right after the hook runs.
+const PANIC_IN_CLEANUP: &str = "panic in a destructor during cleanup";
+
+/// Installs, once per process, a panic hook in front of the existing one that names the
+/// greenlet when Rust is about to abort the process because a destructor panicked while
+/// the greenlet was unwinding (from a kill, a `Timeout`, a panic or a shutdown).
+///
+/// Such a panic escapes from a frame of the user's own stack, so no `catch_unwind` of
+/// grove's can contain it: Rust aborts (`panic in a destructor during cleanup`) and the
+/// worker goes down with the process. What grove can do is say which greenlet it was. The
+/// drops grove performs itself are contained instead ([`drop_contained`]). Other panics
+/// pass through to the previous hook untouched.
+pub(crate) fn install_abort_report() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            prev(info);
+            if payload_text(info.payload()) != PANIC_IN_CLEANUP {
+                return;
+            }
+            let who = crate::worker::with_local(|l| {
+                l.and_then(|l| {
+                    l.with_current(|h| h.map(|h| (h.display_name(), h.id, h.spawned_at)))
+                })
+            });
+            if let Some((name, id, at)) = who {
+                eprintln!(
+                    "grove: greenlet '{name}' (id {id}, spawned at {at}) panicked in a \
+                     destructor while it was unwinding (killed, timed out, panicking or shut \
+                     down); Rust aborts the process when a panic escapes a destructor during \
+                     unwinding, so grove cannot contain it: catch panics inside such \
+                     destructors (std::panic::catch_unwind) or do not panic in Drop"
+                );
+            }
+        }));
+    });
 }
 
 /// A panic payload as text, for messages.
