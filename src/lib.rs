@@ -336,7 +336,11 @@ impl Runtime {
     }
 
     fn stop(&mut self, timeout: Duration) -> bool {
-        if self.sched.as_ref().is_some_and(|s| s.handle().in_forked_child()) {
+        if self
+            .sched
+            .as_ref()
+            .is_some_and(|s| s.handle().in_forked_child())
+        {
             // A fork() child's copy: the threads live only in the parent, and joining
             // them here would hang. Forget it (see "fork" in the README).
             std::mem::forget(self.sched.take());
