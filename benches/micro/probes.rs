@@ -13,11 +13,20 @@
 //!   dispatched/s, wakes/s, events per poll; from `/proc/self/task/<tid>/schedstat`:
 //!   the reactor thread's CPU time, hence CPU ns per event and the reactor's capacity
 //!   (events per second of reactor CPU), which is what a saturated reactor would reach.
+//! * `probe/reactor_fanout`: the reactor with full batches. One socket's fd is
+//!   `dup`ed F times and each duplicate registered (edge-triggered, readable) and
+//!   awaited by its own greenlet (`Registration::poll_ready` through `grove::block_on`,
+//!   no read), so one 1-byte write by a plain thread makes F registrations ready at
+//!   once: the reactor gets batches of up to 1,024 events per poll, as it would under a
+//!   saturating server, while the writer costs one syscall per F events. The writer
+//!   writes (and drains) every 100 µs. Same columns as `reactor_io`.
 //! * `probe/reactor_timers`: G greenlets each in a `sleep(200 µs)` loop, for 1 s:
 //!   timers fired/s and reactor CPU ns per timer fired.
-//! * `probe/inbox`: N plain threads `wake_by_ref` the 256 parked greenlets of one
-//!   worker as fast as they can: wake calls/s, effective wakes/s (those that scheduled
-//!   a greenlet: `remote_wakes`), and pusher CPU ns per call and per effective wake.
+//! * `probe/inbox`: N plain threads wake the 256 greenlets of one worker as fast as
+//!   they can, each greenlet raising a flag just before it parks and a pusher waking
+//!   only flagged ones: wake calls/s, effective wakes/s (those that found the greenlet
+//!   parked and pushed it to the inbox: `remote_wakes`), resumes/s, and pusher CPU ns
+//!   per call and per effective wake.
 //! * `probe/steal`: chained_spawn and skynet at `--quick` sizes on 1 and 2 workers:
 //!   time per element and, per worker, greenlets run and steals.
 //!
@@ -43,9 +52,10 @@ const WARM_UP: Duration = Duration::from_millis(200);
 /// Runs the probes whose name contains one of `filters` (all if there is none).
 pub(crate) fn run(filters: &[&str]) {
     let want = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
-    const PROBES: [&str; 5] = [
+    const PROBES: [&str; 6] = [
         "probe/latency",
         "probe/reactor_io",
+        "probe/reactor_fanout",
         "probe/reactor_timers",
         "probe/inbox",
         "probe/steal",
@@ -59,6 +69,9 @@ pub(crate) fn run(filters: &[&str]) {
     }
     if want("probe/reactor_io") {
         reactor_io();
+    }
+    if want("probe/reactor_fanout") {
+        reactor_fanout();
     }
     if want("probe/reactor_timers") {
         reactor_timers();
@@ -376,6 +389,84 @@ fn reactor_io() {
     }
 }
 
+fn reactor_fanout() {
+    use std::os::fd::AsRawFd;
+
+    use grove::raw::reactor::{Direction, Handle};
+
+    saturation_header(
+        "probe/reactor_fanout: F dup'ed fds of one socket, a greenlet awaiting each; one \
+         write every 100us readies all F (ops = greenlet wake-ups)",
+    );
+    for (workers, fds) in [(2, 100), (2, 1000), (1, 1000)] {
+        let load = load();
+        let rt = runtime(workers);
+        let tid = reactor_tid(&rt);
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let stop = Arc::new(AtomicBool::new(false));
+        let wakeups = Arc::new(AtomicU64::new(0));
+        let armed = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..fds)
+            .map(|_| {
+                let fd = a.try_clone().expect("dup");
+                let (stop, wakeups, armed) = (stop.clone(), wakeups.clone(), armed.clone());
+                rt.spawn(move || {
+                    let handle = grove::raw::scheduler::with_extension(|e| {
+                        e.and_then(|e| e.downcast_ref::<Handle>()).cloned()
+                    })
+                    .expect("reactor handle");
+                    let raw = fd.as_raw_fd();
+                    let mut source = mio::unix::SourceFd(&raw);
+                    let reg = handle
+                        .register(&mut source, mio::Interest::READABLE)
+                        .expect("register");
+                    armed.fetch_add(1, Ordering::Relaxed);
+                    while !stop.load(Ordering::Relaxed) {
+                        grove::block_on(std::future::poll_fn(|cx| {
+                            reg.poll_ready(Direction::Read, cx)
+                        }))
+                        .expect("poll_ready");
+                        reg.clear_readiness(Direction::Read);
+                        wakeups.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reg.deregister(&mut source).expect("deregister");
+                    drop(fd);
+                })
+            })
+            .collect();
+        while armed.load(Ordering::Relaxed) < fds {
+            thread::sleep(Duration::from_millis(1));
+        }
+        let writer_stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (stop, mut a) = (writer_stop.clone(), a.try_clone().expect("dup"));
+            thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    b.write_all(&[1]).unwrap();
+                    // Drain through an unregistered fd: reading raises no event.
+                    let _ = a.read(&mut buf).unwrap();
+                    thread::sleep(Duration::from_micros(100));
+                }
+                b
+            })
+        };
+        thread::sleep(WARM_UP);
+        let s0 = Snap::take(&rt, tid, &wakeups);
+        thread::sleep(WINDOW);
+        let s1 = Snap::take(&rt, tid, &wakeups);
+        stop.store(true, Ordering::Relaxed);
+        writer_stop.store(true, Ordering::Relaxed);
+        let mut b = writer.join().unwrap();
+        // One more edge for greenlets that have not seen `stop` yet.
+        b.write_all(&[1]).unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        saturation_row(&format!("{workers}w {fds} fds"), &rates(&s0, &s1), &load);
+    }
+}
+
 fn reactor_timers() {
     saturation_header(
         "probe/reactor_timers: G greenlets each looping sleep(200us) (ops = sleeps); \
@@ -417,7 +508,7 @@ const INBOX_GREENLETS: usize = 256;
 
 fn inbox() {
     println!(
-        "\n## probe/inbox: N plain threads wake_by_ref {INBOX_GREENLETS} parked greenlets of one worker, {WINDOW:?}"
+        "\n## probe/inbox: N plain threads wake {INBOX_GREENLETS} greenlets of one worker as each is about to park, {WINDOW:?}"
     );
     println!(
         "{:<10} {:>11} {:>11} {:>11} {:>9} {:>9} {:>12} {:>12}  load",
@@ -437,12 +528,25 @@ fn inbox() {
         let resumes = Arc::new(AtomicU64::new(0));
         let wakers: Arc<Vec<OnceLock<Waker>>> =
             Arc::new((0..INBOX_GREENLETS).map(|_| OnceLock::new()).collect());
+        let waiting: Arc<Vec<AtomicBool>> = Arc::new(
+            (0..INBOX_GREENLETS)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        );
         let hs: Vec<_> = (0..INBOX_GREENLETS)
             .map(|i| {
-                let (stop, resumes, wakers) = (stop.clone(), resumes.clone(), wakers.clone());
+                let (stop, resumes, wakers, waiting) = (
+                    stop.clone(),
+                    resumes.clone(),
+                    wakers.clone(),
+                    waiting.clone(),
+                );
                 rt.spawn(move || {
                     wakers[i].set(grove::current_waker()).unwrap();
                     while !stop.load(Ordering::Relaxed) {
+                        // Raised just before parking: a wake may still land before the
+                        // park (then it only marks the greenlet notified, no inbox push).
+                        waiting[i].store(true, Ordering::Release);
                         grove::park();
                         resumes.fetch_add(1, Ordering::Relaxed);
                     }
@@ -456,24 +560,32 @@ fn inbox() {
         let go = Arc::new(Barrier::new(pushers + 1));
         let threads: Vec<_> = (0..pushers)
             .map(|k| {
-                let (stop, calls, wakers, go) =
-                    (stop.clone(), calls.clone(), wakers.clone(), go.clone());
+                let (stop, calls, wakers, waiting, go) = (
+                    stop.clone(),
+                    calls.clone(),
+                    wakers.clone(),
+                    waiting.clone(),
+                    go.clone(),
+                );
                 thread::Builder::new()
                     .name(PUSHER_NAME.into())
                     .spawn(move || {
                         go.wait();
-                        let mine: Vec<Waker> = wakers
-                            .iter()
-                            .skip(k)
+                        let mine: Vec<(&AtomicBool, Waker)> = (k..INBOX_GREENLETS)
                             .step_by(pushers)
-                            .map(|w| w.get().unwrap().clone())
+                            .map(|i| (&waiting[i], wakers[i].get().unwrap().clone()))
                             .collect();
                         let mut n = 0u64;
                         while !stop.load(Ordering::Relaxed) {
-                            for w in &mine {
-                                w.wake_by_ref();
+                            // Wake only greenlets that said they are about to park.
+                            for (flag, w) in &mine {
+                                if flag.load(Ordering::Relaxed)
+                                    && flag.swap(false, Ordering::AcqRel)
+                                {
+                                    w.wake_by_ref();
+                                    n += 1;
+                                }
                             }
-                            n += mine.len() as u64;
                             if n >= 4096 {
                                 calls.fetch_add(n, Ordering::Relaxed);
                                 n = 0;
