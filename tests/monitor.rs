@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove::monitor::{parse_threshold, DEFAULT_THRESHOLD};
+use grove::monitor::parse_threshold;
 use grove::{JoinHandle, StallReport};
 
 /// Runs `f` for `d` without ever switching: a std loop over the clock.

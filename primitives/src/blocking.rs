@@ -51,10 +51,13 @@
 //!
 //! 1. Push the job. If a thread is idle and unclaimed (`idle > 0`), claim it (`idle -= 1`,
 //!    `notified += 1`) and signal the condition variable.
-//! 2. Else, if fewer than `max_threads` threads exist, count a new one and spawn it after
+//! 2. Else, if at least as many claimed threads are on their way as jobs are queued
+//!    (`notified >= queue length`: they were woken for jobs a busy thread took first, and will
+//!    find this one), stop.
+//! 3. Else, if fewer than `max_threads` threads exist, count a new one and spawn it after
 //!    unlocking. If spawning fails and no thread is left to run the queue, the queued jobs are
 //!    dropped and their handles resolve with [`BlockingError::is_cancelled`].
-//! 3. Else leave it queued: a busy thread takes it when done.
+//! 4. Else leave it queued: a busy thread takes it when done.
 //!
 //! Pool thread, under the pool mutex: pop jobs until the queue is empty (running each with
 //! the mutex released); then count itself idle and wait. A wake with `notified > 0` consumes
@@ -317,7 +320,7 @@ impl BlockingPool {
         BlockingHandle { slot }
     }
 
-    /// Protocol steps 1–3 of submission.
+    /// Protocol steps 1–4 of submission.
     fn submit(&self, job: Job) {
         let shared = &self.owner.shared;
         let mut st = lock(&shared.state);
@@ -329,7 +332,9 @@ impl BlockingPool {
             shared.cond.notify_one();
             return;
         }
-        if st.threads >= shared.config.max_threads {
+        // Threads already woken for earlier jobs that a busy thread took first are still on
+        // their way and will find this one: starting another thread would only add an idler.
+        if st.notified >= st.queue.len() || st.threads >= shared.config.max_threads {
             return;
         }
         st.threads += 1;
