@@ -27,6 +27,9 @@
 //!   only flagged ones: wake calls/s, effective wakes/s (those that found the greenlet
 //!   parked and pushed it to the inbox: `remote_wakes`), resumes/s, and pusher CPU ns
 //!   per call and per effective wake.
+//! * `probe/timer_lock`: T plain threads each `add_timer` + `cancel_timer` in a loop
+//!   on one reactor (the timer queue is one mutex; every worker's timeouts take it):
+//!   pairs/s in all, and CPU ns per pair, for T = 1, 2.
 //! * `probe/steal`: chained_spawn and skynet at `--quick` sizes on 1 and 2 workers:
 //!   time per element and, per worker, greenlets run and steals.
 //!
@@ -52,12 +55,13 @@ const WARM_UP: Duration = Duration::from_millis(200);
 /// Runs the probes whose name contains one of `filters` (all if there is none).
 pub(crate) fn run(filters: &[&str]) {
     let want = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
-    const PROBES: [&str; 6] = [
+    const PROBES: [&str; 7] = [
         "probe/latency",
         "probe/reactor_io",
         "probe/reactor_fanout",
         "probe/reactor_timers",
         "probe/inbox",
+        "probe/timer_lock",
         "probe/steal",
     ];
     if !PROBES.iter().any(|p| want(p)) {
@@ -78,6 +82,9 @@ pub(crate) fn run(filters: &[&str]) {
     }
     if want("probe/inbox") {
         inbox();
+    }
+    if want("probe/timer_lock") {
+        timer_lock();
     }
     if want("probe/steal") {
         steal();
@@ -636,6 +643,65 @@ fn inbox() {
             push_cpu / calls.max(1.0),
             push_cpu / eff.max(1.0),
         );
+    }
+}
+
+fn timer_lock() {
+    println!(
+        "\n## probe/timer_lock: T threads each add_timer + cancel_timer (a far deadline) on one reactor, {WINDOW:?}"
+    );
+    println!(
+        "{:<8} {:>12} {:>14} {:>9} {:>14}  load",
+        "threads", "pairs/s", "pairs/s/thread", "CPU", "ns CPU/pair"
+    );
+    const NAME: &str = "gtimerlk";
+    for threads in [1usize, 2] {
+        let load = load();
+        let reactor = grove::raw::reactor::Reactor::start().expect("reactor");
+        let stop = Arc::new(AtomicBool::new(false));
+        let pairs = Arc::new(AtomicU64::new(0));
+        let go = Arc::new(Barrier::new(threads + 1));
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                let (handle, stop, pairs, go) =
+                    (reactor.handle(), stop.clone(), pairs.clone(), go.clone());
+                thread::Builder::new()
+                    .name(NAME.into())
+                    .spawn(move || {
+                        go.wait();
+                        let far = Instant::now() + Duration::from_secs(3600);
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            for _ in 0..256 {
+                                let key = handle.add_timer(far, Waker::noop().clone());
+                                handle.cancel_timer(key);
+                            }
+                            n += 256;
+                        }
+                        pairs.fetch_add(n, Ordering::Relaxed);
+                    })
+                    .unwrap()
+            })
+            .collect();
+        go.wait();
+        let (t0, c0) = (Instant::now(), threads_cpu_ns(NAME));
+        thread::sleep(WINDOW);
+        let c1 = threads_cpu_ns(NAME);
+        stop.store(true, Ordering::Relaxed);
+        for h in hs {
+            h.join().unwrap();
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let n = pairs.load(Ordering::Relaxed) as f64;
+        println!(
+            "{:<8} {:>12} {:>14} {:>8.0}% {:>14.1}  {load}",
+            threads,
+            mega(n / secs),
+            mega(n / secs / threads as f64),
+            (c1 - c0) as f64 / 1e9 / secs * 100.0,
+            (c1 - c0) as f64 / n
+        );
+        reactor.shutdown();
     }
 }
 
