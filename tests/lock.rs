@@ -108,7 +108,7 @@ fn a_lock_may_be_released_by_another_greenlet_but_not_twice() {
             .unwrap()
             .unwrap();
         waiter.join().unwrap();
-        // Handed straight to the waiter, which kept it.
+        // The waiter took it and kept it.
         assert!(lock.is_locked());
         assert_eq!(lock.release(), Ok(()));
         assert_eq!(lock.release(), Err(OverRelease));
@@ -234,12 +234,13 @@ fn an_rlock_held_by_a_plain_thread_blocks_greenlets_until_released() {
     assert!(!rlock.is_locked());
 }
 
-/// An RLock handed to a waiter that is killed before it runs passes to the next one,
+/// An RLock release's wake-up sent to a waiter that is killed before it runs passes to
+/// the next one,
 /// which then owns it; a timed-out waiter changes nothing.
 #[test]
 fn cancelled_rlock_waiters_pass_the_lock_on() {
     // One worker: the main greenlet unlocks and kills without the target running in
-    // between, so the kill lands after the hand-off.
+    // between, so the kill lands after the wake-up.
     rt(1).block_on(|| {
         let rlock = RLock::new();
         let guard = rlock.lock();
@@ -261,12 +262,51 @@ fn cancelled_rlock_waiters_pass_the_lock_on() {
         assert!(timed_out.join().unwrap().is_err());
         assert_eq!(waiters(&rlock), 2);
 
-        drop(guard); // handed to `killed`, which has not run yet
+        drop(guard); // wakes `killed`, which has not run yet
         killed.kill();
         assert!(killed.join().unwrap_err().is_killed());
         assert!(next.join().unwrap());
         assert!(!rlock.is_locked());
         assert_eq!(waiters(&rlock), 0);
         assert!(rlock.try_lock().is_some());
+    });
+}
+
+/// Barging with a starvation hand-off (Go's `sync.Mutex`): a greenlet that unlocks may
+/// lock again at once, ahead of the waiter its unlock woke (no convoy), but a waiter
+/// left behind for a millisecond is handed the lock at the next unlock.
+#[test]
+fn a_starving_waiter_is_handed_the_lock() {
+    rt(1).block_on(|| {
+        let lock = Lock::new();
+        let mut guard = lock.lock();
+        let got = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (lock, got) = (lock.clone(), got.clone());
+            grove::spawn(move || {
+                let _g = lock.lock();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        until_waiting(&lock, 1);
+        drop(guard);
+        // The unlock woke the waiter, which has not run: the lock is free to whoever asks.
+        guard = lock
+            .try_lock()
+            .expect("a free lock goes to whoever asks first");
+        let mut rounds = 0;
+        while !got.load(Ordering::SeqCst) {
+            // The waiter runs meanwhile, finds the lock held and waits again at the head;
+            // past a millisecond it is starving.
+            grove::sleep(Duration::from_millis(2));
+            drop(guard);
+            // Once the waiter starves, this waits behind it.
+            guard = lock.lock();
+            rounds += 1;
+            assert!(rounds < 1000, "the waiter was never handed the lock");
+        }
+        drop(guard);
+        waiter.join().unwrap();
+        assert!(!lock.is_locked());
     });
 }

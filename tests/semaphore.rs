@@ -114,7 +114,7 @@ fn blocked_acquirers_are_served_in_fifo_order() {
                 h
             })
             .collect();
-        // A late try_acquire cannot barge in ahead of the queue.
+        // Held: a try_acquire gets nothing while others wait.
         assert!(sem.try_acquire().is_none());
         drop(held);
         for h in hs {
@@ -125,11 +125,12 @@ fn blocked_acquirers_are_served_in_fifo_order() {
     });
 }
 
-/// A permit handed to a waiter that is killed before it runs reaches the next waiter.
+/// The wake-up a release sends a waiter that is killed before it runs reaches the next
+/// waiter, which takes the permit.
 #[test]
-fn a_killed_acquirer_passes_its_handed_permit_to_the_next_waiter() {
+fn a_killed_acquirer_passes_its_wake_up_to_the_next_waiter() {
     // One worker: the main greenlet releases and kills without the target running in
-    // between, so the kill lands after the hand-off.
+    // between, so the kill lands after the wake-up.
     rt(1).block_on(|| {
         let sem = Semaphore::new(0);
         let got = Arc::new(AtomicUsize::new(0));
@@ -146,8 +147,9 @@ fn a_killed_acquirer_passes_its_handed_permit_to_the_next_waiter() {
         until_waiting(&sem, 2);
 
         sem.release();
-        // Handed to `first` (dequeued, not counted), which has not run yet.
-        assert_eq!((sem.available(), waiters(&sem)), (0, 1));
+        // The permit is free and `first` (dequeued) was woken to take it, but has not
+        // run yet; `second` still waits.
+        assert_eq!((sem.available(), waiters(&sem)), (1, 1));
         first.kill();
         assert!(first.join().unwrap_err().is_killed());
         second.join().unwrap();

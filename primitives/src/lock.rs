@@ -2,9 +2,11 @@
 //!
 //! # Design
 //! A [`Lock`] is a bounded semaphore of one permit: the semaphore's core
-//! ([`crate::semaphore`]) gives it FIFO service, direct hand-off (an unlock hands the
-//! lock to the longest waiter, so nobody barges in) and cancellation safety (a locker
-//! killed or timed out mid-wait never walks off with the lock). It guards no data, like
+//! ([`crate::semaphore`]) gives it Go's `sync.Mutex` policy — waiters woken in FIFO
+//! order, a free lock taken by whoever asks first (no convoy of hand-offs between
+//! workers), and a waiter that has waited 1 ms handed the lock at the next unlock — and
+//! cancellation safety (a locker killed or timed out mid-wait never walks off with the
+//! lock, nor with the wake-up meant to let the next waiter try). It guards no data, like
 //! gevent's and unlike `std::sync::Mutex`: it orders code, whatever that code touches.
 //!
 //! An [`RLock`] is gevent's (and CPython's) recursive lock: that same one-permit core
@@ -16,7 +18,7 @@
 //! 1. Lock: `owner == me` → `count += 1`, done (re-entry). Else take the core's permit
 //!    (waiting, cancellation-safe), then `owner = me`, `count = 1`.
 //! 2. Unlock: `owner != me` → [`NotOwner`], nothing changes. Else `count -= 1`; at
-//!    zero, `owner = 0` and give the permit back (handing it to the next waiter).
+//!    zero, `owner = 0` and give the permit back (waking the next waiter).
 //!
 //! `owner` and `count` are atomics used with `Relaxed` ordering: only the owner writes
 //! them while it owns the lock, each greenlet or thread sees its own writes in program
@@ -41,7 +43,8 @@ use std::time::{Duration, Instant};
 use crate::semaphore::{deadline_after, Core, OverRelease, SemaphoreGuard};
 
 /// A lock for greenlets (gevent's `Lock`): one holder at a time, others wait and are
-/// served first come, first served.
+/// woken first come, first served (a waiter left behind for a millisecond is handed the
+/// lock at the next unlock).
 ///
 /// Cheap to clone: clones share the lock. [`lock`](Self::lock) parks a greenlet (its
 /// worker runs others) or blocks a plain OS thread, and returns a guard that unlocks
@@ -102,7 +105,7 @@ impl Lock {
         }
     }
 
-    /// Locks, waiting (in FIFO order) while another holds it.
+    /// Locks, waiting while another holds it (waiters are woken in FIFO order).
     pub fn lock(&self) -> LockGuard<'_> {
         self.core.acquire_until(None);
         LockGuard {
@@ -132,8 +135,8 @@ impl Lock {
     }
 
     /// Unlocks a lock taken with [`LockGuard::forget`] (gevent's manual
-    /// `acquire()` ... `release()`), from any greenlet or thread; handed to the first
-    /// waiter if any. An error, changing nothing, if the lock is not locked.
+    /// `acquire()` ... `release()`), from any greenlet or thread; wakes the first waiter
+    /// if any. An error, changing nothing, if the lock is not locked.
     pub fn release(&self) -> Result<(), OverRelease> {
         self.core.release()
     }
@@ -210,7 +213,7 @@ struct RInner {
 ///
 /// The owner is the current greenlet, or the OS thread when used from a plain thread.
 /// Unlocking from anyone else is an error ([`NotOwner`]), not a panic. Each
-/// [`RLockGuard`] releases one level when dropped. Waiters are served first come,
+/// [`RLockGuard`] releases one level when dropped. Waiters are woken first come,
 /// first served, and a waiter killed or timed out mid-wait leaves the lock consistent.
 /// Cheap to clone: clones share the lock.
 ///
@@ -266,7 +269,7 @@ impl RLock {
     }
 
     /// Locks: at once if the current greenlet (or thread) holds it already, else
-    /// waiting (in FIFO order) until it is free.
+    /// waiting until it is free (waiters are woken in FIFO order).
     pub fn lock(&self) -> RLockGuard<'_> {
         self.lock_until(None)
             .expect("RLock::lock: a wait without deadline ended")

@@ -7,23 +7,40 @@
 //! semaphore of one permit, and [`RLock`](crate::RLock) adds an owner on top, so the
 //! protocol below is the only one the lock family has.
 //!
-//! # Invariant
-//! `waiters` is non-empty only while `permits == 0`: a release hands its permit to the
-//! first waiter instead of counting it, so a free permit and a waiting acquirer never
-//! coexist. That makes service FIFO and `try_acquire` fair (it cannot take a permit
-//! a waiter is owed, because there is none).
+//! # The problem: convoys
+//! The first version handed every released permit to the longest waiter (strict FIFO,
+//! tokio's and gevent's choice). With greenlets that cannot move between workers, that
+//! builds a *lock convoy*: once one greenlet of the other worker waits, every release
+//! must wake it across threads, and the releaser, locking again a moment later, now
+//! waits too, and so does every greenlet behind it: each lock operation becomes a
+//! cross-core hand-off (measured: `mutex_contention` at 2.5x tokio). tokio escapes it by
+//! moving the woken task to the releaser's worker; grove's greenlets stay home.
+//!
+//! # The approach: barging with a starvation hand-off (Go's `sync.Mutex`)
+//! A release makes the permit *free* and wakes the first waiter to *try* for it; until
+//! that waiter runs, anyone may take the free permit (a greenlet that unlocks and locks
+//! again in a loop keeps going without a switch). A woken waiter that loses the race
+//! waits again **at the head**, keeping its turn. Once the head waiter has waited 1 ms,
+//! it is *starving*: the next release hands the permit straight to it (the old
+//! behaviour, for one permit), so nobody waits for ever behind faster greenlets.
+//! Waiters are still woken in FIFO order; what a newcomer may do is take a permit that
+//! is free at the moment it asks.
 //!
 //! # Protocol (all under the semaphore's mutex, released while parked)
-//! 1. Acquire: a free permit → take it. Else enqueue a ticket and park ([`wait`]);
-//!    the permit arrives *in* the ticket, so the woken acquirer owns it without
-//!    re-checking the count.
-//! 2. Release: a waiter → hand it the permit (`notify_one`) and wake it. Else count it
-//!    (a bounded semaphore already at its bound refuses: [`OverRelease`]).
-//! 3. Cancellation: an acquirer killed or timed out (by [`Timeout`]) while queued is
-//!    removed; one that had already been handed a permit gives it back through
-//!    step 2 (`pass_on`), so the next waiter gets it or it is counted. An acquirer
-//!    reaching its *own* deadline with a permit just handed over keeps it and
-//!    succeeds. Either way no permit is lost or duplicated.
+//! 1. Acquire: a free permit, and no starving head waiter to hand it to → take it.
+//!    Else enqueue and park ([`wait_at`]); what arrives is a [`Grant`].
+//! 2. Release: a starving head waiter → hand it the permit (`Grant::Permit`) and clear
+//!    the starving flag. Else count the permit as free, and, unless a woken waiter is
+//!    already on its way (`woken`), wake the head waiter (`Grant::Retry`). A bounded
+//!    semaphore already at its bound refuses: [`OverRelease`].
+//! 3. A waiter woken with `Retry` clears `woken` and takes a free permit if there is
+//!    one; else it waits again at the head, and if it has now waited 1 ms in all it
+//!    marks itself starving.
+//! 4. Cancellation: an acquirer killed or timed out (by [`Timeout`]) while queued is
+//!    removed; one that had been handed a `Permit` gives it back through step 2
+//!    (`pass_on`); one that had been sent a `Retry` passes the wake-up on (the next
+//!    waiter is woken if a permit is free). An acquirer reaching its *own* deadline with
+//!    a grant just handed over uses it. Either way no permit or wake-up is lost.
 //!
 //! The mutex is a std one held for a few instructions, never across a park, so a
 //! greenlet waiting for a permit never blocks its worker thread, and releases work
@@ -36,11 +53,29 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::waitlist::{lock, wait, WaitList};
+use crate::waitlist::{lock, wait_at, Place, WaitList};
+
+/// How long a waiter waits before the next release is handed to it (Go's
+/// `starvationThresholdNs`).
+const STARVING_AFTER: Duration = Duration::from_millis(1);
+
+/// What a waiter is handed (protocol steps 2–3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// The permit itself: the waiter owns it.
+    Permit,
+    /// A wake-up to try for a free permit.
+    Retry,
+}
 
 struct State {
+    /// Free permits.
     permits: usize,
-    waiters: WaitList<()>,
+    waiters: WaitList<Grant>,
+    /// A waiter sent `Retry` has not run yet: releases need not wake another.
+    woken: bool,
+    /// The head waiter has waited [`STARVING_AFTER`]: the next release is its.
+    starving: bool,
 }
 
 /// The counting core shared by [`Semaphore`], [`BoundedSemaphore`], [`Lock`](crate::Lock)
@@ -57,6 +92,8 @@ impl Core {
             state: Mutex::new(State {
                 permits,
                 waiters: WaitList::default(),
+                woken: false,
+                starving: false,
             }),
             bound,
         }
@@ -73,26 +110,50 @@ impl Core {
     }
 
     pub(crate) fn try_acquire(&self) -> bool {
-        let mut s = lock(&self.state);
-        if s.permits > 0 {
-            s.permits -= 1;
-            true
-        } else {
-            false
-        }
+        lock(&self.state).take_free()
     }
 
-    /// Step 1: takes a permit, waiting until `deadline` at the latest.
+    /// Steps 1 and 3: takes a permit, waiting until `deadline` at the latest.
     pub(crate) fn acquire_until(&self, deadline: Option<Instant>) -> bool {
         let mut s = lock(&self.state);
-        if s.permits > 0 {
-            s.permits -= 1;
+        if s.take_free() {
             return true;
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+        let mut place = Place::Back;
+        let mut since = None;
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            let waiting_since = *since.get_or_insert_with(Instant::now);
+            let grant = wait_at(
+                place,
+                s,
+                &self.state,
+                |s| &mut s.waiters,
+                deadline,
+                State::pass_on,
+            );
+            s = lock(&self.state);
+            match grant {
+                Some(Grant::Permit) => return true,
+                Some(Grant::Retry) => {
+                    // Step 3: our turn to try.
+                    s.woken = false;
+                    if s.permits > 0 {
+                        s.permits -= 1;
+                        return true;
+                    }
+                    // Lost to a barger: wait again, first in line.
+                    place = Place::Front;
+                    if waiting_since.elapsed() >= STARVING_AFTER {
+                        s.starving = true;
+                    }
+                }
+                // The deadline passed with nothing handed over.
+                None => return false,
+            }
         }
-        wait(s, &self.state, |s| &mut s.waiters, deadline, Self::put_back).is_some()
     }
 
     /// A guard for a permit just taken.
@@ -106,17 +167,55 @@ impl Core {
         if self.bound.is_some_and(|b| s.permits >= b) {
             return Err(OverRelease);
         }
-        Self::put_back(&mut s, ());
+        s.put_back(());
         Ok(())
     }
+}
 
-    /// Hands a permit to the first waiter, or counts it (steps 2 and 3).
-    fn put_back(s: &mut State, permit: ()) {
-        if s.waiters.notify_one(permit).is_err() {
-            s.permits = s
-                .permits
-                .checked_add(1)
-                .expect("Semaphore::release: permit count overflows usize");
+impl State {
+    /// Step 1's fast path: a free permit nobody starving is owed.
+    fn take_free(&mut self) -> bool {
+        if self.permits > 0 && !(self.starving && self.waiters.len() > 0) {
+            self.permits -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Step 2: a starving head waiter gets the permit; else it is counted free and the
+    /// head waiter (if none is already on its way) is woken to try for it.
+    fn put_back(&mut self, _permit: ()) {
+        if self.starving {
+            self.starving = false;
+            if self.waiters.notify_one(Grant::Permit).is_ok() {
+                return;
+            }
+        }
+        self.permits = self
+            .permits
+            .checked_add(1)
+            .expect("Semaphore::release: permit count overflows usize");
+        self.wake_one();
+    }
+
+    /// Wakes the head waiter to try for a free permit, unless one is already on its way.
+    fn wake_one(&mut self) {
+        if !self.woken && self.waiters.notify_one(Grant::Retry).is_ok() {
+            self.woken = true;
+        }
+    }
+
+    /// Step 4: what a waiter unwound after being handed `grant` gives back.
+    fn pass_on(&mut self, grant: Grant) {
+        match grant {
+            Grant::Permit => self.put_back(()),
+            Grant::Retry => {
+                self.woken = false;
+                if self.permits > 0 {
+                    self.wake_one();
+                }
+            }
         }
     }
 }
@@ -141,14 +240,16 @@ impl fmt::Display for OverRelease {
 impl Error for OverRelease {}
 
 /// A counting semaphore (gevent's `Semaphore`): at most `permits` holders at once;
-/// others wait, served first come, first served.
+/// others wait, woken first come, first served.
 ///
 /// Cheap to clone: clones share the permits. [`acquire`](Self::acquire) parks a
 /// greenlet (its worker runs others) or blocks a plain OS thread, and returns a guard
 /// that gives the permit back when dropped. Holding a guard across a blocking call is
 /// fine: a started greenlet never changes threads. For gevent's manual style, call
 /// [`SemaphoreGuard::forget`] and later [`release`](Self::release) — from any greenlet
-/// or thread. A released permit goes straight to the longest-waiting acquirer.
+/// or thread. A released permit is free to whoever asks first, and wakes the
+/// longest-waiting acquirer to ask; one that has waited 1 ms is handed the next
+/// released permit (the module docs explain why: Go's `sync.Mutex` policy).
 /// Acquiring is cancellation-safe: an acquirer killed or timed out mid-wait never
 /// takes a permit with it.
 ///
@@ -198,7 +299,7 @@ impl Semaphore {
         }
     }
 
-    /// Takes a permit, waiting (in FIFO order) until one is free.
+    /// Takes a permit, waiting until one is free (waiters are woken in FIFO order).
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.core.acquire_until(None);
         self.core.guard()
@@ -273,7 +374,7 @@ impl BoundedSemaphore {
         }
     }
 
-    /// Takes a permit, waiting (in FIFO order) until one is free.
+    /// Takes a permit, waiting until one is free (waiters are woken in FIFO order).
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.sem.acquire()
     }

@@ -204,25 +204,71 @@ pub fn wait<S, T>(
     deadline: Option<Instant>,
     pass_on: impl Fn(&mut S, T),
 ) -> Option<T> {
+    wait_at(Place::Back, guard, state, list, deadline, pass_on)
+}
+
+/// Where a waiter joins the FIFO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// At the tail: a new waiter.
+    Back,
+    /// At the head: a waiter that was woken to *try* again (not handed anything), lost
+    /// that try to someone faster, and waits again keeping its turn (Go's `sync.Mutex`
+    /// re-queues such a waiter the same way).
+    Front,
+}
+
+/// [`wait`], joining the list at `place`.
+#[cfg(not(grove_loom))]
+pub fn wait_at<S, T>(
+    place: Place,
+    guard: MutexGuard<'_, S>,
+    state: &Mutex<S>,
+    list: impl Fn(&mut S) -> &mut WaitList<T>,
+    deadline: Option<Instant>,
+    pass_on: impl Fn(&mut S, T),
+) -> Option<T> {
     let waker = grove_scheduler::current_waker();
-    wait_with(guard, state, list, waker, pass_on, || match deadline {
-        Some(d) if Instant::now() >= d => false,
-        Some(d) => {
-            grove_scheduler::park_timeout(d);
-            true
-        }
-        None => {
-            grove_scheduler::park();
-            true
-        }
-    })
+    link_and_wait(
+        place,
+        guard,
+        state,
+        list,
+        waker,
+        pass_on,
+        || match deadline {
+            Some(d) if Instant::now() >= d => false,
+            Some(d) => {
+                grove_scheduler::park_timeout(d);
+                true
+            }
+            None => {
+                grove_scheduler::park();
+                true
+            }
+        },
+    )
 }
 
 /// [`wait`] with the waker and the parking given: `waker` is what a notifier wakes;
 /// `park` either parks once (until a wake, a spurious wake, or the deadline) and
 /// returns `true`, or returns `false` without parking because the deadline has passed:
 /// the wait gives up. `park` may also unwind (kill, Timeout); see [`wait`].
+// The loom models' entry point; the primitives go through `wait`/`wait_at`.
+#[cfg_attr(not(grove_loom), allow(dead_code))]
 pub fn wait_with<S, T>(
+    guard: MutexGuard<'_, S>,
+    state: &Mutex<S>,
+    list: impl Fn(&mut S) -> &mut WaitList<T>,
+    waker: Waker,
+    pass_on: impl Fn(&mut S, T),
+    park: impl FnMut() -> bool,
+) -> Option<T> {
+    link_and_wait(Place::Back, guard, state, list, waker, pass_on, park)
+}
+
+fn link_and_wait<S, T>(
+    place: Place,
     mut guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
@@ -238,7 +284,11 @@ pub fn wait_with<S, T>(
         notified: AtomicBool::new(false),
         _pinned: PhantomPinned,
     };
-    list(&mut guard).queue.push_back(NonNull::from(&node));
+    let queue = &mut list(&mut guard).queue;
+    match place {
+        Place::Back => queue.push_back(NonNull::from(&node)),
+        Place::Front => queue.push_front(NonNull::from(&node)),
+    }
     drop(guard);
     // Step 2.
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| loop {
