@@ -225,3 +225,67 @@ fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
     assert!(m.reactor.wakes >= 3, "{m:#?}");
     assert!(m.reactor.polls > before.reactor.polls);
 }
+
+/// A parked greenlet says what it waits on when the primitive names it.
+#[test]
+fn a_dump_says_what_parked_greenlets_wait_on() {
+    let rt = grove::Runtime::builder()
+        .workers(1)
+        .monitor(None)
+        .build()
+        .unwrap();
+    let info = rt.block_on(|| {
+        let (ev, q, lock) = (Event::new(), grove::Queue::<u8>::new(), grove::Lock::new());
+        let held = lock.lock();
+        let waiters = [
+            grove::Builder::new().name("on-event").spawn({
+                let ev = ev.clone();
+                move || {
+                    ev.wait();
+                }
+            }),
+            grove::Builder::new().name("on-queue").spawn({
+                let q = q.clone();
+                move || {
+                    q.get().unwrap();
+                }
+            }),
+            grove::Builder::new().name("on-lock").spawn({
+                let lock = lock.clone();
+                move || drop(lock.lock())
+            }),
+            grove::Builder::new().name("on-sleep").spawn(|| {
+                grove::sleep(Duration::from_secs(3600));
+            }),
+        ];
+        // One worker: yielding lets each run up to its wait.
+        while grove::run_info()
+            .expect("inside a runtime")
+            .count(GreenletState::Parked)
+            < 4
+        {
+            grove::yield_now();
+        }
+        let info = grove::run_info().expect("inside a runtime");
+        ev.set();
+        q.put(1).unwrap();
+        drop(held);
+        waiters[3].kill();
+        for w in waiters {
+            let _ = w.join();
+        }
+        info
+    });
+    println!("{info}");
+    let on = |name: &str| {
+        info.greenlets
+            .iter()
+            .find(|g| g.name.as_deref() == Some(name))
+            .and_then(|g| g.waiting_on)
+    };
+    assert_eq!(on("on-event"), Some("Event::wait"), "{info}");
+    assert_eq!(on("on-queue"), Some("Queue::get"), "{info}");
+    assert_eq!(on("on-lock"), Some("Lock::lock"), "{info}");
+    assert_eq!(on("on-sleep"), Some("sleep"), "{info}");
+    assert!(info.to_string().contains("Event::wait"), "{info}");
+}

@@ -169,7 +169,14 @@ impl<T, E> AsyncResult<T, E> {
         }
         // A set wakes every waiter: a wake-up consumed by a cancelled one is owed to
         // nobody, so there is nothing to pass on.
-        wait(waiters, &self.inner.waiters, |w| w, deadline, |_, ()| {});
+        wait(
+            &"AsyncResult::wait",
+            waiters,
+            &self.inner.waiters,
+            |w| w,
+            deadline,
+            |_, ()| {},
+        );
         self.inner.outcome.get()
     }
 }

@@ -526,9 +526,9 @@ impl<T> BlockingHandle<T> {
                 }
             }
             match deadline {
-                None => grove_scheduler::park(),
+                None => grove_scheduler::park_on(&"BlockingHandle::join"),
                 Some(d) if Instant::now() >= d => return None,
-                Some(d) => grove_scheduler::park_timeout(d),
+                Some(d) => grove_scheduler::park_timeout_on(d, &"BlockingHandle::join"),
             }
         }
     }

@@ -95,7 +95,14 @@ impl Event {
         }
         // `set` wakes everyone, so a wake-up consumed by a cancelled waiter is owed to
         // nobody: nothing to pass on.
-        match wait(s, &self.state, |s| &mut s.waiters, deadline, |_, ()| {}) {
+        match wait(
+            &"Event::wait",
+            s,
+            &self.state,
+            |s| &mut s.waiters,
+            deadline,
+            |_, ()| {},
+        ) {
             Some(()) => true,
             None => self.is_set(),
         }

@@ -147,6 +147,7 @@ impl Core {
         // A slot handed to us that we will not use (unwound, or at the deadline) goes
         // to the next waiter.
         wait(
+            &"Pool: waiting for a free slot",
             s,
             &self.state,
             |s| &mut s.slot_waiters,
@@ -206,6 +207,7 @@ impl Core {
         }
         // `notify_all` wakes every waiter: a consumed wake-up is owed to nobody.
         if wait(
+            &"Group::join",
             s,
             &self.state,
             |s| &mut s.empty_waiters,

@@ -84,10 +84,12 @@ pub(crate) struct Core {
     state: Mutex<State>,
     /// The most permits a release may bring back (`None`: unbounded).
     bound: Option<usize>,
+    /// What a waiter waits on, for run-info dumps.
+    what: &'static &'static str,
 }
 
 impl Core {
-    pub(crate) fn new(permits: usize, bound: Option<usize>) -> Core {
+    pub(crate) fn new(permits: usize, bound: Option<usize>, what: &'static &'static str) -> Core {
         Core {
             state: Mutex::new(State {
                 permits,
@@ -96,6 +98,7 @@ impl Core {
                 starving: false,
             }),
             bound,
+            what,
         }
     }
 
@@ -127,6 +130,7 @@ impl Core {
             }
             let waiting_since = *since.get_or_insert_with(Instant::now);
             let grant = wait_at(
+                self.what,
                 place,
                 s,
                 &self.state,
@@ -295,7 +299,7 @@ impl Semaphore {
 
     fn with_bound(permits: usize, bound: Option<usize>) -> Semaphore {
         Semaphore {
-            core: Arc::new(Core::new(permits, bound)),
+            core: Arc::new(Core::new(permits, bound, &"Semaphore::acquire")),
         }
     }
 

@@ -190,21 +190,22 @@ impl<T> WaitList<T> {
 /// giving it back would be a pointless round trip (primitives rely on this to never
 /// lose a permit or item).
 ///
-/// `guard` is the primitive's lock, taken by the caller to find that it cannot
-/// proceed, and `state` the mutex it came from (for step 4); `list` must find the same
+/// `what` names the wait for run-info dumps (`&"Queue::get"`). `guard` is the
+/// primitive's lock, taken by the caller to find that it cannot proceed, and `state` the mutex it came from (for step 4); `list` must find the same
 /// list every time. `pass_on` receives (under the lock) a value that was handed over
 /// but will not be used because the wait ended by unwinding. Cancellation-safe: if the
 /// waiter is unwound from `park` (kill, Timeout), its node is cancelled the same way
 /// before the unwind continues.
 #[cfg(not(grove_loom))]
 pub fn wait<S, T>(
+    what: &'static &'static str,
     guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
     deadline: Option<Instant>,
     pass_on: impl Fn(&mut S, T),
 ) -> Option<T> {
-    wait_at(Place::Back, guard, state, list, deadline, pass_on)
+    wait_at(what, Place::Back, guard, state, list, deadline, pass_on)
 }
 
 /// Where a waiter joins the FIFO.
@@ -223,6 +224,7 @@ pub enum Place {
 /// [`wait`], joining the list at `place`.
 #[cfg(not(grove_loom))]
 pub fn wait_at<S, T>(
+    what: &'static &'static str,
     place: Place,
     guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
@@ -241,11 +243,11 @@ pub fn wait_at<S, T>(
         || match deadline {
             Some(d) if Instant::now() >= d => false,
             Some(d) => {
-                grove_scheduler::park_timeout(d);
+                grove_scheduler::park_timeout_on(d, what);
                 true
             }
             None => {
-                grove_scheduler::park();
+                grove_scheduler::park_on(what);
                 true
             }
         },

@@ -481,8 +481,8 @@ fn wait_linked(h: &Header, deadline: Option<Instant>) -> bool {
         }
         match deadline {
             Some(d) if Instant::now() >= d => return false,
-            Some(d) => park_timeout(d),
-            None => park(),
+            Some(d) => park_timeout_on(d, &"Greenlet::wait"),
+            None => park_on(&"Greenlet::wait"),
         }
     }
 }
@@ -514,7 +514,7 @@ impl<T: Send + 'static> JoinHandle<T> {
             if !h.register_joiner(&waker) {
                 break;
             }
-            park();
+            park_on(&"JoinHandle::join");
         }
         // SAFETY: DONE observed (Acquire) and `self` is the unique handle.
         let out = unsafe { self.task.take_output() };
@@ -602,8 +602,8 @@ impl<T: 'static> JoinHandle<T> {
                 return true;
             }
             match deadline {
-                Some(d) => park_timeout(d),
-                None => park(),
+                Some(d) => park_timeout_on(d, &"JoinHandle::join"),
+                None => park_on(&"JoinHandle::join"),
             }
         }
     }
@@ -820,7 +820,7 @@ pub fn in_greenlet() -> bool {
 /// Lets every other runnable greenlet on this worker run once, then continues
 /// (gevent's `sleep(0)`). On a plain thread it yields the thread to the OS.
 pub fn yield_now() {
-    if !suspend_current(Suspend::Yield) {
+    if !suspend_current(Suspend::Yield, std::ptr::null_mut()) {
         thread::yield_now();
     }
 }
@@ -846,6 +846,15 @@ impl Drop for TimerGuard {
 /// the clock). In a greenlet this needs a runtime with timers (`grove::Runtime`);
 /// on a plain thread it uses `std::thread::park_timeout`.
 pub fn park_timeout(deadline: Instant) {
+    park_timeout_inner(deadline, std::ptr::null_mut());
+}
+
+/// [`park_timeout`], saying what the greenlet waits on (see [`park_on`]).
+pub fn park_timeout_on(deadline: Instant, what: &'static &'static str) {
+    park_timeout_inner(deadline, waiting_on_ptr(what));
+}
+
+fn park_timeout_inner(deadline: Instant, what: *mut &'static str) {
     match with_local(|l| l.and_then(|l| l.current())) {
         Some(task) => {
             let timers = task.header().rt.timers.clone().unwrap_or_else(|| {
@@ -853,7 +862,7 @@ pub fn park_timeout(deadline: Instant) {
             });
             let key = timers.add(deadline, task.waker());
             let _guard = TimerGuard { timers, key };
-            park();
+            park_inner(what);
         }
         None => {
             let now = Instant::now();
@@ -871,7 +880,33 @@ pub fn park_timeout(deadline: Instant) {
 /// [`current_waker`] with what you wait for, re-check the condition, then `park`;
 /// loop, because wakes may be spurious.
 pub fn park() {
-    if !suspend_current(Suspend::Park) {
+    park_inner(std::ptr::null_mut());
+}
+
+/// [`park`], saying what the greenlet waits on: run-info dumps
+/// ([`Runtime::dump`](crate::Runtime::dump), [`run_info`](crate::run_info)) then show
+/// a parked greenlet as waiting on `what` (`&"Event::wait"`: a `&'static str` behind a
+/// `'static` reference) rather than just "parked". grove's primitives all do this.
+///
+/// ```
+/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| {
+///     let me = grove_scheduler::current();
+///     let waker = grove_scheduler::spawn(move || me.waker().wake());
+///     grove_scheduler::park_on(&"my_channel::recv"); // a dump now says "my_channel::recv"
+///     waker.join().unwrap();
+/// });
+/// ```
+pub fn park_on(what: &'static &'static str) {
+    park_inner(waiting_on_ptr(what));
+}
+
+fn waiting_on_ptr(what: &'static &'static str) -> *mut &'static str {
+    what as *const &'static str as *mut &'static str
+}
+
+fn park_inner(what: *mut &'static str) {
+    if !suspend_current(Suspend::Park, what) {
         thread::park();
     }
 }
@@ -919,7 +954,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
-        park();
+        park_on(&"block_on(future)");
     }
 }
 

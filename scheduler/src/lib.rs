@@ -94,9 +94,9 @@ pub use crate::control::{iwait, iwait_deadline, iwait_timeout, joinall, killall,
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]
 pub use crate::greenlet::{
-    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, spawn_later,
-    try_current, try_spawn, with_extension, worker_index, yield_now, Builder, Greenlet, JoinHandle,
-    LinkId,
+    block_on, current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
+    spawn, spawn_later, try_current, try_spawn, with_extension, worker_index, yield_now, Builder,
+    Greenlet, JoinHandle, LinkId,
 };
 #[cfg(not(grove_loom))]
 pub use crate::interrupt::{with_timeout, Elapsed, Timeout};

@@ -88,6 +88,9 @@ pub struct GreenletInfo {
     pub state: GreenletState,
     /// Home worker (listed greenlets have all started, so they have one).
     pub worker: usize,
+    /// What it waits for, when parked in a primitive that says so (`"Event::wait"`,
+    /// `"Queue::get"`, `"sleep"`...; see [`park_on`](crate::park_on)).
+    pub waiting_on: Option<&'static str>,
     /// Where it was spawned.
     pub spawned_at: &'static Location<'static>,
     /// Time since it first suspended (parked or yielded), when it entered its worker's
@@ -203,18 +206,19 @@ impl fmt::Display for RunInfo {
         writeln!(f, "global queue: {} unstarted", self.queued_global)?;
         writeln!(
             f,
-            "{:>8} {:<9} {:>6} {:>10}  {:<24} spawned at",
-            "id", "state", "worker", "age", "name"
+            "{:>8} {:<9} {:>6} {:>10}  {:<24} {:<22} spawned at",
+            "id", "state", "worker", "age", "name", "waiting on"
         )?;
         for g in &self.greenlets {
             writeln!(
                 f,
-                "{:>8} {:<9} {:>6} {:>10}  {:<24} {}",
+                "{:>8} {:<9} {:>6} {:>10}  {:<24} {:<22} {}",
                 g.id,
                 g.state.to_string(),
                 g.worker,
                 g.age.map_or("-".to_string(), |a| format!("{:.1?}", a)),
                 g.display_name(),
+                g.waiting_on.unwrap_or("-"),
                 g.spawned_at
             )?;
         }
@@ -241,6 +245,7 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
                     name: h.name.as_deref().map(str::to_owned),
                     state: GreenletState::Running,
                     worker: i,
+                    waiting_on: None,
                     spawned_at: h.spawned_at,
                     age: None,
                 })
@@ -266,6 +271,11 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
                     name: h.name.as_deref().map(str::to_owned),
                     state,
                     worker: i,
+                    waiting_on: if state == GreenletState::Parked {
+                        h.waiting_on()
+                    } else {
+                        None
+                    },
                     spawned_at: h.spawned_at,
                     age,
                 });

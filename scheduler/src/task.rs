@@ -46,7 +46,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::task::Waker;
@@ -116,6 +116,9 @@ pub(crate) struct Header {
     pub(crate) unwinding: AtomicBool,
     /// A pending interrupt: 0, `interrupt::KILL`, or a timeout scope's id.
     pub(crate) interrupt: AtomicU64,
+    /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
+    /// run-info dumps; null when it did not say. Only ever a `&'static &'static str`.
+    pub(crate) waiting_on: AtomicPtr<&'static str>,
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
     /// Completion observers other than the owner's join, by link id.
@@ -168,6 +171,7 @@ impl Header {
             rt,
             unwinding: AtomicBool::new(false),
             interrupt: AtomicU64::new(0),
+            waiting_on: AtomicPtr::new(std::ptr::null_mut()),
             join_flags: AtomicU8::new(0),
             join_waker: Mutex::new(None),
             links: Mutex::new(Vec::new()),
@@ -196,6 +200,14 @@ impl Header {
     pub(crate) unsafe fn take_prealloc(&self) -> Option<GreenStack> {
         // SAFETY: exclusive access is the caller's contract.
         unsafe { (*self.prealloc.get()).take() }
+    }
+
+    /// What the greenlet says it waits for (see `waiting_on`), if anything.
+    pub(crate) fn waiting_on(&self) -> Option<&'static str> {
+        let p = self.waiting_on.load(Ordering::Acquire);
+        // SAFETY: `waiting_on` only ever holds null or a pointer made from a
+        // `&'static &'static str` (`greenlet::park_on`), valid for the whole program.
+        unsafe { p.as_ref() }.copied()
     }
 
     pub(crate) fn is_parked(&self) -> bool {

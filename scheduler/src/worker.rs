@@ -663,7 +663,9 @@ pub(crate) fn schedule_woken(task: TaskRef) {
 
 /// Switches from the current greenlet to its hub. Returns `false` (without
 /// switching) if this thread is not running a greenlet.
-pub(crate) fn suspend_current(why: Suspend) -> bool {
+/// `what` (null: unknown) is recorded in the header as what a parking greenlet waits on,
+/// for run-info dumps: one store to a line the switch touches anyway.
+pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
     let h = with_local(|l| l.map_or(ptr::null(), |l| l.counters.spot.current()));
     if h.is_null() {
         return false;
@@ -676,6 +678,7 @@ pub(crate) fn suspend_current(why: Suspend) -> bool {
     // consumed (a kill the target caught) does not park forever; after, for one that
     // arrived while parked.
     crate::interrupt::checkpoint(h);
+    h.waiting_on.store(what, Ordering::Relaxed);
     // SAFETY: as above: we are on `h`'s own stack.
     unsafe { h.suspend(why) };
     crate::interrupt::checkpoint(h);

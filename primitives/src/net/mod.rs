@@ -334,15 +334,19 @@ impl<S: Source> Io<S> {
     /// (`Ok(false)`) or the reactor shuts down (`Err`). The caller must be the direction's
     /// only waiter (hold its gate, or own the socket alone).
     pub(crate) fn wait_ready(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<bool> {
+        let what: &'static &'static str = match dir {
+            Direction::Read => &"socket: read/accept",
+            Direction::Write => &"socket: write/connect",
+        };
         let waker = grove_scheduler::current_waker();
         let mut cx = Context::from_waker(&waker);
         loop {
             match self.reg().poll_ready(dir, &mut cx) {
                 Poll::Ready(r) => return r.map(|()| true),
                 Poll::Pending => match deadline {
-                    None => grove_scheduler::park(),
+                    None => grove_scheduler::park_on(what),
                     Some(d) if Instant::now() >= d => return Ok(false),
-                    Some(d) => grove_scheduler::park_timeout(d),
+                    Some(d) => grove_scheduler::park_timeout_on(d, what),
                 },
             }
         }

@@ -280,7 +280,14 @@ impl<T, S: Storage<T>> Inner<T, S> {
         s.putters.push_back(Arc::clone(&offer));
         drop(s);
         let woken = panic::catch_unwind(AssertUnwindSafe(|| {
-            wait(offer_guard, &offer, |o| &mut o.done, deadline, |_, ()| {})
+            wait(
+                &"Queue::put (full)",
+                offer_guard,
+                &offer,
+                |o| &mut o.done,
+                deadline,
+                |_, ()| {},
+            )
         }));
         // P4/P5. What became of the offer.
         let left = match woken {
@@ -330,6 +337,7 @@ impl<T, S: Storage<T>> Inner<T, S> {
         let deadline = s.may_wait(block)?;
         // G3. Nothing to take: wait to be handed an item (P1).
         match wait(
+            &"Queue::get",
             s,
             &self.state,
             |s| &mut s.getters,
@@ -353,7 +361,14 @@ impl<T, S: Storage<T>> Inner<T, S> {
             let deadline = s.may_wait(block)?;
             // Woken (every peeker is) or at the deadline: look again. A wake-up
             // consumed by a cancelled peeker is owed to nobody.
-            let _ = wait(s, &self.state, |s| &mut s.peekers, deadline, |_, ()| {});
+            let _ = wait(
+                &"Queue::peek",
+                s,
+                &self.state,
+                |s| &mut s.peekers,
+                deadline,
+                |_, ()| {},
+            );
         }
     }
 
@@ -392,7 +407,14 @@ impl<T, S: Storage<T>> Inner<T, S> {
             return false;
         }
         // Every joiner is woken: a wake-up consumed by a cancelled one is owed to nobody.
-        match wait(s, &self.state, |s| &mut s.joiners, deadline, |_, ()| {}) {
+        match wait(
+            &"Queue::join",
+            s,
+            &self.state,
+            |s| &mut s.joiners,
+            deadline,
+            |_, ()| {},
+        ) {
             Some(()) => true,
             None => self.unfinished() == 0,
         }
