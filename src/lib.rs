@@ -111,10 +111,10 @@ pub use grove_primitives::{
 };
 pub use grove_primitives::{Group, ImapUnordered, Pool, PoolFull};
 pub use grove_scheduler::{
-    block_on, current, current_waker, in_greenlet, park, park_timeout, spawn, try_current,
-    try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed, Greenlet, Handle,
-    JoinError, JoinHandle, SpawnError, StackMetrics, Timeout, WorkerMetrics, DEFAULT_STACK_SIZE,
-    MAX_STACK_SIZE, MIN_STACK_SIZE,
+    block_on, current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
+    spawn, try_current, try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed,
+    Greenlet, Handle, JoinError, JoinHandle, SpawnError, StackMetrics, Timeout, WorkerMetrics,
+    DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 pub use grove_scheduler::{greenlet_local, GreenletLocal};
 pub use grove_scheduler::{
