@@ -415,7 +415,7 @@ fn main() {
     );
     let rows = run(benches, &o);
     report::print_table(&rows, &o);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/compare");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare");
     match report::write_files(&rows, &o, &dir) {
         Ok((csv, svg)) => println!("\nwrote {}\nwrote {}", csv.display(), svg.display()),
         Err(e) => eprintln!("compare: writing {}: {e}", dir.display()),

@@ -333,7 +333,7 @@ const CONNECT_WINDOW: usize = 64;
 /// open to the port it announces until it answers.
 fn run_child(bench: &str, runtime: &str, n: usize, workers: usize) -> Result<Vec<f64>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/compare");
+    let log_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compare");
     let _ = std::fs::create_dir_all(&log_dir);
     let log = std::fs::File::create(log_dir.join(format!("child-{bench}-{runtime}.log")))
         .map_err(|e| e.to_string())?;
