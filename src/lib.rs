@@ -103,7 +103,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use grove_primitives::{blocking, net, server};
+pub use grove_primitives::{blocking, net, server, signal};
 pub use grove_primitives::{queue, Channel, LifoQueue, PriorityQueue, Queue};
 pub use grove_primitives::{
     sleep, sleep_until, AlreadySet, AsyncResult, BoundedSemaphore, Event, Lock, LockGuard,

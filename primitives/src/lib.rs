@@ -27,6 +27,8 @@ mod semaphore;
 #[cfg(not(grove_loom))]
 pub mod server;
 #[cfg(not(grove_loom))]
+pub mod signal;
+#[cfg(not(grove_loom))]
 mod time;
 mod waitlist;
 

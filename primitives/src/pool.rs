@@ -170,6 +170,20 @@ impl Core {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_acquired_with(grove_scheduler::Builder::new(), f)
+    }
+
+    /// [`spawn_acquired`](Self::spawn_acquired) with `b`'s options (name, spawn site).
+    #[track_caller]
+    fn spawn_acquired_with<F, T>(
+        self: &Arc<Core>,
+        b: grove_scheduler::Builder,
+        f: F,
+    ) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         // Gives the slot back if spawning unwinds.
         struct Release<'a>(&'a Core, bool);
         impl Drop for Release<'_> {
@@ -180,7 +194,7 @@ impl Core {
             }
         }
         let mut guard = Release(self, true);
-        let h = grove_scheduler::spawn(f);
+        let h = b.spawn(f);
         guard.1 = false;
         self.insert(h.greenlet());
         h
@@ -331,6 +345,17 @@ impl Group {
         self.core.spawn_acquired(f)
     }
 
+    /// [`spawn`](Self::spawn) with a builder's options (the server's spawn site).
+    #[track_caller]
+    pub(crate) fn spawn_with<F, T>(&self, b: grove_scheduler::Builder, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        require_runtime("grove::Group::spawn");
+        self.core.spawn_acquired_with(b, f)
+    }
+
     /// Adds a greenlet spawned elsewhere (gevent's `Group.add`). A greenlet already
     /// finished is not added; adding a member again changes nothing.
     pub fn add<T: 'static>(&self, h: &JoinHandle<T>) {
@@ -444,6 +469,18 @@ impl Pool {
         require_runtime("grove::Pool::spawn");
         self.core.acquire(None);
         self.core.spawn_acquired(f)
+    }
+
+    /// [`spawn`](Self::spawn) with a builder's options (the server's spawn site).
+    #[track_caller]
+    pub(crate) fn spawn_with<F, T>(&self, b: grove_scheduler::Builder, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        require_runtime("grove::Pool::spawn");
+        self.core.acquire(None);
+        self.core.spawn_acquired_with(b, f)
     }
 
     /// Spawns `f` if a slot is free; otherwise gives it back in [`PoolFull`].

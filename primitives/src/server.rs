@@ -5,26 +5,13 @@
 //!
 //! ```
 //! use std::io::{BufRead, BufReader, Write};
-//! use grove_primitives::net::TcpStream;
-//! use grove_primitives::server::StreamServer;
+//! use std::time::Duration;
+//! use grove::net::TcpStream;
+//! use grove::server::StreamServer;
 //!
-//! // With the `grove` facade: `grove::run(|| { ... })`; here the runtime is built by hand.
-//! # let reactor = grove_reactor::Reactor::start().unwrap();
-//! # #[derive(Debug)]
-//! # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
-//! # impl grove_scheduler::Timers for Timers {
-//! #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
-//! #         self.0.add_timer(at, w).to_raw()
-//! #     }
-//! #     fn cancel(&self, key: u128) {
-//! #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
-//! #     }
-//! # }
-//! # let rt = grove_scheduler::Runtime::builder()
-//! #     .extension(std::sync::Arc::new(reactor.handle()))
-//! #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
-//! rt.block_on(|| {
-//!     // An upper-casing line server, at most 100 connections handled at once.
+//! grove::run(|| {
+//!     // An upper-casing line server: at most 100 connections handled at once, each
+//!     // read waiting at most 30 s.
 //!     let server = StreamServer::bind("127.0.0.1:0", |conn: TcpStream, _peer| {
 //!         let mut line = String::new();
 //!         while BufReader::new(&conn).read_line(&mut line).unwrap_or(0) > 0 {
@@ -32,7 +19,8 @@
 //!             line.clear();
 //!         }
 //!     })?
-//!     .pool(100);
+//!     .pool(100)
+//!     .read_timeout(Duration::from_secs(30));
 //!     server.start()?;
 //!
 //!     let mut client = TcpStream::connect(server.local_addr())?;
@@ -42,11 +30,10 @@
 //!     assert_eq!(reply, "HELLO\n");
 //!
 //!     drop(client); // the handler sees end-of-file and returns
-//!     assert!(server.stop(std::time::Duration::from_secs(5)));
+//!     let report = server.drain(Duration::from_secs(5));
+//!     assert_eq!((report.finished, report.killed), (1, 0));
 //!     Ok::<(), std::io::Error>(())
 //! })?;
-//! drop(rt);
-//! reactor.shutdown();
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -84,6 +71,11 @@
 //!
 //! # Shutdown
 //!
+//! `stop` (or `drain`) runs these steps once per server, in a greenlet of their own (so a
+//! caller that is killed, or is itself a handler, cannot cut them short); every caller —
+//! any greenlet or OS thread, any number of times — and `serve_forever` wait until they
+//! have finished:
+//!
 //! 1. Mark the server stopped: it cannot be started (again).
 //! 2. Stop accepting: kill the accept loop and wait until it has unwound, which drops the
 //!    listening socket (new connections are refused; those still in the backlog are reset).
@@ -91,7 +83,20 @@
 //! 3. Wait up to `timeout` for the handlers to return by themselves.
 //! 4. Kill the handlers still running and wait for them to unwind (at most
 //!    [`KILL_GRACE`]; a handler that never blocks again cannot be interrupted).
-//! 5. Return true if step 3 saw every handler finish (a graceful stop).
+//! 5. Record the [`StopReport`] (how many finished, how many were killed) and wake the
+//!    waiters: `stop` returns true if none was killed, `serve_forever` returns `Ok`.
+//!
+//! With [`with_pool`](StreamServer::with_pool), "the handlers" are everything in the
+//! pool, the server's handlers and any other work spawned into it.
+//!
+//! # Limits
+//!
+//! A server can bound each connection so that a handler does not have to remember to:
+//! [`read_timeout`](StreamServer::read_timeout) (idle),
+//! [`write_timeout`](StreamServer::write_timeout) and
+//! [`first_bytes_timeout`](StreamServer::first_bytes_timeout). A timed-out socket call
+//! fails with [`io::ErrorKind::TimedOut`], always (see [`crate::net`]). Unset limits cost
+//! nothing; a set one costs a store per connection (and the first-bytes wait, a `peek`).
 //!
 //! Dropping the last handle of a started server does *not* stop it (the accept loop keeps
 //! it alive, as a spawned greenlet keeps running when its handle is dropped); call `stop`.
@@ -99,13 +104,15 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use grove_scheduler::Greenlet;
 
 use crate::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
-use crate::{Group, Pool};
+use crate::signal::{Signal, Signals};
+use crate::{Event, Group, Pool};
 
 /// How long step 4 of `stop` waits for killed handlers to unwind (gevent's
 /// `stop_timeout` for its kill).
@@ -149,10 +156,12 @@ impl Handlers {
         }
     }
 
-    fn spawn(&self, f: impl FnOnce() + Send + 'static) {
+    /// Spawns a handler, recording `at` (the user's `bind`) as its spawn site.
+    fn spawn(&self, at: &'static Location<'static>, f: impl FnOnce() + Send + 'static) {
+        let b = grove_scheduler::Builder::new().spawned_at(at);
         match self {
-            Handlers::Group(g) => drop(g.spawn(f)),
-            Handlers::Pool(p) => drop(p.spawn(f)),
+            Handlers::Group(g) => drop(g.spawn_with(b, f)),
+            Handlers::Pool(p) => drop(p.spawn_with(b, f)),
         }
     }
 
@@ -288,10 +297,65 @@ impl Backoff {
     }
 }
 
+/// The report of a [`stop`](StreamServer::drain): what happened to the handlers that were
+/// running when the server stopped accepting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Handlers that returned by themselves within the timeout (drained).
+    pub finished: usize,
+    /// Handlers still running when the timeout passed: each was killed.
+    pub killed: usize,
+    /// Of the killed, those that had not unwound [`KILL_GRACE`] later (a handler that
+    /// never blocks again cannot be interrupted); still running when `stop` returned.
+    pub unresponsive: usize,
+    /// The signal that stopped the server, for
+    /// [`serve_until_signal`](StreamServer::serve_until_signal).
+    pub signal: Option<Signal>,
+}
+
+impl StopReport {
+    /// True if no handler had to be killed.
+    pub fn graceful(&self) -> bool {
+        self.killed == 0
+    }
+}
+
+impl fmt::Display for StopReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(sig) = self.signal {
+            write!(f, "{sig}: ")?;
+        }
+        write!(
+            f,
+            "drained {} handler(s): {} finished, {} killed",
+            self.finished + self.killed,
+            self.finished,
+            self.killed
+        )?;
+        if self.unresponsive > 0 {
+            write!(f, " ({} still running: they never block)", self.unresponsive)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a server is in its life.
+#[derive(Debug)]
+enum Phase {
+    /// Not stopped (maybe not started).
+    Running,
+    /// A stop is under way (its greenlet drains the handlers).
+    Stopping,
+    /// Stopped; the report of the stop.
+    Stopped(StopReport),
+}
+
 /// What both servers share: the socket until started, the accept loop, the handlers.
 struct Core<S> {
     addr: SocketAddr,
     state: Mutex<State<S>>,
+    /// Set once the stop has finished (its report is in `Phase::Stopped`).
+    stopped: Event,
 }
 
 struct State<S> {
@@ -299,7 +363,9 @@ struct State<S> {
     socket: Option<S>,
     handlers: Handlers,
     accept: Option<Greenlet>,
-    stopped: bool,
+    phase: Phase,
+    /// The runtime the server was started in, for the stopping greenlet.
+    runtime: Option<grove_scheduler::Handle>,
     /// The error that ended the accept loop, for `serve_forever`.
     error: Option<io::Error>,
 }
@@ -312,21 +378,30 @@ impl<S: Send + 'static> Core<S> {
                 socket: Some(socket),
                 handlers: Handlers::Group(Group::new()),
                 accept: None,
-                stopped: false,
+                phase: Phase::Running,
+                runtime: None,
                 error: None,
             }),
+            stopped: Event::new(),
         })
     }
 
     fn set_handlers(&self, h: Handlers) {
         let mut s = lock(&self.state);
-        if s.accept.is_none() && !s.stopped {
+        if s.accept.is_none() && matches!(s.phase, Phase::Running) {
             s.handlers = h;
         }
     }
 
     fn handlers(&self) -> Handlers {
         lock(&self.state).handlers.clone()
+    }
+
+    fn report(&self) -> Option<StopReport> {
+        match lock(&self.state).phase {
+            Phase::Stopped(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// Spawns the accept loop `run`; returns it (or the one already running, if `again`).
@@ -336,13 +411,13 @@ impl<S: Send + 'static> Core<S> {
         again: bool,
         run: impl FnOnce(S, Handlers) -> io::Result<()> + Send + 'static,
     ) -> io::Result<Greenlet> {
-        if grove_scheduler::Handle::try_current().is_none() {
+        let Some(runtime) = grove_scheduler::Handle::try_current() else {
             return Err(io::Error::other(format!(
                 "{what} must be called from a greenlet inside a grove runtime"
             )));
-        }
+        };
         let mut s = lock(&self.state);
-        if s.stopped {
+        if !matches!(s.phase, Phase::Running) {
             return Err(io::Error::other(format!("{what}: the server was stopped")));
         }
         if let Some(g) = &s.accept {
@@ -363,77 +438,188 @@ impl<S: Send + 'static> Core<S> {
         let handlers = s.handlers.clone();
         let core = self.clone();
         // Spawned under the lock, so `stop` finds it recorded.
-        let g = grove_scheduler::try_spawn(move || {
-            if let Err(e) = run(socket, handlers) {
-                lock(&core.state).error = Some(e);
-            }
-        })
-        .map_err(|e| {
-            // The socket went with the closure: this server cannot start any more.
-            s.stopped = true;
-            io::Error::other(format!("{what}: {e}"))
-        })?
-        .greenlet();
+        let g = grove_scheduler::Builder::new()
+            .name("grove-server-accept")
+            .try_spawn(move || {
+                if let Err(e) = run(socket, handlers) {
+                    lock(&core.state).error = Some(e);
+                }
+            })
+            .map_err(|e| {
+                // The socket went with the closure: this server cannot start any more.
+                s.phase = Phase::Stopped(StopReport::default());
+                self.stopped.set();
+                io::Error::other(format!("{what}: {e}"))
+            })?
+            .greenlet();
         s.accept = Some(g.clone());
+        s.runtime = Some(runtime);
         Ok(g)
     }
 
     fn serve_forever(self: &Arc<Self>, g: Greenlet) -> io::Result<()> {
-        /// Stops the server if `serve_forever`'s caller unwinds (is killed), from a new
-        /// greenlet: an unwinding greenlet must not block.
+        /// Stops the server if `serve_forever`'s caller unwinds (is killed); `begin_stop`
+        /// does not block, as an unwinding greenlet must not.
         struct StopOnUnwind<S: Send + 'static>(Option<Arc<Core<S>>>);
         impl<S: Send + 'static> Drop for StopOnUnwind<S> {
             fn drop(&mut self) {
                 if let Some(core) = self.0.take() {
-                    if let Some(g) = lock(&core.state).accept.clone() {
-                        g.kill_nowait();
-                    }
-                    // `try_spawn`: a runtime shutting down refuses, and panicking here
-                    // (mid-unwind) would abort. The accept loop is killed either way.
-                    let _ = grove_scheduler::try_spawn(move || core.stop(KILL_GRACE));
+                    core.begin_stop(KILL_GRACE, None);
                 }
             }
         }
         let mut guard = StopOnUnwind(Some(self.clone()));
         g.wait();
+        let (error, stopping) = {
+            let mut s = lock(&self.state);
+            (s.error.take(), !matches!(s.phase, Phase::Running))
+        };
+        if let Some(e) = error {
+            guard.0 = None;
+            return Err(e);
+        }
+        // The accept loop ends only when a stop kills it (or the runtime shuts down):
+        // return once that stop has finished, as gevent's `serve_forever` does.
+        if stopping {
+            self.stopped.wait();
+        }
         guard.0 = None;
-        match lock(&self.state).error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+        Ok(())
+    }
+
+    /// Starts stopping (once; later calls do nothing) without waiting: the work runs in
+    /// a greenlet of its own, so a caller that is killed, or is one of the handlers, does
+    /// not cut the stop short.
+    fn begin_stop(self: &Arc<Self>, timeout: Duration, signal: Option<Signal>) {
+        let (socket, accept, runtime) = {
+            let mut s = lock(&self.state);
+            if !matches!(s.phase, Phase::Running) {
+                return;
+            }
+            s.phase = Phase::Stopping;
+            (s.socket.take(), s.accept.take(), s.runtime.clone())
+        };
+        // Step 2 begins: a server never started just drops its socket.
+        drop(socket);
+        let (Some(accept), Some(runtime)) = (accept, runtime) else {
+            self.finish(StopReport {
+                signal,
+                ..StopReport::default()
+            });
+            return;
+        };
+        let core = self.clone();
+        let accept2 = accept.clone();
+        let spawned = grove_scheduler::Builder::new()
+            .name("grove-server-stop")
+            .try_spawn_on(&runtime, move || core.run_stop(&accept2, timeout, signal));
+        if spawned.is_err() {
+            // The runtime is shutting down: it cancels every greenlet anyway.
+            accept.kill_nowait();
+            let victims = self.handlers().greenlets();
+            for g in &victims {
+                g.kill_nowait();
+            }
+            self.finish(StopReport {
+                killed: victims.len(),
+                unresponsive: victims.len(),
+                signal,
+                ..StopReport::default()
+            });
         }
     }
 
-    fn stop(self: &Arc<Self>, timeout: Duration) -> bool {
-        let handlers = self.handlers();
-        // From a handler, stopping would wait for (and kill) the caller: do it from a
-        // greenlet of its own; the calling handler is then killed like any straggler.
-        if let Some(me) = grove_scheduler::try_current() {
-            if handlers.greenlets().contains(&me) {
-                let core = self.clone();
-                return grove_scheduler::spawn(move || core.stop(timeout))
-                    .join()
-                    .unwrap_or(false);
+    /// Steps 2-5 of the module docs, in the stopping greenlet.
+    fn run_stop(self: &Arc<Self>, accept: &Greenlet, timeout: Duration, signal: Option<Signal>) {
+        /// Resolves the stop even if this greenlet is cancelled (a runtime shutting down),
+        /// so no caller of `stop` waits forever.
+        struct Resolve<'a, S: Send + 'static>(&'a Arc<Core<S>>, Option<StopReport>);
+        impl<S: Send + 'static> Drop for Resolve<'_, S> {
+            fn drop(&mut self) {
+                let report = self.1.take().unwrap_or_else(|| {
+                    let left = self.0.handlers().len();
+                    StopReport {
+                        killed: left,
+                        unresponsive: left,
+                        ..StopReport::default()
+                    }
+                });
+                self.0.finish(report);
             }
         }
-        // Step 1.
-        let (socket, accept) = {
-            let mut s = lock(&self.state);
-            s.stopped = true;
-            (s.socket.take(), s.accept.take())
-        };
-        // Step 2.
-        drop(socket);
-        if let Some(g) = accept {
-            g.kill();
-        }
+        let mut resolve = Resolve(self, None);
+        // Step 2: once the accept loop has unwound, no handler is added.
+        accept.kill();
+        let handlers = self.handlers();
+        let running = handlers.len();
         // Step 3.
-        if handlers.join_timeout(timeout) {
-            return true;
-        }
-        // Step 4.
-        handlers.kill_timeout(KILL_GRACE);
+        let report = if handlers.join_timeout(timeout) {
+            StopReport {
+                finished: running,
+                signal,
+                ..StopReport::default()
+            }
+        } else {
+            // Step 4.
+            let left = handlers.len();
+            handlers.kill_timeout(KILL_GRACE);
+            StopReport {
+                finished: running.saturating_sub(left),
+                killed: left,
+                unresponsive: handlers.len(),
+                signal,
+            }
+        };
         // Step 5.
-        false
+        resolve.1 = Some(report);
+    }
+
+    fn finish(&self, report: StopReport) {
+        lock(&self.state).phase = Phase::Stopped(report);
+        self.stopped.set();
+    }
+
+    /// Stops (or joins the stop under way) and waits until it has finished.
+    fn drain(self: &Arc<Self>, timeout: Duration, signal: Option<Signal>) -> StopReport {
+        self.begin_stop(timeout, signal);
+        self.stopped.wait();
+        self.report().unwrap_or_default()
+    }
+}
+
+/// The per-connection limits of a [`StreamServer`], applied before the handler runs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    first_bytes: Option<Duration>,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+impl Limits {
+    /// Applies the limits to `conn`; false if the connection is to be closed unhandled
+    /// (nothing arrived within the first-bytes timeout).
+    #[inline]
+    fn apply(&self, conn: &TcpStream) -> bool {
+        if let Some(t) = self.first_bytes {
+            if conn.set_read_timeout(Some(t)).is_err() {
+                return false;
+            }
+            // End-of-file and errors are the handler's to see; only silence closes.
+            if let Err(e) = conn.peek(&mut [0u8; 1]) {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    return false;
+                }
+            }
+            if conn.set_read_timeout(self.read).is_err() {
+                return false;
+            }
+        } else if self.read.is_some() && conn.set_read_timeout(self.read).is_err() {
+            return false;
+        }
+        if self.write.is_some() && conn.set_write_timeout(self.write).is_err() {
+            return false;
+        }
+        true
     }
 }
 
@@ -454,33 +640,19 @@ impl Drop for CloseOnExit {
 /// server from accepting (backpressure). Accept errors are waited out, never spun on.
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # #[derive(Debug)]
-/// # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
-/// # impl grove_scheduler::Timers for Timers {
-/// #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
-/// #         self.0.add_timer(at, w).to_raw()
-/// #     }
-/// #     fn cancel(&self, key: u128) {
-/// #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
-/// #     }
-/// # }
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle()))
-/// #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
 /// use std::io::{Read, Write};
 /// use std::time::Duration;
-/// use grove_primitives::net::TcpStream;
-/// use grove_primitives::server::StreamServer;
+/// use grove::net::TcpStream;
+/// use grove::server::StreamServer;
 ///
-/// rt.block_on(|| {
+/// grove::run(|| {
 ///     // An echo server; `serve_forever` in a greenlet, `stop` from another.
 ///     let server = StreamServer::bind("127.0.0.1:0", |mut conn: TcpStream, _| {
 ///         let mut c = conn.clone();
 ///         let _ = std::io::copy(&mut conn, &mut c);
 ///     })?;
 ///     let runner = server.clone();
-///     let serving = grove_scheduler::spawn(move || runner.serve_forever());
+///     let serving = grove::spawn(move || runner.serve_forever());
 ///
 ///     let mut client = TcpStream::connect(server.local_addr())?;
 ///     client.write_all(b"ping")?;
@@ -492,13 +664,15 @@ impl Drop for CloseOnExit {
 ///     assert!(server.stop(Duration::from_secs(5)));
 ///     serving.join().unwrap() // serve_forever returns Ok once stopped
 /// })?;
-/// # drop(rt); reactor.shutdown();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct StreamServer {
     core: Arc<Core<TcpListener>>,
     handler: Arc<TcpHandler>,
+    limits: Limits,
+    /// Where the user made the server: the spawn site of its handlers.
+    at: &'static Location<'static>,
 }
 
 impl fmt::Debug for StreamServer {
@@ -507,7 +681,7 @@ impl fmt::Debug for StreamServer {
         f.debug_struct("StreamServer")
             .field("addr", &self.core.addr)
             .field("started", &s.accept.is_some())
-            .field("stopped", &s.stopped)
+            .field("phase", &s.phase)
             .field("handlers", &s.handlers)
             .finish()
     }
@@ -518,24 +692,67 @@ impl StreamServer {
     /// [`local_addr`](Self::local_addr)); nothing is accepted until
     /// [`start`](Self::start) or [`serve_forever`](Self::serve_forever). Fails outside a
     /// grove runtime.
+    ///
+    /// The handlers' greenlets record the caller of `bind` as their spawn site (what the
+    /// [monitor](grove_scheduler::StallReport) and run-info dumps name).
+    #[track_caller]
     pub fn bind<A, F>(addr: A, handler: F) -> io::Result<StreamServer>
     where
         A: ToSocketAddrs,
         F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
     {
-        StreamServer::from_listener(TcpListener::bind(addr)?, handler)
+        let at = Location::caller();
+        let mut s = StreamServer::from_listener(TcpListener::bind(addr)?, handler)?;
+        s.at = at;
+        Ok(s)
     }
 
     /// A server on a listener bound elsewhere.
+    #[track_caller]
     pub fn from_listener<F>(listener: TcpListener, handler: F) -> io::Result<StreamServer>
     where
         F: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
     {
+        let at = Location::caller();
         let addr = listener.local_addr()?;
         Ok(StreamServer {
             core: Core::new(listener, addr),
             handler: Arc::new(handler),
+            limits: Limits::default(),
+            at,
         })
+    }
+
+    /// Each read of a connection waits at most `timeout` (the *idle* timeout): the
+    /// server sets it on the connection ([`TcpStream::set_read_timeout`]) before the
+    /// handler runs, so a handler does not have to remember to. A read past it fails
+    /// with [`TimedOut`](io::ErrorKind::TimedOut); the handler decides what to do (most
+    /// return, which closes the connection). The handler may change it. It bounds each
+    /// read, not a whole request: a client sending one byte per interval never trips it
+    /// (see [`first_bytes_timeout`](Self::first_bytes_timeout), and keep a per-request
+    /// deadline in the protocol code, as `examples/http_hello.rs` does for headers).
+    /// Only effective before the server starts.
+    pub fn read_timeout(mut self, timeout: Duration) -> StreamServer {
+        self.limits.read = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Each write of a connection waits at most `timeout` (a client that stops reading
+    /// cannot hold its handler forever); a write past it fails with
+    /// [`TimedOut`](io::ErrorKind::TimedOut). Only effective before the server starts.
+    pub fn write_timeout(mut self, timeout: Duration) -> StreamServer {
+        self.limits.write = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// A connection that sends nothing within `timeout` of being accepted is closed
+    /// without running the handler (its greenlet waits for the first byte, then hands
+    /// the connection over). Against clients that connect and say nothing; end-of-file
+    /// and errors are still handed to the handler. Only effective before the server
+    /// starts.
+    pub fn first_bytes_timeout(mut self, timeout: Duration) -> StreamServer {
+        self.limits.first_bytes = Some(timeout).filter(|t| !t.is_zero());
+        self
     }
 
     /// Handles at most `n` connections at once: when all are busy the server stops
@@ -573,43 +790,130 @@ impl StreamServer {
     }
 
     fn start_loop(&self, again: bool) -> io::Result<Greenlet> {
-        let handler = self.handler.clone();
+        let conn = Conn {
+            handler: self.handler.clone(),
+            limits: self.limits,
+            at: self.at,
+        };
         let addr = self.core.addr;
         self.core.start(
             "grove::server::StreamServer::start",
             again,
-            move |listener, handlers| accept_loop(&listener, addr, &handlers, &handler),
+            move |listener, handlers| accept_loop(&listener, addr, &handlers, &conn),
         )
     }
 
     /// Serves until [`stop`](Self::stop)ped, blocking the calling greenlet (gevent's
     /// `serve_forever`); starts the server first unless it already runs.
     ///
-    /// Returns `Ok(())` once stopped, or the error that made the listener unusable. If the
-    /// calling greenlet is killed, the server is stopped (in the background, handlers
-    /// given [`KILL_GRACE`]).
+    /// Returns `Ok(())` once a [`stop`](Self::stop) has *finished* — handlers drained, or
+    /// killed once its timeout passed — as gevent's `serve_forever` does; so a program
+    /// whose main greenlet serves and whose other thread or greenlet stops it ends only
+    /// after the last response went out. [`stop_report`](Self::stop_report) then says what
+    /// happened. Returns the error that made the listener unusable instead, if one did
+    /// (handlers keep running: call `stop` to drain them). If the calling greenlet is
+    /// killed, the server is stopped (in the background, handlers given [`KILL_GRACE`]).
     pub fn serve_forever(&self) -> io::Result<()> {
         let g = self.start_loop(true)?;
         self.core.serve_forever(g)
     }
 
-    /// Stops the server (numbered steps in the [module docs](self#shutdown)):
-    /// stops accepting, waits up to `timeout` for the handlers to return, then kills the
-    /// rest. Returns true if every handler returned by itself within `timeout`.
+    /// Serves until SIGINT or SIGTERM arrives, then stops, giving the handlers `grace` to
+    /// finish, and returns what happened: the one-liner for a server's `main`.
     ///
-    /// Works from any greenlet or thread. Called from one of this server's handlers, that
-    /// handler is among those waited for and killed (so the call returns only if it
-    /// survives; it gets `false`).
-    pub fn stop(&self, timeout: Duration) -> bool {
-        self.core.stop(timeout)
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use grove::net::TcpStream;
+    /// use grove::server::StreamServer;
+    ///
+    /// grove::run(|| {
+    ///     let server = StreamServer::bind("127.0.0.1:8080", |mut conn: TcpStream, _| {
+    ///         let mut c = conn.clone();
+    ///         let _ = std::io::copy(&mut conn, &mut c);
+    ///     })?;
+    ///     let report = server.serve_until_signal(Duration::from_secs(5))?;
+    ///     println!("{report}"); // "SIGINT: drained 3 handler(s): 3 finished, 0 killed"
+    ///     Ok::<(), std::io::Error>(())
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// The signals are caught from the call until it returns (see [`crate::signal`]); a
+    /// second Ctrl-C during the drain is caught too (it does not cut the drain short).
+    /// A `stop` from elsewhere ends it as well (the report's `signal` is then `None`).
+    pub fn serve_until_signal(&self, grace: Duration) -> io::Result<StopReport> {
+        let core = self.core.clone();
+        serve_until_signal(&self.core, || self.start_loop(true), grace, move |sig| {
+            core.begin_stop(grace, Some(sig))
+        })
     }
+
+    /// Stops the server and waits until the stop has finished (numbered steps in the
+    /// [module docs](self#shutdown)): stops accepting, waits up to `timeout` for the
+    /// handlers to return, then kills the rest. Returns true if every handler returned by
+    /// itself within `timeout` ([`StopReport::graceful`]); [`drain`](Self::drain) returns
+    /// the whole report.
+    ///
+    /// Works from any greenlet or OS thread, any number of times: a second call (also a
+    /// concurrent one) waits for the first stop to finish and returns its result; its own
+    /// `timeout` is not used. Called from one of this server's handlers, that handler is
+    /// among those waited for and killed (so the call returns only if it survives).
+    pub fn stop(&self, timeout: Duration) -> bool {
+        self.drain(timeout).graceful()
+    }
+
+    /// [`stop`](Self::stop), returning how many handlers finished and how many were
+    /// killed.
+    pub fn drain(&self, timeout: Duration) -> StopReport {
+        self.core.drain(timeout, None)
+    }
+
+    /// The report of the stop, once it has finished (`None` before).
+    pub fn stop_report(&self) -> Option<StopReport> {
+        self.core.report()
+    }
+}
+
+/// `serve_until_signal` of both servers: `start` starts the loop,
+/// `on_signal` begins the stop.
+fn serve_until_signal<S: Send + 'static>(
+    core: &Arc<Core<S>>,
+    start: impl FnOnce() -> io::Result<Greenlet>,
+    grace: Duration,
+    on_signal: impl FnOnce(Signal) + Send + 'static,
+) -> io::Result<StopReport> {
+    let signals = Signals::new(&[Signal::Interrupt, Signal::Terminate])?;
+    let g = start()?;
+    let watcher = grove_scheduler::Builder::new()
+        .name("grove-server-signals")
+        .spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                on_signal(sig);
+            }
+            // Keep catching (and ignoring) signals until the drain is over.
+            while signals.wait().is_ok() {}
+        });
+    let served = core.serve_forever(g);
+    if served.is_err() {
+        core.drain(grace, None);
+    }
+    watcher.kill();
+    served?;
+    Ok(core.report().unwrap_or_default())
+}
+
+/// What the accept loop needs to start a connection's handler.
+struct Conn {
+    handler: Arc<TcpHandler>,
+    limits: Limits,
+    at: &'static Location<'static>,
 }
 
 fn accept_loop(
     listener: &TcpListener,
     addr: SocketAddr,
     handlers: &Handlers,
-    handler: &Arc<TcpHandler>,
+    conn: &Conn,
 ) -> io::Result<()> {
     let mut backoff = Backoff::new("accept", addr);
     loop {
@@ -618,10 +922,12 @@ fn accept_loop(
         match listener.accept() {
             Ok((stream, peer)) => {
                 backoff.succeeded();
-                let handler = handler.clone();
-                handlers.spawn(move || {
+                let (handler, limits) = (conn.handler.clone(), conn.limits);
+                handlers.spawn(conn.at, move || {
                     let _close = CloseOnExit(stream.clone());
-                    handler(stream, peer);
+                    if limits.apply(&stream) {
+                        handler(stream, peer);
+                    }
                 });
             }
             Err(e) => backoff.failed(e)?,
@@ -641,25 +947,11 @@ fn accept_loop(
 /// stays open while handlers still hold it.
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # #[derive(Debug)]
-/// # struct Timers(grove_reactor::Handle); // what `grove::Runtime` wires in
-/// # impl grove_scheduler::Timers for Timers {
-/// #     fn add(&self, at: std::time::Instant, w: std::task::Waker) -> u128 {
-/// #         self.0.add_timer(at, w).to_raw()
-/// #     }
-/// #     fn cancel(&self, key: u128) {
-/// #         self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
-/// #     }
-/// # }
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle()))
-/// #     .timers(std::sync::Arc::new(Timers(reactor.handle()))).build().unwrap();
 /// use std::time::Duration;
-/// use grove_primitives::net::UdpSocket;
-/// use grove_primitives::server::DatagramServer;
+/// use grove::net::UdpSocket;
+/// use grove::server::DatagramServer;
 ///
-/// rt.block_on(|| {
+/// grove::run(|| {
 ///     let server = DatagramServer::bind("127.0.0.1:0", |data, peer, socket| {
 ///         let _ = socket.send_to(&data.to_ascii_uppercase(), peer);
 ///     })?;
@@ -672,13 +964,13 @@ fn accept_loop(
 ///     assert!(server.stop(Duration::from_secs(5)));
 ///     Ok::<(), std::io::Error>(())
 /// })?;
-/// # drop(rt); reactor.shutdown();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct DatagramServer {
     core: Arc<Core<UdpSocket>>,
     handler: Arc<UdpHandler>,
+    at: &'static Location<'static>,
 }
 
 impl fmt::Debug for DatagramServer {
@@ -687,7 +979,7 @@ impl fmt::Debug for DatagramServer {
         f.debug_struct("DatagramServer")
             .field("addr", &self.core.addr)
             .field("started", &s.accept.is_some())
-            .field("stopped", &s.stopped)
+            .field("phase", &s.phase)
             .field("handlers", &s.handlers)
             .finish()
     }
@@ -695,24 +987,32 @@ impl fmt::Debug for DatagramServer {
 
 impl DatagramServer {
     /// Binds a UDP socket to `addr`; nothing is received until [`start`](Self::start) or
-    /// [`serve_forever`](Self::serve_forever). Fails outside a grove runtime.
+    /// [`serve_forever`](Self::serve_forever). Fails outside a grove runtime. The
+    /// caller is the handlers' spawn site, as for [`StreamServer::bind`].
+    #[track_caller]
     pub fn bind<A, F>(addr: A, handler: F) -> io::Result<DatagramServer>
     where
         A: ToSocketAddrs,
         F: Fn(&[u8], SocketAddr, &UdpSocket) + Send + Sync + 'static,
     {
-        DatagramServer::from_socket(UdpSocket::bind(addr)?, handler)
+        let at = Location::caller();
+        let mut s = DatagramServer::from_socket(UdpSocket::bind(addr)?, handler)?;
+        s.at = at;
+        Ok(s)
     }
 
     /// A server on a socket bound elsewhere.
+    #[track_caller]
     pub fn from_socket<F>(socket: UdpSocket, handler: F) -> io::Result<DatagramServer>
     where
         F: Fn(&[u8], SocketAddr, &UdpSocket) + Send + Sync + 'static,
     {
+        let at = Location::caller();
         let addr = socket.local_addr()?;
         Ok(DatagramServer {
             core: Core::new(socket, addr),
             handler: Arc::new(handler),
+            at,
         })
     }
 
@@ -747,25 +1047,45 @@ impl DatagramServer {
 
     fn start_loop(&self, again: bool) -> io::Result<Greenlet> {
         let handler = self.handler.clone();
-        let addr = self.core.addr;
+        let (addr, at) = (self.core.addr, self.at);
         self.core.start(
             "grove::server::DatagramServer::start",
             again,
-            move |socket, handlers| recv_loop(socket, addr, &handlers, &handler),
+            move |socket, handlers| recv_loop(socket, addr, &handlers, &handler, at),
         )
     }
 
-    /// Serves until stopped, blocking the calling greenlet; see
-    /// [`StreamServer::serve_forever`].
+    /// Serves until stopped, blocking the calling greenlet; returns once the stop has
+    /// finished. See [`StreamServer::serve_forever`].
     pub fn serve_forever(&self) -> io::Result<()> {
         let g = self.start_loop(true)?;
         self.core.serve_forever(g)
     }
 
-    /// Stops receiving, waits up to `timeout` for handlers, kills the rest; true if all
-    /// returned by themselves. See [`StreamServer::stop`].
+    /// Serves until SIGINT or SIGTERM, then drains; see
+    /// [`StreamServer::serve_until_signal`].
+    pub fn serve_until_signal(&self, grace: Duration) -> io::Result<StopReport> {
+        let core = self.core.clone();
+        serve_until_signal(&self.core, || self.start_loop(true), grace, move |sig| {
+            core.begin_stop(grace, Some(sig))
+        })
+    }
+
+    /// Stops receiving, waits up to `timeout` for handlers, kills the rest, and waits
+    /// until that has finished; true if all returned by themselves. See
+    /// [`StreamServer::stop`].
     pub fn stop(&self, timeout: Duration) -> bool {
-        self.core.stop(timeout)
+        self.drain(timeout).graceful()
+    }
+
+    /// [`stop`](Self::stop), returning the whole report.
+    pub fn drain(&self, timeout: Duration) -> StopReport {
+        self.core.drain(timeout, None)
+    }
+
+    /// The report of the stop, once it has finished (`None` before).
+    pub fn stop_report(&self) -> Option<StopReport> {
+        self.core.report()
     }
 }
 
@@ -774,6 +1094,7 @@ fn recv_loop(
     addr: SocketAddr,
     handlers: &Handlers,
     handler: &Arc<UdpHandler>,
+    at: &'static Location<'static>,
 ) -> io::Result<()> {
     let mut backoff = Backoff::new("recv_from", addr);
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -784,7 +1105,7 @@ fn recv_loop(
                 backoff.succeeded();
                 let data = buf[..n].to_vec();
                 let (handler, socket) = (handler.clone(), socket.clone());
-                handlers.spawn(move || handler(&data, peer, &socket));
+                handlers.spawn(at, move || handler(&data, peer, &socket));
             }
             Err(e) => backoff.failed(e)?,
         }

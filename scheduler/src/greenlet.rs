@@ -47,6 +47,7 @@ fn not_in_runtime(what: &str) -> ! {
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
+    spawned_at: Option<&'static Location<'static>>,
 }
 
 impl Builder {
@@ -58,6 +59,15 @@ impl Builder {
     /// Names the greenlet (shown in panics, reports and `JoinError`).
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Records `at` as the greenlet's spawn site (shown by the monitor, run-info and
+    /// panics) instead of the caller of `spawn`: for libraries that spawn on a user's
+    /// behalf (a server's handlers), `at` being the user's call
+    /// (`std::panic::Location::caller()` in a `#[track_caller]` function).
+    pub fn spawned_at(mut self, at: &'static Location<'static>) -> Builder {
+        self.spawned_at = Some(at);
         self
     }
 
@@ -256,6 +266,7 @@ impl Builder {
         T: Send + 'static,
     {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let at = self.spawned_at.unwrap_or(at);
         let header = Header::new(
             handle.shared.clone(),
             id,

@@ -66,10 +66,13 @@
 //!   fast path; only the waiters take it, not the syscalls, so a reader that finds data
 //!   never waits for a parked one.
 //! * **Timeouts in user space.** `set_read_timeout` stores a duration; a call computes its
-//!   deadline on entering the slow path and parks with `park_timeout`. Past the deadline it
-//!   returns an error of kind [`WouldBlock`](io::ErrorKind::WouldBlock), as std does on
-//!   Unix (std notes Windows reports `TimedOut`; portable code accepts both).
-//!   `connect_timeout` returns [`TimedOut`](io::ErrorKind::TimedOut), as std does.
+//!   deadline on entering the slow path and parks with `park_timeout`. **Every green socket
+//!   call that runs out of time fails with [`TimedOut`](io::ErrorKind::TimedOut)**: reads,
+//!   writes, accepts, sends and receives past their socket timeout, and `connect_timeout`.
+//!   That is the kind to check for. (std reports `WouldBlock` for an `SO_RCVTIMEO` expiry on
+//!   Unix and `TimedOut` on Windows; grove picks the one that says what happened, so that
+//!   `e.kind() == TimedOut` never misses a timeout and `WouldBlock` keeps meaning "a
+//!   non-blocking call found nothing to do".)
 //! * **Name resolution off the workers.** Addresses are taken as this module's
 //!   [`ToSocketAddrs`]: socket addresses and IP literals are used as they are; any other
 //!   host name is resolved by `getaddrinfo` on the [blocking pool](crate::blocking), so a
@@ -231,7 +234,7 @@ macro_rules! impl_stream_io {
 use impl_stream_io;
 
 /// The reactor of the current runtime, or an error naming `what` outside one.
-fn reactor(what: &str) -> io::Result<Handle> {
+pub(crate) fn reactor(what: &str) -> io::Result<Handle> {
     grove_scheduler::with_extension(|ext| ext.and_then(|e| e.downcast_ref::<Handle>()).cloned())
         .ok_or_else(|| {
             io::Error::other(format!(
@@ -241,13 +244,14 @@ fn reactor(what: &str) -> io::Result<Handle> {
         })
 }
 
-/// The error of a read or write that reached its timeout (see the module docs).
+/// The error of a read or write that reached its timeout: always of kind
+/// [`TimedOut`](io::ErrorKind::TimedOut) (see the module docs).
 fn timed_out(dir: Direction) -> io::Error {
     let msg = match dir {
         Direction::Read => "grove: read timed out",
         Direction::Write => "grove: write timed out",
     };
-    io::Error::new(io::ErrorKind::WouldBlock, msg)
+    io::Error::new(io::ErrorKind::TimedOut, msg)
 }
 
 fn index(dir: Direction) -> usize {

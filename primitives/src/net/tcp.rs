@@ -301,8 +301,8 @@ impl TcpStream {
 
     /// Bounds how long one read (or peek) waits; `None` (the default) waits forever.
     ///
-    /// A read that reaches it fails with [`WouldBlock`](io::ErrorKind::WouldBlock), as
-    /// std's does on Unix; the stream stays usable. `Some(Duration::ZERO)` is an
+    /// A read that reaches it fails with [`TimedOut`](io::ErrorKind::TimedOut) (std reports
+    /// `WouldBlock` on Unix; see the [module docs](super)); the stream stays usable. `Some(Duration::ZERO)` is an
     /// [`InvalidInput`](io::ErrorKind::InvalidInput) error. Shared by every handle of the
     /// socket, like std's `SO_RCVTIMEO`.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
