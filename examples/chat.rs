@@ -7,44 +7,83 @@
 //! ```
 //!
 //! Connect from several terminals with `nc 127.0.0.1 7001`, answer the name prompt, type.
-//! `/quit` (or closing the connection) leaves. Ctrl-C to stop.
+//! `/quit` (or closing the connection) leaves. Ctrl-C (or SIGTERM) stops the server: it
+//! stops accepting, gives the users 5 s to leave, disconnects the rest and says so.
 //!
 //! Each user has two greenlets: the connection's handler *reads* lines and broadcasts
 //! them; a *writer* greenlet drains the user's [`grove::Queue`] onto the socket. Nothing
-//! ever writes to a socket but its writer, so a slow reader delays only itself: its queue
-//! holds up to [`BACKLOG`] messages, and further ones to it are dropped rather than
-//! stalling the sender. A name already taken is refused and the prompt repeated.
+//! ever writes to a socket but its writer. A name already taken is refused and the prompt
+//! repeated.
+//!
+//! # Bounded input, and slow readers
+//!
+//! * **Line length**: a line (name or message) longer than [`MAX_LINE`] bytes is refused
+//!   with a notice and the connection closed; the server never buffers more than that
+//!   per connection, whatever a client sends.
+//! * **Slow readers**: each user's queue holds [`BACKLOG`] lines. A line for a user whose
+//!   queue is full *waits* — the sender slows down to that reader's pace — for at most
+//!   the room's slow-reader timeout ([`SLOW_READER`] by default); a reader still that far
+//!   behind is disconnected (and the others told it left). So no line is ever dropped
+//!   for a user who keeps up, bursts included, and the memory held for a user is at most
+//!   [`BACKLOG`] × [`MAX_LINE`] bytes (a broadcast line is one shared allocation, not a
+//!   copy per user). Each write also times out after that long (the server's
+//!   `write_timeout`), which disconnects a user whose socket stopped draining.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grove::net::TcpStream;
+use grove::queue::{PutTimeoutError, TryPutError};
 use grove::server::StreamServer;
 use grove::Queue;
 
 /// The address tried when none is given on the command line.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7001";
-/// Messages queued for one user before further ones to that user are dropped.
+/// Lines queued for one user before senders wait for that user.
 pub const BACKLOG: usize = 256;
+/// Longest line accepted, in bytes (without its newline).
+pub const MAX_LINE: usize = 4096;
+/// How long a sender waits for a user whose queue is full before disconnecting that
+/// user; also the server's write timeout.
+pub const SLOW_READER: Duration = Duration::from_secs(5);
 /// The prompt, sent on connecting and after a refused name.
 pub const PROMPT: &str = "What is your name?\n";
 /// How long a leaving user's writer may take to flush what is queued.
 const FLUSH: Duration = Duration::from_secs(5);
+/// How long `stop` waits for users to leave on Ctrl-C.
+const GRACE: Duration = Duration::from_secs(5);
 
-/// The users online: each name with its outgoing queue.
-#[derive(Debug, Default)]
+/// One user online: the outgoing queue and the connection (to disconnect a slow reader).
+#[derive(Debug)]
+struct User {
+    queue: Queue<Arc<str>>,
+    conn: TcpStream,
+}
+
+/// The users online, and the room's slow-reader policy.
+#[derive(Debug)]
 pub struct Room {
-    // A std mutex is fine: it is never held across a blocking call (puts use `try_put`).
-    users: Mutex<HashMap<String, Queue<String>>>,
+    // A std mutex is fine: it is never held across a blocking call.
+    users: Mutex<HashMap<String, User>>,
+    slow_reader: Duration,
 }
 
 impl Room {
-    /// An empty room.
+    /// An empty room with the default slow-reader timeout ([`SLOW_READER`]).
     pub fn new() -> Arc<Room> {
-        Arc::default()
+        Room::with_slow_reader(SLOW_READER)
+    }
+
+    /// An empty room whose senders wait at most `timeout` for a user with a full queue
+    /// before disconnecting that user.
+    pub fn with_slow_reader(timeout: Duration) -> Arc<Room> {
+        Arc::new(Room {
+            users: Mutex::default(),
+            slow_reader: timeout,
+        })
     }
 
     /// Names online, sorted.
@@ -55,32 +94,76 @@ impl Room {
     }
 
     /// Claims `name`, returning the user's new queue; `None` if the name is taken.
-    fn enter(&self, name: &str) -> Option<Queue<String>> {
+    fn enter(&self, name: &str, conn: &TcpStream) -> Option<Queue<Arc<str>>> {
         let mut users = self.users.lock().unwrap();
         if users.contains_key(name) {
             return None;
         }
-        let q = Queue::bounded(BACKLOG);
-        users.insert(name.to_string(), q.clone());
-        Some(q)
+        let queue = Queue::bounded(BACKLOG);
+        let user = User {
+            queue: queue.clone(),
+            conn: conn.clone(),
+        };
+        users.insert(name.to_string(), user);
+        Some(queue)
     }
 
-    /// Queues `msg` for every user but `except`; a user whose queue is full misses it.
+    /// Queues `msg` for every user but `except`, waiting (at most the slow-reader
+    /// timeout, for all of them together) for users whose queue is full; those still full
+    /// then are disconnected.
     pub fn broadcast(&self, except: Option<&str>, msg: &str) {
-        for (name, q) in self.users.lock().unwrap().iter() {
-            if Some(name.as_str()) != except {
-                let _ = q.try_put(msg.to_string());
+        let targets: Vec<(String, Queue<Arc<str>>, TcpStream)> = self
+            .users
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| Some(name.as_str()) != except)
+            .map(|(name, u)| (name.clone(), u.queue.clone(), u.conn.clone()))
+            .collect();
+        let msg: Arc<str> = Arc::from(msg);
+        let deadline = Instant::now() + self.slow_reader;
+        for (name, queue, conn) in targets {
+            let Err(TryPutError::Full(m)) = queue.try_put(msg.clone()) else {
+                continue; // queued, or the user is leaving
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(PutTimeoutError::Timeout(_)) = queue.put_timeout(m, left.max(Duration::from_millis(1))) {
+                eprintln!("chat: disconnecting {name}: {BACKLOG} lines behind for {:?}", self.slow_reader);
+                // Its handler reads end-of-file and leaves the room.
+                let _ = conn.shutdown(Shutdown::Both);
             }
         }
     }
 
     fn leave(&self, name: &str) {
-        if let Some(q) = self.users.lock().unwrap().remove(name) {
-            q.close(); // its writer drains what is queued, then ends
+        if let Some(u) = self.users.lock().unwrap().remove(name) {
+            u.queue.close(); // its writer drains what is queued, then ends
         }
         self.broadcast(None, &format!("* {name} left\n"));
     }
 }
+
+/// One line read with [`MAX_LINE`] as the limit.
+enum Line {
+    Text(String),
+    TooLong,
+    Eof,
+}
+
+/// Reads a line of at most [`MAX_LINE`] bytes: never buffers more than that.
+fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    if r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)? == 0 {
+        return Ok(Line::Eof);
+    }
+    if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Text(String::from_utf8_lossy(buf).into_owned()))
+}
+
+/// The notice before closing a connection that sent too long a line.
+const TOO_LONG: &str = "Line too long: at most 4096 bytes. Bye.\n";
 
 /// Takes a name off the room however the handler ends (returns, fails, is killed).
 struct Member<'a> {
@@ -95,21 +178,23 @@ impl Drop for Member<'_> {
 }
 
 /// Serves one user: the name prompt, then a loop reading lines and broadcasting them.
-/// Returns when the user sends `/quit` or closes the connection.
+/// Returns when the user sends `/quit`, closes the connection, sends too long a line or
+/// is disconnected as a slow reader.
 pub fn handle(room: &Room, conn: &TcpStream) -> io::Result<()> {
     let mut lines = BufReader::new(conn);
-    let mut line = String::new();
+    let mut buf = Vec::new();
     // 1. The name prompt; until the user is in the room, this greenlet writes directly.
     (&*conn).write_all(PROMPT.as_bytes())?;
     let (name, queue) = loop {
-        line.clear();
-        if lines.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
+        let line = match read_line(&mut lines, &mut buf)? {
+            Line::Eof => return Ok(()),
+            Line::TooLong => return (&*conn).write_all(TOO_LONG.as_bytes()),
+            Line::Text(line) => line,
+        };
         let name = line.trim();
         if name.is_empty() || name.len() > 32 || name.contains(char::is_whitespace) {
             (&*conn).write_all(b"A name is 1 to 32 characters, no spaces.\n")?;
-        } else if let Some(q) = room.enter(name) {
+        } else if let Some(q) = room.enter(name, conn) {
             break (name.to_string(), q);
         } else {
             (&*conn).write_all(format!("Sorry, the name '{name}' is taken.\n").as_bytes())?;
@@ -119,34 +204,39 @@ pub fn handle(room: &Room, conn: &TcpStream) -> io::Result<()> {
     let member = Member { room, name };
     let name = &member.name;
 
-    // 2. From now on only the writer greenlet writes to the socket.
+    // 2. From now on only the writer greenlet writes to the socket. A write that fails
+    // (timed out: the client stopped reading) disconnects the user.
     let writer = {
         let (conn, queue) = (conn.clone(), queue.clone());
         grove::spawn(move || {
             while let Ok(msg) = queue.get() {
                 if (&conn).write_all(msg.as_bytes()).is_err() {
+                    let _ = conn.shutdown(Shutdown::Both);
                     break;
                 }
             }
         })
     };
-    let _ = queue.try_put(format!(
+    let _ = queue.try_put(Arc::from(format!(
         "Welcome, {name}! Online: {}\n",
         room.names().join(", ")
-    ));
+    )));
     room.broadcast(Some(name), &format!("* {name} joined\n"));
 
     // 3. Read and broadcast until the user leaves.
     let result = loop {
-        line.clear();
-        match lines.read_line(&mut line) {
-            Ok(0) => break Ok(()),
-            Ok(_) => {}
+        let line = match read_line(&mut lines, &mut buf) {
+            Ok(Line::Eof) => break Ok(()),
+            Ok(Line::TooLong) => {
+                let _ = queue.try_put(Arc::from(TOO_LONG));
+                break Ok(());
+            }
+            Ok(Line::Text(line)) => line,
             Err(e) => break Err(e),
-        }
+        };
         let text = line.trim_end();
         if text == "/quit" {
-            let _ = queue.try_put("Bye!\n".to_string());
+            let _ = queue.try_put(Arc::from("Bye!\n"));
             break Ok(());
         }
         if !text.is_empty() {
@@ -172,11 +262,12 @@ pub fn handler(room: Arc<Room>) -> impl Fn(TcpStream, SocketAddr) + Send + Sync 
 
 /// Binds a chat server for `room` to `addr`, or to a free port if `addr` is taken.
 pub fn bind(addr: &str, room: Arc<Room>) -> io::Result<StreamServer> {
-    StreamServer::bind(addr, handler(room.clone())).or_else(|e| {
+    let server = StreamServer::bind(addr, handler(room.clone())).or_else(|e| {
         let host = addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
         eprintln!("chat: cannot bind {addr} ({e}); using a free port instead");
-        StreamServer::bind(format!("{host}:0"), handler(room))
-    })
+        StreamServer::bind(format!("{host}:0"), handler(room.clone()))
+    })?;
+    Ok(server.write_timeout(room.slow_reader))
 }
 
 fn main() -> io::Result<()> {
@@ -192,6 +283,8 @@ fn main() -> io::Result<()> {
             at.ip(),
             at.port()
         );
-        server.serve_forever()
+        let report = server.serve_until_signal(GRACE)?;
+        println!("chat: {report}");
+        Ok(())
     })
 }

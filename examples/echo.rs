@@ -7,16 +7,22 @@
 //! ```
 //!
 //! Then connect with `nc 127.0.0.1 7000` (or `telnet`), type lines, see them echoed.
-//! Ctrl-C to stop.
+//! Ctrl-C (or SIGTERM) stops accepting, gives open connections 5 s to close, closes the
+//! rest and prints what it drained. A connection idle for 5 minutes is closed.
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use grove::net::TcpStream;
 use grove::server::StreamServer;
 
 /// The address tried when none is given on the command line.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7000";
+/// How long a connection may stay silent (each read waits at most this long).
+pub const IDLE: Duration = Duration::from_secs(300);
+/// How long `stop` lets connections finish on Ctrl-C.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// Copies everything the client sends back to it, until it closes its side. Ordinary
 /// blocking code: each `read` and `write` parks only this connection's greenlet.
@@ -27,11 +33,12 @@ pub fn handle(conn: TcpStream, _peer: SocketAddr) {
 /// Binds the echo server to `addr`, or to a free port of the same host if `addr` is
 /// taken (so a second copy of the example still starts).
 pub fn bind(addr: &str) -> io::Result<StreamServer> {
-    StreamServer::bind(addr, handle).or_else(|e| {
+    let server = StreamServer::bind(addr, handle).or_else(|e| {
         let host = addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
         eprintln!("echo: cannot bind {addr} ({e}); using a free port instead");
         StreamServer::bind(format!("{host}:0"), handle)
-    })
+    })?;
+    Ok(server.read_timeout(IDLE).write_timeout(IDLE))
 }
 
 fn main() -> io::Result<()> {
@@ -47,6 +54,8 @@ fn main() -> io::Result<()> {
             at.ip(),
             at.port()
         );
-        server.serve_forever()
+        let report = server.serve_until_signal(GRACE)?;
+        println!("echo: {report}");
+        Ok(())
     })
 }

@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use grove::server::StreamServer;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -47,7 +46,7 @@ fn response(r: &mut BufReader<TcpStream>) -> (String, Vec<(String, String)>, Str
 fn with_server(client: impl FnOnce(std::net::SocketAddr)) {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
     let server = rt.block_on(|| {
-        let s = StreamServer::bind("127.0.0.1:0", http_hello::handle).unwrap();
+        let s = http_hello::server_with("127.0.0.1:0", http_hello::Limits::DEFAULT).unwrap();
         s.start().unwrap();
         s
     });
