@@ -262,7 +262,8 @@ where
             let mut hs = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut hs);
             let head_len = match req.parse(&pending) {
-                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+                Ok(httparse::Status::Complete(_)) => return refuse(&mut writer, &head_too_large()),
                 Ok(httparse::Status::Partial) => break,
                 Err(e) => return refuse(&mut writer, &parse_error(e, &pending)),
             };
@@ -284,8 +285,7 @@ where
             }
         }
         if !head_complete && pending.len() > MAX_HEAD {
-            let big = Response::error(431, "Request Header Fields Too Large", "head too large");
-            return refuse(&mut writer, &big);
+            return refuse(&mut writer, &head_too_large());
         }
         // 2. Nothing complete is left: send the batch of answers, then read more, within
         // the request's deadline (or the idle timeout between requests).
@@ -327,6 +327,10 @@ where
         let n = got.len();
         reader.consume(n);
     }
+}
+
+fn head_too_large() -> Response {
+    Response::error(431, "Request Header Fields Too Large", "request head too large")
 }
 
 fn timeout_response() -> Response {
