@@ -127,8 +127,13 @@ impl Room {
                 continue; // queued, or the user is leaving
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(PutTimeoutError::Timeout(_)) = queue.put_timeout(m, left.max(Duration::from_millis(1))) {
-                eprintln!("chat: disconnecting {name}: {BACKLOG} lines behind for {:?}", self.slow_reader);
+            if let Err(PutTimeoutError::Timeout(_)) =
+                queue.put_timeout(m, left.max(Duration::from_millis(1)))
+            {
+                eprintln!(
+                    "chat: disconnecting {name}: {BACKLOG} lines behind for {:?}",
+                    self.slow_reader
+                );
                 // Its handler reads end-of-file and leaves the room.
                 let _ = conn.shutdown(Shutdown::Both);
             }
@@ -153,7 +158,11 @@ enum Line {
 /// Reads a line of at most [`MAX_LINE`] bytes: never buffers more than that.
 fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
     buf.clear();
-    if r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)? == 0 {
+    if r.by_ref()
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)?
+        == 0
+    {
         return Ok(Line::Eof);
     }
     if buf.last() != Some(&b'\n') && buf.len() > MAX_LINE {

@@ -166,7 +166,11 @@ fn body_length(req: &httparse::Request<'_, '_>) -> Result<usize, Response> {
         return Err(if length.is_some() {
             bad("Transfer-Encoding together with Content-Length")
         } else {
-            Response::error(501, "Not Implemented", "chunked request bodies are not supported")
+            Response::error(
+                501,
+                "Not Implemented",
+                "chunked request bodies are not supported",
+            )
         });
     }
     let Some(v) = length else { return Ok(0) };
@@ -175,9 +179,16 @@ fn body_length(req: &httparse::Request<'_, '_>) -> Result<usize, Response> {
         return Err(bad("Content-Length is not a number of digits"));
     }
     // All digits: only its size can make it unparsable.
-    match std::str::from_utf8(v).ok().and_then(|s| s.parse::<usize>().ok()) {
+    match std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
         Some(n) if n <= MAX_BODY => Ok(n),
-        _ => Err(Response::error(413, "Content Too Large", "request body too large")),
+        _ => Err(Response::error(
+            413,
+            "Content Too Large",
+            "request body too large",
+        )),
     }
 }
 
@@ -204,7 +215,10 @@ fn names_a_version(pending: &[u8]) -> bool {
     let line = pending.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let v = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
-    v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.'
+    v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
         && v[7].is_ascii_digit()
 }
 
@@ -330,7 +344,11 @@ where
 }
 
 fn head_too_large() -> Response {
-    Response::error(431, "Request Header Fields Too Large", "request head too large")
+    Response::error(
+        431,
+        "Request Header Fields Too Large",
+        "request head too large",
+    )
 }
 
 fn timeout_response() -> Response {

@@ -29,7 +29,9 @@ fn join(addr: SocketAddr, name: &str) -> BufReader<TcpStream> {
     let mut l = String::new();
     r.read_line(&mut l).unwrap();
     assert_eq!(l, chat::PROMPT);
-    r.get_mut().write_all(format!("{name}\n").as_bytes()).unwrap();
+    r.get_mut()
+        .write_all(format!("{name}\n").as_bytes())
+        .unwrap();
     l.clear();
     r.read_line(&mut l).unwrap();
     assert!(l.starts_with(&format!("Welcome, {name}!")), "{l}");

@@ -45,7 +45,10 @@ fn a_greenlet_panic_names_the_greenlet() {
         "{err}"
     );
     assert!(!err.contains("thread 'grove-worker"), "{err}");
-    assert!(err.contains("panicked at") && err.contains("boom outside"), "{err}");
+    assert!(
+        err.contains("panicked at") && err.contains("boom outside"),
+        "{err}"
+    );
 }
 
 /// Every `"GROVE_..."` string literal in the sources names a variable the README's

@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Reads one response: the status line and the body (by `Content-Length`).

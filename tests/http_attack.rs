@@ -66,13 +66,28 @@ fn smuggling_patterns_are_refused_and_the_connection_closed() {
         ("Content-Length: \r\n", "400 Bad Request"),
         ("Content-Length: 5 5\r\n", "400 Bad Request"),
         ("Content-Length: 5, 5\r\n", "400 Bad Request"),
-        ("Content-Length: 0\r\nContent-Length: 5\r\n", "400 Bad Request"),
-        ("Content-Length: 5\r\nContent-Length: 0\r\n", "400 Bad Request"),
-        ("Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", "400 Bad Request"),
+        (
+            "Content-Length: 0\r\nContent-Length: 5\r\n",
+            "400 Bad Request",
+        ),
+        (
+            "Content-Length: 5\r\nContent-Length: 0\r\n",
+            "400 Bad Request",
+        ),
+        (
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "400 Bad Request",
+        ),
         ("Transfer-Encoding: chunked\r\n", "501 Not Implemented"),
         // 2^70 and 1e18 written out: syntactically numbers, too large to accept.
-        ("Content-Length: 1180591620717411303424\r\n", "413 Content Too Large"),
-        ("Content-Length: 1000000000000000000\r\n", "413 Content Too Large"),
+        (
+            "Content-Length: 1180591620717411303424\r\n",
+            "413 Content Too Large",
+        ),
+        (
+            "Content-Length: 1000000000000000000\r\n",
+            "413 Content Too Large",
+        ),
         ("Content-Length: 2000000\r\n", "413 Content Too Large"),
     ];
     with_server(Limits::DEFAULT, |addr, _| {
@@ -100,10 +115,19 @@ fn versions_hosts_and_sizes_get_their_status() {
         "X-A: b\r\n".repeat(100)
     );
     let cases: Vec<(String, &str)> = vec![
-        ("GET / HTTP/2.0\r\nHost: x\r\n\r\n".into(), "505 HTTP Version Not Supported"),
-        ("GET / HTTP/3.0\r\nHost: x\r\n\r\n".into(), "505 HTTP Version Not Supported"),
+        (
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n".into(),
+            "505 HTTP Version Not Supported",
+        ),
+        (
+            "GET / HTTP/3.0\r\nHost: x\r\n\r\n".into(),
+            "505 HTTP Version Not Supported",
+        ),
         ("GET / HTTP/1.1\r\n\r\n".into(), "400 Bad Request"),
-        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), "400 Bad Request"),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(),
+            "400 Bad Request",
+        ),
         ("NOT HTTP AT ALL\r\n\r\n".into(), "400 Bad Request"),
         (big_head, "431 Request Header Fields Too Large"),
         (many_headers, "431 Request Header Fields Too Large"),
@@ -215,7 +239,10 @@ fn slowloris_is_cut_off_while_others_are_served_and_fds_come_back() {
                 b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             );
             assert!(got.ends_with("Hello, World!"), "{got}");
-            assert!(started.elapsed() < Duration::from_secs(2), "a client waited");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "a client waited"
+            );
             served += 1;
         }
         for a in attackers {
@@ -240,7 +267,11 @@ fn slowloris_is_cut_off_while_others_are_served_and_fds_come_back() {
     // The server's runtime is gone too: back to where the test began.
     let start = Instant::now();
     while open_fds() > baseline {
-        assert!(start.elapsed() < PATIENCE, "{} fds, baseline {baseline}", open_fds());
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{} fds, baseline {baseline}",
+            open_fds()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -303,7 +334,10 @@ fn clients_killed_mid_request_leave_nothing_behind() {
             std::thread::sleep(Duration::from_millis(5));
         }
         // And the server still serves.
-        let got = exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let got = exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         assert!(got.ends_with("Hello, World!"));
     });
 }

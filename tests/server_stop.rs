@@ -27,7 +27,10 @@ fn runtime() -> grove::Runtime {
 fn wait_refused(addr: SocketAddr) {
     let start = Instant::now();
     while std::net::TcpStream::connect(addr).is_ok() {
-        assert!(start.elapsed() < PATIENCE, "the server never stopped accepting");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the server never stopped accepting"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -66,7 +69,9 @@ fn serve_forever_returns_after_the_stop_has_drained_a_request_in_flight() {
                     arrived.fetch_add(1, Ordering::SeqCst);
                     line.clear();
                     r.read_line(&mut line).unwrap(); // the rest of the request
-                    (&conn).write_all(format!("full response to {line}").as_bytes()).unwrap();
+                    (&conn)
+                        .write_all(format!("full response to {line}").as_bytes())
+                        .unwrap();
                 })
                 .unwrap();
                 tx.send(server.clone()).unwrap();
@@ -148,9 +153,16 @@ fn stop_from_anywhere_any_number_of_times_reports_truthfully() {
     assert_eq!(report, expected);
     assert_eq!(second.join().unwrap(), expected);
     assert!(!from_greenlet.join().unwrap());
-    assert_eq!(server.drain(timeout), expected, "a later call returns the same report");
+    assert_eq!(
+        server.drain(timeout),
+        expected,
+        "a later call returns the same report"
+    );
     assert_eq!(server.stop_report(), Some(expected));
-    assert_eq!(report.to_string(), "drained 3 handler(s): 2 finished, 1 killed");
+    assert_eq!(
+        report.to_string(),
+        "drained 3 handler(s): 2 finished, 1 killed"
+    );
     assert_eq!(server.active_handlers(), 0);
 }
 
@@ -256,14 +268,15 @@ fn handlers_are_spawned_at_the_users_bind() {
     let start = Instant::now();
     let handler = loop {
         let info = rt.dump();
-        if let Some(g) = info
-            .greenlets
-            .iter()
-            .find(|g| g.waiting_on == Some("socket: read/accept") && g.spawned_at.line() == bind_line)
-        {
+        if let Some(g) = info.greenlets.iter().find(|g| {
+            g.waiting_on == Some("socket: read/accept") && g.spawned_at.line() == bind_line
+        }) {
             break g.clone();
         }
-        assert!(start.elapsed() < PATIENCE, "no handler spawned at line {bind_line}: {info}");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no handler spawned at line {bind_line}: {info}"
+        );
         std::thread::yield_now();
     };
     assert!(handler.spawned_at.file().ends_with("server_stop.rs"));

@@ -31,10 +31,8 @@ fn disposition(sig: Signal) -> libc::sighandler_t {
     // SAFETY: a zeroed sigaction is a valid out-parameter; a null `act` only queries.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::sigaction(sig.number(), std::ptr::null(), &mut old) },
-        0
-    );
+    let r = unsafe { libc::sigaction(sig.number(), std::ptr::null(), &mut old) };
+    assert_eq!(r, 0);
     old.sa_sigaction
 }
 
@@ -74,7 +72,10 @@ fn every_listener_hears_a_signal_and_a_waiter_can_be_killed() {
         assert_eq!(disposition(Signal::Hangup), libc::SIG_DFL);
         assert!(Signals::new(&[]).is_err());
     });
-    assert!(Signals::new(&[Signal::Hangup]).is_err(), "outside a runtime");
+    assert!(
+        Signals::new(&[Signal::Hangup]).is_err(),
+        "outside a runtime"
+    );
 }
 
 #[test]
@@ -198,7 +199,10 @@ fn serve_until_signal_drains_a_request_in_flight_on_sigterm() {
     // Once the listener is gone the drain is under way; finish the request.
     let start = Instant::now();
     while std::net::TcpStream::connect(addr).is_ok() {
-        assert!(start.elapsed() < PATIENCE, "SIGTERM did not stop the server");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "SIGTERM did not stop the server"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     c.write_all(b"second part\n").unwrap();

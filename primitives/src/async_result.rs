@@ -48,9 +48,9 @@ struct Inner<T, E> {
 /// every reader gets the error. Cheap to clone: clones share one result.
 ///
 /// ```
-/// use grove_primitives::AsyncResult;
+/// use grove::AsyncResult;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let result: AsyncResult<u32> = AsyncResult::new();
 /// let readers: Vec<_> = (0..3)
 ///     .map(|_| {

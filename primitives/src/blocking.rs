@@ -6,10 +6,10 @@
 //! returned [`BlockingHandle`] and its worker runs others meanwhile.
 //!
 //! ```
-//! let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+//! let rt = grove::Runtime::builder().workers(1).build().unwrap();
 //! let len = rt.block_on(|| {
 //!     // Runs on a pool thread; this greenlet parks until it is done.
-//!     let h = grove_primitives::blocking::spawn_blocking(|| std::fs::read("Cargo.toml").map(|b| b.len()));
+//!     let h = grove::blocking::spawn_blocking(|| std::fs::read("Cargo.toml").map(|b| b.len()));
 //!     h.join().unwrap()
 //! });
 //! assert!(len.unwrap() > 0);
@@ -119,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// payload. Dropping the handle detaches the job: it still runs, its result is dropped.
 ///
 /// ```
-/// use grove_primitives::blocking::spawn_blocking;
+/// use grove::blocking::spawn_blocking;
 ///
 /// // From a plain thread (no runtime needed): join blocks it.
 /// assert_eq!(spawn_blocking(|| 6 * 7).join().unwrap(), 42);
@@ -152,7 +152,7 @@ pub fn global() -> &'static BlockingPool {
 ///
 /// ```
 /// use std::time::Duration;
-/// let pool = grove_primitives::blocking::BlockingPool::builder()
+/// let pool = grove::blocking::BlockingPool::builder()
 ///     .max_threads(4)
 ///     .keep_alive(Duration::from_millis(100))
 ///     .build();

@@ -20,9 +20,9 @@ struct State {
 /// cleared again before it ran (as in gevent).
 ///
 /// ```
-/// use grove_primitives::Event;
+/// use grove::Event;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let ev = Event::new();
 /// let ev2 = ev.clone();
 /// let waiter = rt.spawn(move || ev2.wait());

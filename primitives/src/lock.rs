@@ -55,9 +55,9 @@ use crate::semaphore::{deadline_after, Core, OverRelease, SemaphoreGuard};
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::sync::Arc;
-/// use grove_primitives::Lock;
+/// use grove::Lock;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let lock = Lock::new();
 /// let n = Arc::new(AtomicU32::new(0));
 /// let hs: Vec<_> = (0..20)
@@ -67,7 +67,7 @@ use crate::semaphore::{deadline_after, Core, OverRelease, SemaphoreGuard};
 ///             let _guard = lock.lock();
 ///             // A read-modify-write split by a yield: safe only under the lock.
 ///             let v = n.load(Ordering::Relaxed);
-///             grove_scheduler::yield_now();
+///             grove::yield_now();
 ///             n.store(v + 1, Ordering::Relaxed);
 ///         })
 ///     })
@@ -218,9 +218,9 @@ struct RInner {
 /// Cheap to clone: clones share the lock.
 ///
 /// ```
-/// use grove_primitives::RLock;
+/// use grove::RLock;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let rlock = RLock::new();
 /// let r2 = rlock.clone();
 /// rt.block_on(move || {

@@ -298,9 +298,9 @@ fn require_runtime(what: &str) {
 /// work from anywhere (from a plain thread, `join` blocks the thread).
 ///
 /// ```
-/// use grove_primitives::Group;
+/// use grove::Group;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
 ///     let group = Group::new();
 ///     let hs: Vec<_> = (0..10).map(|i| group.spawn(move || i * 2)).collect();
@@ -415,9 +415,9 @@ impl Group {
 /// into its own full pool waits for a slot that may only free up when it finishes.
 ///
 /// ```
-/// use grove_primitives::Pool;
+/// use grove::Pool;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
 ///     let pool = Pool::new(3);
 ///     let squares = pool.map(1..=10u64, |i| i * i);
@@ -628,9 +628,9 @@ impl Pool {
     /// iterator early kills the calls still running. Panics outside a runtime's greenlet.
     ///
     /// ```
-    /// use grove_primitives::Pool;
+    /// use grove::Pool;
     ///
-    /// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+    /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
     /// let mut out: Vec<u32> = rt.block_on(|| {
     ///     let pool = Pool::new(4);
     ///     pool.imap_unordered(0..20u32, |i| i + 1).map(Result::unwrap).collect()

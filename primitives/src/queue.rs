@@ -152,9 +152,9 @@ pub use self::storage::{Fifo, Lifo, Priority, Storage};
 /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// use std::sync::Arc;
 ///
-/// use grove_primitives::Queue;
+/// use grove::Queue;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let jobs = Queue::new();
 /// for n in 1..=10 {
 ///     jobs.put(n).unwrap();
@@ -179,9 +179,9 @@ pub struct GenericQueue<T, S> {
 /// A first-in, first-out queue (gevent's `Queue` and `JoinableQueue`).
 ///
 /// ```
-/// use grove_primitives::Queue;
+/// use grove::Queue;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let q = Queue::bounded(2);
 /// let producer = {
 ///     let q = q.clone();
@@ -201,7 +201,7 @@ pub type Queue<T> = GenericQueue<T, Fifo<T>>;
 /// A last-in, first-out queue (gevent's `LifoQueue`).
 ///
 /// ```
-/// use grove_primitives::LifoQueue;
+/// use grove::LifoQueue;
 ///
 /// let q = LifoQueue::new();
 /// for i in 1..=3 {
@@ -217,9 +217,9 @@ pub type LifoQueue<T> = GenericQueue<T, Lifo<T>>;
 /// `(priority, sequence, item)` tuples to keep FIFO order among equal priorities.
 ///
 /// ```
-/// use grove_primitives::PriorityQueue;
+/// use grove::PriorityQueue;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let q = PriorityQueue::new();
 /// for job in [(2, "write"), (0, "urgent"), (1, "read")] {
 ///     q.put(job).unwrap();

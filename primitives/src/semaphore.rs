@@ -258,16 +258,16 @@ impl Error for OverRelease {}
 /// takes a permit with it.
 ///
 /// ```
-/// use grove_primitives::Semaphore;
+/// use grove::Semaphore;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let sem = Semaphore::new(2);
 /// let hs: Vec<_> = (0..10)
 ///     .map(|i| {
 ///         let sem = sem.clone();
 ///         rt.spawn(move || {
 ///             let _permit = sem.acquire(); // at most two run this at once
-///             grove_scheduler::yield_now();
+///             grove::yield_now();
 ///             i
 ///         })
 ///     })
@@ -342,9 +342,9 @@ impl Semaphore {
 /// Otherwise the same as [`Semaphore`] (the same implementation underneath).
 ///
 /// ```
-/// use grove_primitives::BoundedSemaphore;
+/// use grove::BoundedSemaphore;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let sem = BoundedSemaphore::new(1);
 /// rt.block_on(move || {
 ///     sem.acquire().forget(); // manual style

@@ -333,7 +333,11 @@ impl fmt::Display for StopReport {
             self.killed
         )?;
         if self.unresponsive > 0 {
-            write!(f, " ({} still running: they never block)", self.unresponsive)?;
+            write!(
+                f,
+                " ({} still running: they never block)",
+                self.unresponsive
+            )?;
         }
         Ok(())
     }
@@ -843,9 +847,12 @@ impl StreamServer {
     /// A `stop` from elsewhere ends it as well (the report's `signal` is then `None`).
     pub fn serve_until_signal(&self, grace: Duration) -> io::Result<StopReport> {
         let core = self.core.clone();
-        serve_until_signal(&self.core, || self.start_loop(true), grace, move |sig| {
-            core.begin_stop(grace, Some(sig))
-        })
+        serve_until_signal(
+            &self.core,
+            || self.start_loop(true),
+            grace,
+            move |sig| core.begin_stop(grace, Some(sig)),
+        )
     }
 
     /// Stops the server and waits until the stop has finished (numbered steps in the
@@ -1066,9 +1073,12 @@ impl DatagramServer {
     /// [`StreamServer::serve_until_signal`].
     pub fn serve_until_signal(&self, grace: Duration) -> io::Result<StopReport> {
         let core = self.core.clone();
-        serve_until_signal(&self.core, || self.start_loop(true), grace, move |sig| {
-            core.begin_stop(grace, Some(sig))
-        })
+        serve_until_signal(
+            &self.core,
+            || self.start_loop(true),
+            grace,
+            move |sig| core.begin_stop(grace, Some(sig)),
+        )
     }
 
     /// Stops receiving, waits up to `timeout` for handlers, kills the rest, and waits

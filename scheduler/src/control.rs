@@ -76,19 +76,19 @@ impl<T: 'static> fmt::Debug for Iwait<'_, T> {
 /// include it (or use [`iwait_timeout`]).
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let order = rt.block_on(|| {
 ///     let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
 ///     let g = gate.clone();
-///     let slow = grove_scheduler::spawn(move || {
+///     let slow = grove::spawn(move || {
 ///         while !g.load(std::sync::atomic::Ordering::SeqCst) {
-///             grove_scheduler::yield_now();
+///             grove::yield_now();
 ///         }
 ///     });
-///     let fast = grove_scheduler::spawn(|| ());
+///     let fast = grove::spawn(|| ());
 ///     let hs = [slow, fast];
 ///     let mut order = Vec::new();
-///     for i in grove_scheduler::iwait(&hs) {
+///     for i in grove::iwait(&hs) {
 ///         order.push(i);
 ///         gate.store(true, std::sync::atomic::Ordering::SeqCst); // now let the slow one end
 ///     }
@@ -198,10 +198,10 @@ impl<T: 'static> Drop for Iwait<'_, T> {
 /// [`JoinHandle::join`] (which then returns at once).
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
-///     let hs: Vec<_> = (0..10).map(|i| grove_scheduler::spawn(move || i)).collect();
-///     let mut done = grove_scheduler::joinall(&hs, None, None);
+///     let hs: Vec<_> = (0..10).map(|i| grove::spawn(move || i)).collect();
+///     let mut done = grove::joinall(&hs, None, None);
 ///     done.sort();
 ///     assert_eq!(done, (0..10).collect::<Vec<_>>());
 ///     assert!(hs.iter().all(|h| h.is_finished()));
@@ -234,12 +234,12 @@ pub fn wait_any<T: 'static>(handles: &[JoinHandle<T>]) -> Option<usize> {
 /// have finished (or the timeout has passed), the caller unwinds.
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
 ///     let hs: Vec<_> = (0..10)
-///         .map(|_| grove_scheduler::spawn(|| loop { grove_scheduler::park() }))
+///         .map(|_| grove::spawn(|| loop { grove::park() }))
 ///         .collect();
-///     assert!(grove_scheduler::killall(&hs, None));
+///     assert!(grove::killall(&hs, None));
 ///     assert!(hs.into_iter().all(|h| h.join().unwrap_err().is_killed()));
 /// });
 /// ```

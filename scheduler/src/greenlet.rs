@@ -37,10 +37,10 @@ fn not_in_runtime(what: &str) -> ! {
 /// Options for one greenlet: a name for diagnostics and a stack size.
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
-/// let h = grove_scheduler::Builder::new()
+/// let rt = grove::Runtime::builder().workers(1).build().unwrap();
+/// let h = grove::Builder::new()
 ///     .name("conn-7")
-///     .spawn_on(rt.handle(), || grove_scheduler::current().name().map(str::to_owned));
+///     .spawn_on(rt.handle(), || grove::current().name().map(str::to_owned));
 /// assert_eq!(h.join().unwrap().as_deref(), Some("conn-7"));
 /// ```
 #[derive(Debug, Default, Clone)]
@@ -636,7 +636,7 @@ impl<T: 'static> JoinHandle<T> {
     /// ```
     /// use std::sync::mpsc;
     ///
-    /// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+    /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
     /// let (tx, rx) = mpsc::channel();
     /// let h = rt.spawn(|| 6 * 7);
     /// h.on_finish(move || tx.send("finished").unwrap());
@@ -900,11 +900,11 @@ pub fn park() {
 /// `'static` reference) rather than just "parked". grove's primitives all do this.
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| {
-///     let me = grove_scheduler::current();
-///     let waker = grove_scheduler::spawn(move || me.waker().wake());
-///     grove_scheduler::park_on(&"my_channel::recv"); // a dump now says "my_channel::recv"
+///     let me = grove::current();
+///     let waker = grove::spawn(move || me.waker().wake());
+///     grove::park_on(&"my_channel::recv"); // a dump now says "my_channel::recv"
 ///     waker.join().unwrap();
 /// });
 /// ```
@@ -954,8 +954,8 @@ pub fn current_waker() -> Waker {
 /// is pending: async code called from blocking-style code.
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
-/// assert_eq!(rt.block_on(|| grove_scheduler::block_on(async { 40 + 2 })), 42);
+/// let rt = grove::Runtime::builder().workers(1).build().unwrap();
+/// assert_eq!(rt.block_on(|| grove::block_on(async { 40 + 2 })), 42);
 /// ```
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let waker = current_waker();

@@ -43,9 +43,9 @@
 //! `std::task::Waker`, which is how the reactor (and any future) reaches it.
 //!
 //! ```
-//! let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+//! let rt = grove::Runtime::builder().workers(2).build().unwrap();
 //! let sum: u64 = rt.block_on(|| {
-//!     let hs: Vec<_> = (1..=10u64).map(|i| grove_scheduler::spawn(move || i * i)).collect();
+//!     let hs: Vec<_> = (1..=10u64).map(|i| grove::spawn(move || i * i)).collect();
 //!     hs.into_iter().map(|h| h.join().unwrap()).sum()
 //! });
 //! assert_eq!(sum, 385);

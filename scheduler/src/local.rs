@@ -159,19 +159,19 @@ impl Header {
 /// ```
 /// use std::cell::Cell;
 ///
-/// grove_scheduler::greenlet_local! {
+/// grove::greenlet_local! {
 ///     /// Requests handled by the current greenlet.
 ///     static HANDLED: Cell<u32> = Cell::new(0);
 /// }
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let counts: Vec<u32> = rt.block_on(|| {
 ///     let hs: Vec<_> = (1..=3)
 ///         .map(|n| {
-///             grove_scheduler::spawn(move || {
+///             grove::spawn(move || {
 ///                 for _ in 0..n {
 ///                     HANDLED.with(|h| h.set(h.get() + 1));
-///                     grove_scheduler::yield_now();
+///                     grove::yield_now();
 ///                 }
 ///                 HANDLED.with(Cell::get)
 ///             })

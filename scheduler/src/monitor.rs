@@ -182,7 +182,7 @@ impl std::error::Error for ParseThresholdError {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use grove_scheduler::monitor::parse_threshold;
+/// use grove::monitor::parse_threshold;
 ///
 /// assert_eq!(parse_threshold("1"), Ok(Some(Duration::from_millis(100))));
 /// assert_eq!(parse_threshold("250"), Ok(Some(Duration::from_millis(250))));

@@ -310,9 +310,9 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
 /// called outside a runtime. See [`Handle::dump`](crate::Handle::dump).
 ///
 /// ```
-/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
-/// let info = rt.block_on(|| grove_scheduler::run_info().unwrap());
-/// assert_eq!(info.count(grove_scheduler::GreenletState::Running), 1);
+/// let rt = grove::Runtime::builder().workers(1).build().unwrap();
+/// let info = rt.block_on(|| grove::run_info().unwrap());
+/// assert_eq!(info.count(grove::GreenletState::Running), 1);
 /// println!("{info}");
 /// ```
 pub fn run_info() -> Option<RunInfo> {

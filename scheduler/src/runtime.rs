@@ -394,7 +394,7 @@ impl Builder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let rt = grove_scheduler::Runtime::builder()
+    /// let rt = grove::Runtime::builder()
     ///     .workers(1)
     ///     .monitor(Some(Duration::from_millis(20)))
     ///     .on_stall(|r| println!("{r}"))
@@ -695,13 +695,13 @@ impl Handle {
     /// do, and was unwound from that wait).
     ///
     /// ```
-    /// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+    /// let rt = grove::Runtime::builder().workers(1).build().unwrap();
     /// // Waits for a greenlet that waits for it: nothing can ever finish.
     /// let err = rt
     ///     .handle()
     ///     .try_block_on(|| {
-    ///         let me = grove_scheduler::current();
-    ///         grove_scheduler::spawn(move || me.wait()).join()
+    ///         let me = grove::current();
+    ///         grove::spawn(move || me.wait()).join()
     ///     })
     ///     .unwrap_err();
     /// assert!(err.is_deadlock());

@@ -704,7 +704,9 @@ fn report_greenlet_panic(
     at: &std::panic::Location<'_>,
     text: &str,
 ) {
-    let place = info.location().map_or_else(String::new, |l| format!(" at {l}"));
+    let place = info
+        .location()
+        .map_or_else(String::new, |l| format!(" at {l}"));
     let bt = std::backtrace::Backtrace::capture();
     let trace = match bt.status() {
         std::backtrace::BacktraceStatus::Captured => format!("\nstack backtrace:\n{bt}"),

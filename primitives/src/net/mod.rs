@@ -9,18 +9,12 @@
 //!
 //! ```
 //! use std::io::{BufRead, BufReader, Write};
-//! use grove_primitives::net::{TcpListener, TcpStream};
+//! use grove::net::{TcpListener, TcpStream};
 //!
-//! // `grove::Runtime` wires these two together; here they are built by hand.
-//! let reactor = grove_reactor::Reactor::start().unwrap();
-//! let rt = grove_scheduler::Runtime::builder()
-//!     .extension(std::sync::Arc::new(reactor.handle()))
-//!     .build()
-//!     .unwrap();
-//! rt.block_on(|| {
+//! grove::run(|| {
 //!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 //!     let addr = listener.local_addr().unwrap();
-//!     let server = grove_scheduler::spawn(move || {
+//!     let server = grove::spawn(move || {
 //!         let (stream, _) = listener.accept().unwrap();
 //!         let mut line = String::new();
 //!         BufReader::new(&stream).read_line(&mut line).unwrap();
@@ -33,8 +27,6 @@
 //!     assert_eq!(reply, "HELLO\n");
 //!     server.join().unwrap();
 //! });
-//! drop(rt);
-//! reactor.shutdown();
 //! ```
 //!
 //! # Vocabulary

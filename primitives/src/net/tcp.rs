@@ -19,23 +19,19 @@ use super::{finish_connect, reactor, Io};
 /// several greenlets may accept on it at once (they are served FIFO).
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
 /// use std::io::{Read, Write};
-/// use grove_primitives::net::{TcpListener, TcpStream};
+/// use grove::net::{TcpListener, TcpStream};
 ///
-/// rt.block_on(|| {
+/// grove::run(|| {
 ///     let listener = TcpListener::bind("127.0.0.1:0")?;
 ///     let addr = listener.local_addr()?;
-///     let client = grove_scheduler::spawn(move || TcpStream::connect(addr)?.write_all(b"hi"));
+///     let client = grove::spawn(move || TcpStream::connect(addr)?.write_all(b"hi"));
 ///     let (mut conn, _peer) = listener.accept()?;
 ///     let mut got = Vec::new();
 ///     conn.read_to_end(&mut got)?;
 ///     assert_eq!(got, b"hi");
 ///     client.join().unwrap()
 /// })?;
-/// # drop(rt); reactor.shutdown();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone)]
@@ -166,25 +162,22 @@ impl Iterator for Incoming<'_> {
 /// `BufWriter` and `io::copy`.
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
 /// use std::io::{Read, Write};
 /// use std::sync::Arc;
-/// use grove_primitives::net::{TcpListener, TcpStream};
+/// use grove::net::{TcpListener, TcpStream};
 ///
-/// rt.block_on(|| {
+/// grove::run(|| {
 ///     let listener = TcpListener::bind("127.0.0.1:0")?;
 ///     let addr = listener.local_addr()?;
 ///     // An echo server: one greenlet copies the socket's input back to it.
-///     grove_scheduler::spawn(move || {
+///     grove::spawn(move || {
 ///         let (conn, _) = listener.accept()?;
 ///         io::copy(&mut &conn, &mut &conn)
 ///     });
 ///     let conn = Arc::new(TcpStream::connect(addr)?);
 ///     // A writer greenlet and a reader (this one) on the same connection.
 ///     let writer = conn.clone();
-///     let w = grove_scheduler::spawn(move || {
+///     let w = grove::spawn(move || {
 ///         (&*writer).write_all(b"ping")?;
 ///         writer.shutdown(std::net::Shutdown::Write)
 ///     });
@@ -193,7 +186,6 @@ impl Iterator for Incoming<'_> {
 ///     assert_eq!(echoed, b"ping");
 ///     w.join().unwrap()
 /// })?;
-/// # drop(rt); reactor.shutdown();
 /// # use std::io;
 /// # Ok::<(), std::io::Error>(())
 /// ```

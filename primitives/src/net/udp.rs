@@ -19,12 +19,9 @@ use super::{reactor, Io};
 /// may receive while another sends.
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
-/// use grove_primitives::net::UdpSocket;
+/// use grove::net::UdpSocket;
 ///
-/// rt.block_on(|| {
+/// grove::run(|| {
 ///     let a = UdpSocket::bind("127.0.0.1:0")?;
 ///     let b = UdpSocket::bind("127.0.0.1:0")?;
 ///     a.send_to(b"ping", b.local_addr()?)?;
@@ -33,7 +30,6 @@ use super::{reactor, Io};
 ///     assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr()?));
 ///     Ok::<(), std::io::Error>(())
 /// })?;
-/// # drop(rt); reactor.shutdown();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone)]

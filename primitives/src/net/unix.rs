@@ -20,18 +20,15 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 /// A Unix-domain stream socket server (std's `UnixListener`, green).
 ///
 /// ```
-/// # let reactor = grove_reactor::Reactor::start().unwrap();
-/// # let rt = grove_scheduler::Runtime::builder()
-/// #     .extension(std::sync::Arc::new(reactor.handle())).build().unwrap();
 /// use std::io::{Read, Write};
-/// use grove_primitives::net::{UnixListener, UnixStream};
+/// use grove::net::{UnixListener, UnixStream};
 ///
 /// let path = std::env::temp_dir().join(format!("grove-doc-{}.sock", std::process::id()));
 /// # let _ = std::fs::remove_file(&path);
 /// let p = path.clone();
-/// rt.block_on(move || {
+/// grove::run(move || {
 ///     let listener = UnixListener::bind(&p)?;
-///     let client = grove_scheduler::spawn(move || UnixStream::connect(&p)?.write_all(b"hi"));
+///     let client = grove::spawn(move || UnixStream::connect(&p)?.write_all(b"hi"));
 ///     let (mut conn, _) = listener.accept()?;
 ///     let mut got = String::new();
 ///     conn.read_to_string(&mut got)?;
@@ -39,7 +36,6 @@ const BACKLOG_RETRY: Duration = Duration::from_millis(1);
 ///     client.join().unwrap()
 /// })?;
 /// std::fs::remove_file(&path)?;
-/// # drop(rt); reactor.shutdown();
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Clone)]

@@ -17,9 +17,9 @@ use super::Iter;
 /// handed one passes it to the next getter, or leaves it for the next `get`).
 ///
 /// ```
-/// use grove_primitives::Channel;
+/// use grove::Channel;
 ///
-/// let rt = grove_scheduler::Runtime::builder().workers(2).build().unwrap();
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let ch = Channel::new();
 /// let taker = {
 ///     let ch = ch.clone();
