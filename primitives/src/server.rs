@@ -413,6 +413,7 @@ impl<S: Send + 'static> Core<S> {
         self: &Arc<Self>,
         what: &str,
         again: bool,
+        at: &'static Location<'static>,
         run: impl FnOnce(S, Handlers) -> io::Result<()> + Send + 'static,
     ) -> io::Result<Greenlet> {
         let Some(runtime) = grove_scheduler::Handle::try_current() else {
@@ -444,6 +445,7 @@ impl<S: Send + 'static> Core<S> {
         // Spawned under the lock, so `stop` finds it recorded.
         let g = grove_scheduler::Builder::new()
             .name("grove-server-accept")
+            .spawned_at(at)
             .try_spawn(move || {
                 if let Err(e) = run(socket, handlers) {
                     lock(&core.state).error = Some(e);
@@ -803,6 +805,7 @@ impl StreamServer {
         self.core.start(
             "grove::server::StreamServer::start",
             again,
+            self.at,
             move |listener, handlers| accept_loop(&listener, addr, &handlers, &conn),
         )
     }
@@ -1058,6 +1061,7 @@ impl DatagramServer {
         self.core.start(
             "grove::server::DatagramServer::start",
             again,
+            at,
             move |socket, handlers| recv_loop(socket, addr, &handlers, &handler, at),
         )
     }
