@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grove::net::TcpStream;
 use grove::queue::{PutTimeoutError, TryPutError};
@@ -67,7 +67,7 @@ struct User {
 #[derive(Debug)]
 pub struct Room {
     // A std mutex is fine: it is never held across a blocking call.
-    users: Mutex<HashMap<String, User>>,
+    users: Mutex<HashMap<String, Arc<User>>>,
     slow_reader: Duration,
 }
 
@@ -93,57 +93,70 @@ impl Room {
         v
     }
 
-    /// Claims `name`, returning the user's new queue; `None` if the name is taken.
-    fn enter(&self, name: &str, conn: &TcpStream) -> Option<Queue<Arc<str>>> {
+    /// Claims `name`, returning the new user; `None` if the name is taken.
+    fn enter(&self, name: &str, conn: &TcpStream) -> Option<Arc<User>> {
         let mut users = self.users.lock().unwrap();
         if users.contains_key(name) {
             return None;
         }
-        let queue = Queue::bounded(BACKLOG);
-        let user = User {
-            queue: queue.clone(),
+        let user = Arc::new(User {
+            queue: Queue::bounded(BACKLOG),
             conn: conn.clone(),
-        };
-        users.insert(name.to_string(), user);
-        Some(queue)
+        });
+        users.insert(name.to_string(), user.clone());
+        Some(user)
     }
 
-    /// Queues `msg` for every user but `except`, waiting (at most the slow-reader
-    /// timeout, for all of them together) for users whose queue is full; those still full
-    /// then are disconnected.
+    /// Takes `user` out of the room (if still in it under `name`); true if it was.
+    fn remove(&self, name: &str, user: &Arc<User>) -> bool {
+        let mut users = self.users.lock().unwrap();
+        let present = users.get(name).is_some_and(|u| Arc::ptr_eq(u, user));
+        if present {
+            users.remove(name);
+        }
+        present
+    }
+
+    /// Queues `msg` for every user but `except`, waiting up to the slow-reader timeout
+    /// for each user whose queue is full; a user still full then is disconnected (so a
+    /// sender waits at most that long per slow reader, and once for each).
     pub fn broadcast(&self, except: Option<&str>, msg: &str) {
-        let targets: Vec<(String, Queue<Arc<str>>, TcpStream)> = self
+        let targets: Vec<(String, Arc<User>)> = self
             .users
             .lock()
             .unwrap()
             .iter()
             .filter(|(name, _)| Some(name.as_str()) != except)
-            .map(|(name, u)| (name.clone(), u.queue.clone(), u.conn.clone()))
+            .map(|(name, u)| (name.clone(), u.clone()))
             .collect();
         let msg: Arc<str> = Arc::from(msg);
-        let deadline = Instant::now() + self.slow_reader;
-        for (name, queue, conn) in targets {
-            let Err(TryPutError::Full(m)) = queue.try_put(msg.clone()) else {
+        for (name, user) in targets {
+            let Err(TryPutError::Full(m)) = user.queue.try_put(msg.clone()) else {
                 continue; // queued, or the user is leaving
             };
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(PutTimeoutError::Timeout(_)) =
-                queue.put_timeout(m, left.max(Duration::from_millis(1)))
-            {
-                eprintln!(
-                    "chat: disconnecting {name}: {BACKLOG} lines behind for {:?}",
-                    self.slow_reader
-                );
-                // Its handler reads end-of-file and leaves the room.
-                let _ = conn.shutdown(Shutdown::Both);
+            if let Err(PutTimeoutError::Timeout(_)) = user.queue.put_timeout(m, self.slow_reader) {
+                self.disconnect(&name, &user);
             }
         }
     }
 
-    fn leave(&self, name: &str) {
-        if let Some(u) = self.users.lock().unwrap().remove(name) {
-            u.queue.close(); // its writer drains what is queued, then ends
+    /// Disconnects a slow reader: out of the room at once (no sender waits for it again),
+    /// its queue closed and its connection shut down; its handler then reads end-of-file
+    /// and says it left.
+    fn disconnect(&self, name: &str, user: &Arc<User>) {
+        if self.remove(name, user) {
+            eprintln!(
+                "chat: disconnecting {name}: {BACKLOG} lines behind for {:?}",
+                self.slow_reader
+            );
         }
+        user.queue.close();
+        let _ = user.conn.shutdown(Shutdown::Both);
+    }
+
+    fn leave(&self, name: &str, user: &Arc<User>) {
+        self.remove(name, user);
+        user.queue.close(); // its writer drains what is queued, then ends
         self.broadcast(None, &format!("* {name} left\n"));
     }
 }
@@ -174,15 +187,16 @@ fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
 /// The notice before closing a connection that sent too long a line.
 const TOO_LONG: &str = "Line too long: at most 4096 bytes. Bye.\n";
 
-/// Takes a name off the room however the handler ends (returns, fails, is killed).
+/// Takes a user out of the room however the handler ends (returns, fails, is killed).
 struct Member<'a> {
     room: &'a Room,
     name: String,
+    user: Arc<User>,
 }
 
 impl Drop for Member<'_> {
     fn drop(&mut self) {
-        self.room.leave(&self.name);
+        self.room.leave(&self.name, &self.user);
     }
 }
 
@@ -194,7 +208,7 @@ pub fn handle(room: &Room, conn: &TcpStream) -> io::Result<()> {
     let mut buf = Vec::new();
     // 1. The name prompt; until the user is in the room, this greenlet writes directly.
     (&*conn).write_all(PROMPT.as_bytes())?;
-    let (name, queue) = loop {
+    let (name, user) = loop {
         let line = match read_line(&mut lines, &mut buf)? {
             Line::Eof => return Ok(()),
             Line::TooLong => return (&*conn).write_all(TOO_LONG.as_bytes()),
@@ -210,7 +224,8 @@ pub fn handle(room: &Room, conn: &TcpStream) -> io::Result<()> {
         }
         (&*conn).write_all(PROMPT.as_bytes())?;
     };
-    let member = Member { room, name };
+    let queue = user.queue.clone();
+    let member = Member { room, name, user };
     let name = &member.name;
 
     // 2. From now on only the writer greenlet writes to the socket. A write that fails

@@ -401,6 +401,10 @@ impl<S: Send + 'static> Core<S> {
         lock(&self.state).handlers.clone()
     }
 
+    fn is_closed(&self) -> bool {
+        !matches!(lock(&self.state).phase, Phase::Running)
+    }
+
     fn report(&self) -> Option<StopReport> {
         match lock(&self.state).phase {
             Phase::Stopped(r) => Some(r),
@@ -505,6 +509,14 @@ impl<S: Send + 'static> Core<S> {
             s.phase = Phase::Stopping;
             (s.socket.take(), s.accept.take(), s.runtime.clone())
         };
+        // The handlers running as the stop begins: all count in its report, even those
+        // that finish before the stopping greenlet gets to look.
+        let running: Vec<u64> = self
+            .handlers()
+            .greenlets()
+            .iter()
+            .map(Greenlet::id)
+            .collect();
         // Step 2 begins: a server never started just drops its socket.
         drop(socket);
         let (Some(accept), Some(runtime)) = (accept, runtime) else {
@@ -518,7 +530,9 @@ impl<S: Send + 'static> Core<S> {
         let accept2 = accept.clone();
         let spawned = grove_scheduler::Builder::new()
             .name("grove-server-stop")
-            .try_spawn_on(&runtime, move || core.run_stop(&accept2, timeout, signal));
+            .try_spawn_on(&runtime, move || {
+                core.run_stop(&accept2, running, timeout, signal)
+            });
         if spawned.is_err() {
             // The runtime is shutting down: it cancels every greenlet anyway.
             accept.kill_nowait();
@@ -536,7 +550,13 @@ impl<S: Send + 'static> Core<S> {
     }
 
     /// Steps 2-5 of the module docs, in the stopping greenlet.
-    fn run_stop(self: &Arc<Self>, accept: &Greenlet, timeout: Duration, signal: Option<Signal>) {
+    fn run_stop(
+        self: &Arc<Self>,
+        accept: &Greenlet,
+        mut running: Vec<u64>,
+        timeout: Duration,
+        signal: Option<Signal>,
+    ) {
         /// Resolves the stop even if this greenlet is cancelled (a runtime shutting down),
         /// so no caller of `stop` waits forever.
         struct Resolve<'a, S: Send + 'static>(&'a Arc<Core<S>>, Option<StopReport>);
@@ -557,7 +577,11 @@ impl<S: Send + 'static> Core<S> {
         // Step 2: once the accept loop has unwound, no handler is added.
         accept.kill();
         let handlers = self.handlers();
-        let running = handlers.len();
+        // Plus any accepted since the stop began, before the accept loop unwound.
+        running.extend(handlers.greenlets().iter().map(Greenlet::id));
+        running.sort_unstable();
+        running.dedup();
+        let running = running.len();
         // Step 3.
         let report = if handlers.join_timeout(timeout) {
             StopReport {
@@ -882,6 +906,11 @@ impl StreamServer {
     pub fn stop_report(&self) -> Option<StopReport> {
         self.core.report()
     }
+
+    /// True once a stop has begun (gevent's `closed`): no new connection is handled.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
 }
 
 /// `serve_until_signal` of both servers: `start` starts the loop,
@@ -1100,6 +1129,11 @@ impl DatagramServer {
     /// The report of the stop, once it has finished (`None` before).
     pub fn stop_report(&self) -> Option<StopReport> {
         self.core.report()
+    }
+
+    /// True once a stop has begun (gevent's `closed`): no new datagram is handled.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
     }
 }
 
