@@ -200,10 +200,11 @@ fn read_timeout_is_applied_and_reports_timed_out() {
         .unwrap()
         .read_timeout(Duration::from_millis(50));
         server.start().unwrap();
+        // Timed from before the connect: the handler's read starts after it.
+        let started = Instant::now();
         let mut client = TcpStream::connect(server.local_addr()).unwrap();
         client.set_read_timeout(Some(PATIENCE)).unwrap();
         // The handler returns after its timeout, which closes the connection.
-        let started = Instant::now();
         assert_eq!(client.read(&mut [0u8; 8]).unwrap(), 0);
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert!(server.stop(PATIENCE));
