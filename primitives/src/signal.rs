@@ -200,13 +200,24 @@ impl Signals {
         while matches!((&*read).read(&mut junk), Ok(n) if n > 0) {}
         let mine = read.try_clone()?;
         let io = Io::new(mio::net::UnixStream::from_std(mine), &reactor)?;
-        // Catch the signals no other listener catches yet.
+        // Catch the signals no other listener catches yet (all or none: a failure puts
+        // back what this call installed).
+        let mut counted = Vec::new();
         for &sig in signals {
             let i = index(sig);
             if reg.listeners[i] == 0 {
-                reg.previous[i] = Some(sys::install(sig.number())?);
+                match sys::install(sig.number()) {
+                    Ok(prev) => reg.previous[i] = Some(prev),
+                    Err(e) => {
+                        for s in counted {
+                            reg.release(s);
+                        }
+                        return Err(e);
+                    }
+                }
             }
             reg.listeners[i] += 1;
+            counted.push(sig);
         }
         reg.used[slot] = true;
         sys::SLOTS[slot].mask.store(mask, Ordering::Release);
@@ -241,19 +252,26 @@ impl Signals {
     }
 }
 
+impl Registry {
+    /// One listener fewer for `sig`; the last one puts the previous disposition back.
+    fn release(&mut self, sig: Signal) {
+        let i = index(sig);
+        self.listeners[i] -= 1;
+        if self.listeners[i] == 0 {
+            if let Some(prev) = self.previous[i].take() {
+                sys::restore(sig.number(), &prev);
+            }
+        }
+    }
+}
+
 impl Drop for Signals {
     fn drop(&mut self) {
         sys::SLOTS[self.slot].mask.store(0, Ordering::Release);
         let mut reg = registry();
         reg.used[self.slot] = false;
         for &sig in &self.signals {
-            let i = index(sig);
-            reg.listeners[i] -= 1;
-            if reg.listeners[i] == 0 {
-                if let Some(prev) = reg.previous[i].take() {
-                    sys::restore(sig.number(), &prev);
-                }
-            }
+            reg.release(sig);
         }
     }
 }
