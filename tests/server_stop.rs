@@ -280,3 +280,39 @@ fn handlers_are_spawned_at_the_users_bind() {
     assert!(handler.spawned_at.file().ends_with("server_stop.rs"));
     rt.block_on(move || assert!(!server.stop(Duration::from_millis(10))));
 }
+
+/// The monitor names the user's `bind` as the spawn site of a handler that holds its
+/// worker, not grove's server.rs (issue 11).
+#[test]
+fn the_monitor_names_the_users_bind_for_a_stalling_handler() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = reported.clone();
+    let rt = grove::Runtime::builder()
+        .workers(2)
+        .monitor(Some(Duration::from_millis(20)))
+        .on_stall(move |r| {
+            let _ = tx.send((r.spawned_at.file(), r.spawned_at.line()));
+            r2.store(true, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let (server, bind_line) = rt.block_on(move || {
+        let line = line!() + 1;
+        let s = StreamServer::bind("127.0.0.1:0", move |_conn: TcpStream, _| {
+            // Holds its worker, never blocking, until the monitor has reported it.
+            let start = Instant::now();
+            while !reported.load(Ordering::SeqCst) && start.elapsed() < PATIENCE {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+        s.start().unwrap();
+        (s, line)
+    });
+    let _client = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    let (file, line) = rx.recv_timeout(PATIENCE).expect("no stall reported");
+    assert!(file.ends_with("server_stop.rs"), "{file}:{line}");
+    assert_eq!(line, bind_line);
+    rt.block_on(move || server.stop(PATIENCE));
+}
