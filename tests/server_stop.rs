@@ -316,3 +316,34 @@ fn the_monitor_names_the_users_bind_for_a_stalling_handler() {
     assert_eq!(line, bind_line);
     rt.block_on(move || server.stop(PATIENCE));
 }
+
+/// A stop after the runtime is gone (its stopping greenlet cannot run) still returns,
+/// from any thread, and reports the handlers the shutdown killed.
+#[test]
+fn stop_after_the_runtime_shut_down_returns() {
+    let rt = runtime();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let arrived = arrived.clone();
+        rt.block_on(move || {
+            let s = StreamServer::bind("127.0.0.1:0", move |conn: TcpStream, _| {
+                let mut line = String::new();
+                BufReader::new(&conn).read_line(&mut line).unwrap();
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let _ = (&conn).read(&mut [0u8; 1]);
+            })
+            .unwrap();
+            s.start().unwrap();
+            s
+        })
+    };
+    let _client = client_in_handler(server.local_addr(), &arrived, 1);
+    drop(rt);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = server.clone();
+    std::thread::spawn(move || tx.send(s.drain(Duration::from_secs(1))).unwrap());
+    let report = rx.recv_timeout(PATIENCE).expect("stop hung after shutdown");
+    assert_eq!(report.finished, 0, "{report:?}");
+    assert!(server.is_closed());
+    assert_eq!(server.stop_report(), Some(report));
+}

@@ -526,54 +526,34 @@ impl<S: Send + 'static> Core<S> {
             });
             return;
         };
-        let core = self.clone();
+        // Resolves the stop however the stopping greenlet ends, even if it is cancelled
+        // before it starts (a runtime shutting down drops its closure).
+        let resolve = Resolve(self.clone(), None);
         let accept2 = accept.clone();
         let spawned = grove_scheduler::Builder::new()
             .name("grove-server-stop")
             .try_spawn_on(&runtime, move || {
-                core.run_stop(&accept2, running, timeout, signal)
+                let report = resolve.0.run_stop(&accept2, running, timeout, signal);
+                resolve.done(report);
             });
         if spawned.is_err() {
-            // The runtime is shutting down: it cancels every greenlet anyway.
+            // The runtime is shutting down (it cancels every greenlet anyway); the closure,
+            // dropped unrun, has recorded the report already.
             accept.kill_nowait();
-            let victims = self.handlers().greenlets();
-            for g in &victims {
+            for g in self.handlers().greenlets() {
                 g.kill_nowait();
             }
-            self.finish(StopReport {
-                killed: victims.len(),
-                unresponsive: victims.len(),
-                signal,
-                ..StopReport::default()
-            });
         }
     }
 
-    /// Steps 2-5 of the module docs, in the stopping greenlet.
+    /// Steps 2-4 of the module docs, in the stopping greenlet; returns the report.
     fn run_stop(
-        self: &Arc<Self>,
+        &self,
         accept: &Greenlet,
         mut running: Vec<u64>,
         timeout: Duration,
         signal: Option<Signal>,
-    ) {
-        /// Resolves the stop even if this greenlet is cancelled (a runtime shutting down),
-        /// so no caller of `stop` waits forever.
-        struct Resolve<'a, S: Send + 'static>(&'a Arc<Core<S>>, Option<StopReport>);
-        impl<S: Send + 'static> Drop for Resolve<'_, S> {
-            fn drop(&mut self) {
-                let report = self.1.take().unwrap_or_else(|| {
-                    let left = self.0.handlers().len();
-                    StopReport {
-                        killed: left,
-                        unresponsive: left,
-                        ..StopReport::default()
-                    }
-                });
-                self.0.finish(report);
-            }
-        }
-        let mut resolve = Resolve(self, None);
+    ) -> StopReport {
         // Step 2: once the accept loop has unwound, no handler is added.
         accept.kill();
         let handlers = self.handlers();
@@ -583,25 +563,22 @@ impl<S: Send + 'static> Core<S> {
         running.dedup();
         let running = running.len();
         // Step 3.
-        let report = if handlers.join_timeout(timeout) {
-            StopReport {
+        if handlers.join_timeout(timeout) {
+            return StopReport {
                 finished: running,
                 signal,
                 ..StopReport::default()
-            }
-        } else {
-            // Step 4.
-            let left = handlers.len();
-            handlers.kill_timeout(KILL_GRACE);
-            StopReport {
-                finished: running.saturating_sub(left),
-                killed: left,
-                unresponsive: handlers.len(),
-                signal,
-            }
-        };
-        // Step 5.
-        resolve.1 = Some(report);
+            };
+        }
+        // Step 4.
+        let left = handlers.len();
+        handlers.kill_timeout(KILL_GRACE);
+        StopReport {
+            finished: running.saturating_sub(left),
+            killed: left,
+            unresponsive: handlers.len(),
+            signal,
+        }
     }
 
     fn finish(&self, report: StopReport) {
@@ -614,6 +591,32 @@ impl<S: Send + 'static> Core<S> {
         self.begin_stop(timeout, signal);
         self.stopped.wait();
         self.report().unwrap_or_default()
+    }
+}
+
+/// Step 5 of a stop, however the stopping greenlet ends: records the report (if the
+/// greenlet was cancelled, unstarted or mid-way, by a runtime shutting down: every handler
+/// left counts as killed, as the shutdown kills them) and wakes the waiters, so no caller
+/// of `stop` waits forever.
+struct Resolve<S: Send + 'static>(Arc<Core<S>>, Option<StopReport>);
+
+impl<S: Send + 'static> Resolve<S> {
+    fn done(mut self, report: StopReport) {
+        self.1 = Some(report);
+    }
+}
+
+impl<S: Send + 'static> Drop for Resolve<S> {
+    fn drop(&mut self) {
+        let report = self.1.take().unwrap_or_else(|| {
+            let left = self.0.handlers().len();
+            StopReport {
+                killed: left,
+                unresponsive: left,
+                ..StopReport::default()
+            }
+        });
+        self.0.finish(report);
     }
 }
 
