@@ -187,3 +187,101 @@ fn timeout_interrupts_a_join() {
         release.set();
     });
 }
+
+/// A value whose `Drop` panics (the user's bug, which the pool must survive).
+struct PanicOnDrop(&'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+/// Runs `scenario` in a child process (`test` names the calling test) and checks that
+/// it exited cleanly and reported `report` on stderr. The child bounds every wait with
+/// `PATIENCE`, so a regression fails instead of hanging.
+fn in_child(test: &str, scenario: impl FnOnce(), report: &str) {
+    if common::is_child() {
+        scenario();
+        return;
+    }
+    let out = common::run_child(test, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    assert!(stderr.contains(report), "no report {report:?}: {stderr}");
+}
+
+/// With `max_threads(1)`, checks that the pool's one thread is still there and runs a
+/// new job.
+fn still_serves(pool: &BlockingPool) {
+    let h = pool.spawn(|| 5);
+    let got = h
+        .join_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("the pool's only thread is gone: {pool:?}"));
+    assert_eq!(got.unwrap(), 5);
+    assert_eq!(pool.threads(), 1, "{pool:?}");
+}
+
+#[test]
+fn detached_result_whose_drop_panics_keeps_the_pool_thread() {
+    in_child(
+        "detached_result_whose_drop_panics_keeps_the_pool_thread",
+        || {
+            let pool = BlockingPool::builder().max_threads(1).build();
+            let go = Latch::new();
+            let g = go.clone();
+            // Detached before it finishes: the pool thread drops the result.
+            drop(pool.spawn(move || {
+                g.wait();
+                PanicOnDrop("result drop")
+            }));
+            go.set();
+            still_serves(&pool);
+        },
+        "dropping the result of a detached blocking job panicked: result drop; \
+         the panic was contained",
+    );
+}
+
+#[test]
+fn detached_panic_payload_whose_drop_panics_keeps_the_pool_thread() {
+    in_child(
+        "detached_panic_payload_whose_drop_panics_keeps_the_pool_thread",
+        || {
+            let pool = BlockingPool::builder().max_threads(1).build();
+            let go = Latch::new();
+            let g = go.clone();
+            drop(pool.spawn(move || {
+                g.wait();
+                std::panic::panic_any(PanicOnDrop("payload drop"))
+            }));
+            go.set();
+            still_serves(&pool);
+            // Again: one contained panic must not change the next.
+            drop(pool.spawn(|| std::panic::panic_any(PanicOnDrop("payload drop"))));
+            still_serves(&pool);
+        },
+        "panicked: payload drop; the panic was contained",
+    );
+}
+
+#[test]
+fn huge_keep_alive_does_not_overflow() {
+    for keep_alive in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let pool = BlockingPool::builder()
+            .max_threads(1)
+            .keep_alive(keep_alive)
+            .build();
+        assert_eq!(pool.spawn(|| 1).join().unwrap(), 1);
+        // The thread goes idle (computing its keep-alive deadline) and is reused.
+        let start = Instant::now();
+        while pool.idle_threads() < 1 {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "thread never went idle: {pool:?}"
+            );
+            std::thread::yield_now();
+        }
+        still_serves(&pool);
+    }
+}

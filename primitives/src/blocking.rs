@@ -81,6 +81,16 @@
 //! by its builder shuts down when its last clone is dropped: the flag is set, idle threads
 //! are woken, queued jobs still run, then every thread exits. Nothing joins them.
 //!
+//! # Faults
+//!
+//! User code never breaks the pool's accounting. A job's panic comes back in its handle.
+//! Everything else of the user's that a pool thread runs — dropping a detached job's
+//! result (or its panic payload), dropping a job's closure — runs under `catch_unwind`:
+//! a panic there is reported on stderr and contained (a payload whose own `Drop` panics
+//! is leaked), so the thread carries on and stays counted. Jobs dropped unrun (no thread
+//! could be started) are dropped one by one the same way. A keep-alive too large for
+//! `Instant` (say [`Duration::MAX`]) means idle threads never retire.
+//!
 //! Jobs run on plain threads: grove calls that need a greenlet (`grove::sleep`, `spawn`)
 //! panic there, while those that work from plain threads (joins, queues, events) block it.
 
@@ -185,7 +195,8 @@ impl BlockingPoolBuilder {
     }
 
     /// How long an idle thread waits for a job before exiting; default
-    /// [`DEFAULT_KEEP_ALIVE`].
+    /// [`DEFAULT_KEEP_ALIVE`]. Any duration is accepted: one past the end of `Instant`'s
+    /// range (e.g. [`Duration::MAX`]) keeps idle threads for ever.
     pub fn keep_alive(mut self, d: Duration) -> Self {
         self.keep_alive = d;
         self
@@ -347,8 +358,12 @@ impl BlockingPool {
                 // resolves their handles as cancelled.
                 let dropped = std::mem::take(&mut st.queue);
                 drop(st);
-                eprintln!("grove: blocking pool cannot start a thread: {e}");
-                drop(dropped);
+                report(format_args!(
+                    "grove: blocking pool cannot start a thread: {e}"
+                ));
+                for job in dropped {
+                    drop_contained("a blocking job that never ran", job);
+                }
             }
         }
     }
@@ -373,8 +388,10 @@ fn pool_thread(shared: &Shared) {
     'work: loop {
         while let Some(job) = st.queue.pop_front() {
             drop(st);
-            // The job catches its own panic; nothing else in it can unwind.
-            job();
+            // A job catches its own panic and contains the drop of its outcome; this is
+            // the backstop that keeps the thread (and so the pool's thread count) alive
+            // whatever else a job's user code does (the drop of its closure, say).
+            contain(&format_args!("running a blocking job"), job);
             st = lock(&shared.state);
         }
         if st.shutdown {
@@ -382,22 +399,27 @@ fn pool_thread(shared: &Shared) {
         }
         st.idle += 1;
         helper.set_busy(false);
-        let deadline = Instant::now() + keep_alive;
+        // `None`: a keep-alive past the end of `Instant`'s range, i.e. for ever.
+        let deadline = Instant::now().checked_add(keep_alive);
         loop {
-            let now = Instant::now();
-            let wait = deadline.saturating_duration_since(now);
-            st = shared
-                .cond
-                .wait_timeout(st, wait)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            st = match deadline {
+                Some(d) => {
+                    let wait = d.saturating_duration_since(Instant::now());
+                    shared
+                        .cond
+                        .wait_timeout(st, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => shared.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
+            };
             if st.notified > 0 {
                 // Claimed by a submitter, which already uncounted us as idle.
                 st.notified -= 1;
                 helper.set_busy(true);
                 continue 'work;
             }
-            if st.shutdown || Instant::now() >= deadline {
+            if st.shutdown || deadline.is_some_and(|d| Instant::now() >= d) {
                 st.idle -= 1;
                 if st.shutdown {
                     helper.set_busy(true);
@@ -431,6 +453,8 @@ impl<T> Completer<T> {
     fn complete(mut self, outcome: Result<T, BlockingError>) {
         if let Some(slot) = self.slot.take() {
             finish(&slot, outcome);
+            // If the handle is gone (a detached job), this drops the outcome: user code.
+            drop_contained("the result of a detached blocking job", slot);
         }
     }
 }
@@ -441,6 +465,38 @@ impl<T> Drop for Completer<T> {
             finish(&slot, Err(BlockingError::cancelled()));
         }
     }
+}
+
+/// Drops `value` (user code: a job's result or closure, a panic payload) on a pool
+/// thread or in the pool's own bookkeeping, containing a panic: it is reported on
+/// stderr and goes no further, so it can neither kill a pool thread nor skip the pool's
+/// accounting. A panic payload whose own `Drop` panics is leaked rather than dropped.
+fn drop_contained<V>(what: &str, value: V) {
+    contain(&format_args!("dropping {what}"), move || drop(value));
+}
+
+/// Runs `f`, containing a panic the way [`drop_contained`] does; `doing` says what `f`
+/// was doing, for the report.
+fn contain(doing: &fmt::Arguments<'_>, f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string panic payload>")
+            .to_owned();
+        std::mem::forget(payload);
+        report(format_args!(
+            "grove: {doing} panicked: {msg}; the panic was contained"
+        ));
+    }
+}
+
+/// Writes one line to stderr, ignoring failures (a closed stderr must not panic a pool
+/// thread the way `eprintln!` would).
+fn report(line: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Job step 1: store the outcome, wake the joiner outside the lock.
