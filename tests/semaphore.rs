@@ -30,10 +30,10 @@ fn permits_are_counted_and_guards_give_them_back() {
         // gevent's manual style: keep the permit past the guard, release by hand.
         b.forget();
         assert_eq!(sem.available(), 1);
-        sem.release();
+        sem.release().unwrap();
         assert_eq!(sem.available(), 2);
         // An unbounded semaphore accepts extra releases.
-        sem.release();
+        sem.release().unwrap();
         assert_eq!(sem.available(), 3);
     });
 }
@@ -48,7 +48,7 @@ fn acquire_timeout_gives_up_and_changes_nothing() {
         assert!(start.elapsed() >= Duration::from_millis(20));
         assert_eq!(sem.available(), 0);
         assert_eq!(waiters(&sem), 0);
-        sem.release();
+        sem.release().unwrap();
         assert!(sem.acquire_timeout(Duration::ZERO).is_some());
         assert_eq!(sem.available(), 1);
     });
@@ -88,7 +88,7 @@ fn release_in_a_greenlet_wakes_a_blocked_acquirer() {
             let sem = sem.clone();
             grove::spawn(move || sem.release())
         };
-        releaser.join().unwrap();
+        releaser.join().unwrap().unwrap();
         acquirer.join().unwrap();
         // The permit went straight to the acquirer, who kept it.
         assert_eq!(sem.available(), 0);
@@ -146,7 +146,7 @@ fn a_killed_acquirer_passes_its_wake_up_to_the_next_waiter() {
         let second = spawn_acquirer(2);
         until_waiting(&sem, 2);
 
-        sem.release();
+        sem.release().unwrap();
         // The permit is free and `first` (dequeued) was woken to take it, but has not
         // run yet; `second` still waits.
         assert_eq!((sem.available(), waiters(&sem)), (1, 1));
@@ -182,10 +182,10 @@ fn timed_out_acquirers_leave_the_count_unchanged() {
         assert!(!by_deadline.join().unwrap());
         until_waiting(&sem, 1);
         assert_eq!(sem.available(), 0);
-        sem.release();
+        sem.release().unwrap();
         patient.join().unwrap();
         assert_eq!((sem.available(), waiters(&sem)), (0, 0));
-        sem.release();
+        sem.release().unwrap();
         assert_eq!(sem.available(), 1);
     });
 }
@@ -200,7 +200,10 @@ fn release_from_a_plain_os_thread_wakes_a_greenlet() {
         std::thread::yield_now();
     }
     let s3 = sem.clone();
-    std::thread::spawn(move || s3.release()).join().unwrap();
+    std::thread::spawn(move || s3.release())
+        .join()
+        .unwrap()
+        .unwrap();
     h.join().unwrap();
     assert_eq!(sem.available(), 0);
 }
@@ -215,7 +218,7 @@ fn a_plain_os_thread_can_wait_for_a_permit() {
         std::thread::yield_now();
     }
     let s3 = sem.clone();
-    rt.block_on(move || s3.release());
+    rt.block_on(move || s3.release()).unwrap();
     assert!(t.join().unwrap());
     assert_eq!(sem.available(), 1);
 }
@@ -248,4 +251,43 @@ fn permits_bound_concurrency_across_two_workers() {
         assert_eq!(sem.available(), 3);
         assert_eq!(waiters(&sem), 0);
     });
+}
+
+/// A `Semaphore`'s count tops out at `usize::MAX` free permits: a manual release there is
+/// refused (nothing changes), and a guard dropped there never panics — not even while
+/// its greenlet or thread unwinds, where a panic in `Drop` would abort the process (so
+/// the check runs in a child process).
+#[test]
+fn release_at_usize_max_is_refused_and_a_guard_drop_never_panics() {
+    if !common::is_child() {
+        let out = common::run_child(
+            "release_at_usize_max_is_refused_and_a_guard_drop_never_panics",
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed: {stderr}");
+        return;
+    }
+    let sem = Semaphore::new(usize::MAX);
+    let guard = sem.acquire();
+    assert_eq!(sem.available(), usize::MAX - 1);
+    assert_eq!(sem.release(), Ok(()));
+    assert_eq!(sem.release(), Err(OverRelease));
+    assert_eq!(sem.available(), usize::MAX);
+    // Dropped while unwinding from the user's own panic: must not panic again.
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _guard = guard;
+        std::panic::resume_unwind(Box::new("the user's panic"));
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(sem.available(), usize::MAX);
+    // And dropped normally, from a greenlet.
+    let sem2 = sem.clone();
+    rt(1).block_on(move || {
+        let g = sem2.acquire();
+        sem2.release().unwrap();
+        drop(g);
+    });
+    assert_eq!(sem.available(), usize::MAX);
+    assert_eq!(waiters(&sem), 0);
 }

@@ -165,10 +165,11 @@ impl Core {
         SemaphoreGuard { core: self }
     }
 
-    /// Step 2: gives a permit back.
+    /// Step 2: gives a permit back; refused, changing nothing, at the bound (an
+    /// unbounded semaphore's is `usize::MAX` free permits).
     pub(crate) fn release(&self) -> Result<(), OverRelease> {
         let mut s = lock(&self.state);
-        if self.bound.is_some_and(|b| s.permits >= b) {
+        if s.permits >= self.bound.unwrap_or(usize::MAX) {
             return Err(OverRelease);
         }
         s.put_back(());
@@ -196,10 +197,10 @@ impl State {
                 return;
             }
         }
-        self.permits = self
-            .permits
-            .checked_add(1)
-            .expect("Semaphore::release: permit count overflows usize");
+        // `release` refuses at `usize::MAX`; only a permit handed to a starving waiter
+        // that was then unwound (step 4) can get here at that count. Saturate: this may
+        // run in a guard's `Drop` or during an unwind, where a panic would abort.
+        self.permits = self.permits.saturating_add(1);
         self.wake_one();
     }
 
@@ -231,7 +232,8 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 /// The error of releasing a [`BoundedSemaphore`] (or unlocking a [`Lock`](crate::Lock))
-/// more times than it was acquired. Nothing changed.
+/// more times than it was acquired, or a [`Semaphore`] already holding `usize::MAX`
+/// free permits. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverRelease;
 
@@ -322,11 +324,12 @@ impl Semaphore {
             .then(|| self.core.guard())
     }
 
-    /// Adds a permit (gevent's `release`): hands it to the first waiter, if any. Pairs
-    /// with [`SemaphoreGuard::forget`]; an unbounded semaphore accepts any number.
-    pub fn release(&self) {
-        // Unbounded: never refused.
-        let _ = self.core.release();
+    /// Adds a permit (gevent's `release`), waking the first waiter if any. Pairs with
+    /// [`SemaphoreGuard::forget`]. A `Semaphore` has no bound but the largest count,
+    /// `usize::MAX` free permits: a release there is refused with [`OverRelease`] and
+    /// changes nothing (use [`BoundedSemaphore`] to catch unbalanced releases early).
+    pub fn release(&self) -> Result<(), OverRelease> {
+        self.core.release()
     }
 
     /// Number of free permits now (gevent's `counter`).
@@ -428,9 +431,10 @@ impl SemaphoreGuard<'_> {
 }
 
 impl Drop for SemaphoreGuard<'_> {
+    /// Gives the permit back. Never panics: a release refused because manual
+    /// [`release`](Semaphore::release)s already brought the count to its bound (or to
+    /// `usize::MAX`) while this guard lived leaves the count where it is.
     fn drop(&mut self) {
-        // Refused only by a bounded semaphore that a manual `release` already filled
-        // while this guard lived: the permit is back already, so there is nothing to do.
         let _ = self.core.release();
     }
 }
