@@ -833,3 +833,174 @@ fn len_capacity_and_debug_describe_the_queue() {
     assert_eq!(Closed(5).to_string(), "the queue is closed");
     assert_eq!(format!("{:?}", TryPutError::Full(5)), "Full(..)");
 }
+
+/// Runs `scenario` in a child process (`test` names the calling test) under a watchdog:
+/// a scenario that hangs (a deadlock on the queue's lock) makes the child exit with a
+/// failure instead of hanging the suite.
+fn in_child_with_watchdog(test: &str, scenario: impl FnOnce()) {
+    if std::env::var_os("GROVE_QUEUE_CHILD").is_some() {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            eprintln!("watchdog: the scenario hung");
+            std::process::exit(3);
+        });
+        scenario();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("GROVE_QUEUE_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An item whose `Clone` uses the queue it sits in, and may wait for a gate first.
+struct Reentrant {
+    copies: Arc<AtomicUsize>,
+    gate: Option<grove::Event>,
+    /// Copies made so far when this one was made (0: the original).
+    nth: usize,
+}
+
+static REENTRANT: std::sync::OnceLock<Queue<Reentrant>> = std::sync::OnceLock::new();
+
+impl Clone for Reentrant {
+    fn clone(&self) -> Self {
+        if let Some(gate) = &self.gate {
+            gate.wait();
+        }
+        // Needs the queue's lock: a deadlock if the peek holds it.
+        let q = REENTRANT.get().unwrap();
+        assert!(!q.is_closed());
+        let _ = q.len();
+        Reentrant {
+            copies: self.copies.clone(),
+            gate: None,
+            nth: self.copies.fetch_add(1, Ordering::SeqCst) + 1,
+        }
+    }
+}
+
+/// gevent's `peek` hands out the item itself; grove hands out a copy, made with the
+/// queue unlocked: a `Clone` that uses the queue does not deadlock.
+#[test]
+fn peek_clones_outside_the_queue_lock() {
+    in_child_with_watchdog("peek_clones_outside_the_queue_lock", || {
+        let q = REENTRANT.get_or_init(Queue::new).clone();
+        let copies = Arc::new(AtomicUsize::new(0));
+        q.put(Reentrant {
+            copies: copies.clone(),
+            gate: None,
+            nth: 0,
+        })
+        .unwrap();
+        assert_eq!(q.peek().unwrap().nth, 1);
+        assert_eq!(q.try_peek().unwrap().nth, 2);
+        assert_eq!(q.peek_timeout(LONG).unwrap().nth, 3);
+        // The original is still the one a get takes.
+        assert_eq!(q.try_get().unwrap().nth, 0);
+        assert!(q.is_empty());
+    });
+}
+
+/// While a peek's `Clone` is parked (waiting for an event), other greenlets of the same
+/// worker put to and get from the queue: the clone holds no lock of the queue's.
+#[test]
+fn a_parked_clone_in_peek_blocks_no_other_put_or_get() {
+    in_child_with_watchdog("a_parked_clone_in_peek_blocks_no_other_put_or_get", || {
+        let q = REENTRANT.get_or_init(Queue::new).clone();
+        let copies = Arc::new(AtomicUsize::new(0));
+        let gate = grove::Event::new();
+        q.put(Reentrant {
+            copies: copies.clone(),
+            gate: Some(gate.clone()),
+            nth: 0,
+        })
+        .unwrap();
+        rt1().block_on(move || {
+            let peeker = {
+                let q = q.clone();
+                grove::spawn(move || q.peek().unwrap().nth)
+            };
+            // One worker: the peeker runs until its clone parks on the gate.
+            grove::yield_now();
+            let copies2 = copies.clone();
+            let other = {
+                let q = q.clone();
+                grove::spawn(move || {
+                    q.put(Reentrant {
+                        copies: copies2,
+                        gate: None,
+                        nth: 100,
+                    })
+                    .unwrap();
+                    q.len()
+                })
+            };
+            assert_eq!(other.join().unwrap(), 2);
+            gate.set();
+            assert_eq!(peeker.join().unwrap(), 1);
+            assert_eq!(q.try_get().unwrap().nth, 0);
+            assert_eq!(q.try_get().unwrap().nth, 100);
+        });
+    });
+}
+
+/// A get that takes an item a peek on another thread is copying waits for the copy and
+/// receives the original: every item is taken exactly once, and never copied by a get.
+#[test]
+fn a_get_racing_a_peeks_copy_takes_the_original() {
+    let q: Queue<Tagged> = Queue::new();
+    let copies = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(std::sync::Barrier::new(2));
+    for round in 0..50 {
+        q.put(Tagged {
+            round,
+            copies: copies.clone(),
+            started: Some(started.clone()),
+            copy: false,
+        })
+        .unwrap();
+        let peeker = {
+            let q = q.clone();
+            std::thread::spawn(move || q.peek().unwrap())
+        };
+        started.wait(); // the peek's clone has begun, with the queue unlocked
+        let got = q.get().unwrap();
+        assert!(!got.copy, "a get received a copy");
+        assert_eq!(got.round, round);
+        let peeked = peeker.join().unwrap();
+        assert!(peeked.copy);
+        assert_eq!(peeked.round, round);
+        assert!(q.is_empty());
+    }
+    assert_eq!(copies.load(Ordering::SeqCst), 50);
+}
+
+/// An item that says whether it is a copy, and lets a test see a clone begin.
+struct Tagged {
+    round: usize,
+    copies: Arc<AtomicUsize>,
+    started: Option<Arc<std::sync::Barrier>>,
+    copy: bool,
+}
+
+impl Clone for Tagged {
+    fn clone(&self) -> Self {
+        if let Some(b) = &self.started {
+            b.wait();
+        }
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        Tagged {
+            round: self.round,
+            copies: self.copies.clone(),
+            started: None,
+            copy: true,
+        }
+    }
+}

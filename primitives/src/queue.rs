@@ -62,6 +62,15 @@
 //!   stack. A putter whose item was taken just before its deadline or kill has put
 //!   it: `put_timeout` returns `Ok`, a kill unwinds with the item in the queue.
 //!
+//! # User code and the queue's lock
+//! No user code runs under the queue's lock but a [`PriorityQueue`]'s `Ord` (a heap
+//! must compare) and [`try_peek_with`](GenericQueue::try_peek_with)'s closure (its
+//! documented contract). Items are moved, never cloned or dropped, under it: `peek`
+//! *lends* the next item (it stays in place, behind a mutex of its own) and clones it
+//! with the queue unlocked, and a get takes a lent item out once the queue is unlocked.
+//! So a `Clone` that uses the queue, or panics, harms nobody; one that blocks holds up
+//! only a get of that same item on another thread (its thread waits for the copy).
+//!
 //! # Closing (gevent 3.13 / Python 3.13 `shutdown`)
 //! [`close`](GenericQueue::close) makes later puts fail with the item back, hands
 //! every blocked putter its item back (`Closed(item)`), and wakes blocked getters,
@@ -263,6 +272,11 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     /// A copy of the next item, without taking it; waits until an item is stored
     /// (gevent's `peek`). While getters are blocked, items go straight to them and are
     /// never stored, so a peek waits on.
+    ///
+    /// The copy (`T::clone`) is made with the queue unlocked, so a `Clone` impl may use
+    /// the queue or panic without holding up anyone else's put or get. Only that one
+    /// item is held while it is copied: a get that takes it (or a [`PriorityQueue`] put
+    /// or get comparing with it) on another thread waits for the copy to finish.
     pub fn peek(&self) -> Result<T, Closed>
     where
         T: Clone,
@@ -275,7 +289,7 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     where
         T: Clone,
     {
-        self.inner.try_peek_with(T::clone)
+        self.inner.try_peek()
     }
 
     /// [`peek`](Self::peek), waiting at most `timeout`.
@@ -287,7 +301,8 @@ impl<T, S: Storage<T>> GenericQueue<T, S> {
     }
 
     /// `f` applied to the next item, if one is stored (for items that are not
-    /// `Clone`). `f` runs under the queue's lock: it must not use the queue.
+    /// `Clone`). Unlike [`peek`](Self::peek), `f` runs under the queue's lock: it must
+    /// not use the queue, nor block.
     pub fn try_peek_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, TryGetError> {
         self.inner.try_peek_with(f)
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::error::{
     Closed, GetTimeoutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
+use super::storage::sealed::Slot;
 use super::storage::Storage;
 use crate::waitlist::{lock, wait, WaitList};
 
@@ -118,14 +119,15 @@ impl<T, S: Storage<T>> State<T, S> {
 
     /// Stores a newly put item.
     fn store(&mut self, item: T) {
-        self.items.push(item);
+        self.items.push(Slot::Owned(item));
         self.unfinished += 1;
         self.peekers.notify_all(|| ());
     }
 
     /// G1–G2: the next item without waiting, admitting blocked putters into the room
-    /// it leaves; `None` if there is none.
-    fn take(&mut self) -> Option<T> {
+    /// it leaves; `None` if there is none. Take the item out of the slot
+    /// ([`Slot::into_item`]) once the lock is released.
+    fn take(&mut self) -> Option<Slot<T>> {
         if let Some(item) = self.items.pop() {
             while self.items.len() < self.capacity {
                 let Some(offer) = self.putters.pop_front() else {
@@ -139,7 +141,7 @@ impl<T, S: Storage<T>> State<T, S> {
         // Nothing stored: a Channel takes the first blocked putter's item directly.
         let offer = self.putters.pop_front()?;
         self.unfinished += 1;
-        Some(Offer::accept(&offer))
+        Some(Slot::Owned(Offer::accept(&offer)))
     }
 
     /// How long a getter or peeker that found nothing may wait: `Closed` once the
@@ -158,7 +160,7 @@ impl<T, S: Storage<T>> State<T, S> {
             return; // a close notice: owed to nobody
         };
         if let Err(item) = self.hand_to_getter(item) {
-            self.items.unget(item);
+            self.items.unget(Slot::Owned(item));
             self.peekers.notify_all(|| ());
         }
     }
@@ -232,19 +234,30 @@ impl<T, S: Storage<T>> Inner<T, S> {
     where
         T: Clone,
     {
-        self.look(T::clone, Block::Until(None)).map_err(forever)
+        self.look(Block::Until(None)).map_err(forever)
+    }
+
+    pub(super) fn try_peek(&self) -> Result<T, TryGetError>
+    where
+        T: Clone,
+    {
+        self.look(Block::No).map_err(try_error)
     }
 
     pub(super) fn try_peek_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, TryGetError> {
-        self.look(f, Block::No).map_err(try_error)
+        let s = lock(&self.state);
+        match s.items.peek() {
+            Some(slot) => Ok(slot.with(f)),
+            None if s.closed => Err(TryGetError::Closed),
+            None => Err(TryGetError::Empty),
+        }
     }
 
     pub(super) fn peek_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError>
     where
         T: Clone,
     {
-        self.look(T::clone, Block::after(timeout))
-            .map_err(timeout_error)
+        self.look(Block::after(timeout)).map_err(timeout_error)
     }
 
     /// P1–P5.
@@ -331,8 +344,9 @@ impl<T, S: Storage<T>> Inner<T, S> {
     /// G1–G5.
     fn take(&self, block: Block) -> Result<T, GetFail> {
         let mut s = lock(&self.state);
-        if let Some(item) = s.take() {
-            return Ok(item);
+        if let Some(slot) = s.take() {
+            drop(s);
+            return Ok(slot.into_item());
         }
         let deadline = s.may_wait(block)?;
         // G3. Nothing to take: wait to be handed an item (P1).
@@ -346,17 +360,35 @@ impl<T, S: Storage<T>> Inner<T, S> {
         ) {
             Some(Some(item)) => Ok(item),
             // G4. Closed: an item a cancelled getter gave back since is still ours.
-            Some(None) => lock(&self.state).take().ok_or(GetFail::Closed),
+            Some(None) => {
+                let slot = lock(&self.state).take();
+                slot.map(Slot::into_item).ok_or(GetFail::Closed)
+            }
             None => Err(GetFail::WouldBlock),
         }
     }
 
-    /// A peek: `f` on the next item, waiting for one to be stored.
-    fn look<R>(&self, f: impl FnOnce(&T) -> R, block: Block) -> Result<R, GetFail> {
+    /// A peek: a copy of the next item, waiting for one to be stored. The copy
+    /// (`T::clone`, user code) is made with the queue unlocked, from the item lent
+    /// (see [`Slot`]) where it stays in the queue.
+    fn look(&self, block: Block) -> Result<T, GetFail>
+    where
+        T: Clone,
+    {
         loop {
-            let s = lock(&self.state);
-            if let Some(item) = s.items.peek() {
-                return Ok(f(item));
+            let mut s = lock(&self.state);
+            if let Some(slot) = s.items.pop() {
+                // Lend the next item where it is (`unget` puts it back as the next).
+                let (slot, share) = slot.lend();
+                s.items.unget(slot);
+                drop(s);
+                let copy = lock(&share).as_ref().map(T::clone);
+                drop(share);
+                match copy {
+                    Some(copy) => return Ok(copy),
+                    // A get took it meanwhile: look again.
+                    None => continue,
+                }
             }
             let deadline = s.may_wait(block)?;
             // Woken (every peeker is) or at the deadline: look again. A wake-up
