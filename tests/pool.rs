@@ -603,3 +603,59 @@ fn members_cancelled_by_shutdown_release_the_pool() {
     assert_eq!(pool.free_count(), 2);
     pool.join();
 }
+
+/// A result whose `Drop` uses the pool its greenlet belonged to.
+struct UsesPool(Pool, Arc<AtomicUsize>);
+
+impl Drop for UsesPool {
+    fn drop(&mut self) {
+        // Takes the pool's lock: a deadlock if the pool drops this under it.
+        let _ = self.0.free_count();
+        let _ = self.0.len();
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Detached members' results are dropped when the pool lets go of their greenlets
+/// (when it sees them finished); that never happens under the pool's lock, so a result
+/// whose `Drop` uses the same pool works. A child process with a watchdog, since the
+/// failure is a deadlock.
+#[test]
+fn a_detached_results_drop_may_use_its_pool() {
+    let test = "a_detached_results_drop_may_use_its_pool";
+    if std::env::var_os("GROVE_POOL_CHILD").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env("GROVE_POOL_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        eprintln!("watchdog: the pool deadlocked");
+        std::process::exit(3);
+    });
+    const N: usize = 200;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    rt(2).block_on(move || {
+        let pool = Pool::new(3);
+        for _ in 0..N {
+            let (p, d) = (pool.clone(), d.clone());
+            // Detached: the pool's reference is the last one to the finished greenlet.
+            drop(pool.spawn(move || UsesPool(p, d)));
+            // Reads prune members already finished (one path that drops them).
+            let _ = pool.len();
+        }
+        pool.join();
+        assert_eq!(pool.free_count(), 3);
+        assert!(pool.is_empty());
+    });
+    assert_eq!(dropped.load(Ordering::SeqCst), N);
+}

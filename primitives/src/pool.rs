@@ -18,6 +18,12 @@
 //! a prune) gives its slot back, and only once. So once `is_finished()` is true for a
 //! member, it no longer counts anywhere.
 //!
+//! # User code and the pool's lock
+//! A member's `Greenlet` may be the last reference to a detached greenlet, so dropping
+//! it may drop that greenlet's result: user code, which may use this very pool. So
+//! members leave the map under the lock but are dropped after it ([`CoreState::remove`]
+//! returns them); no user code ever runs under the pool's lock.
+//!
 //! # Backpressure (gevent's `Pool.spawn` blocks while the pool is full)
 //! Slots are a semaphore built on the crate's [`WaitList`]: a spawner that finds no
 //! free slot enqueues a ticket and parks (its greenlet, never its worker). A freed slot
@@ -39,7 +45,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -82,18 +88,22 @@ impl CoreState {
         }
     }
 
-    /// Ends a membership, once: whoever removes the member gives its slot back.
-    fn remove(&mut self, id: u64) {
-        if self.members.remove(&id).is_some() {
-            self.release_slot();
-            if self.members.is_empty() {
-                self.empty_waiters.notify_all(|| ());
-            }
+    /// Ends a membership, once: whoever removes the member gives its slot back. Returns
+    /// the member's reference, to be dropped **after** unlocking: it may be the last one
+    /// to a detached greenlet, whose result's `Drop` (user code) may use this pool.
+    #[must_use = "drop the removed member outside the lock"]
+    fn remove(&mut self, id: u64) -> Option<Greenlet> {
+        let g = self.members.remove(&id)?;
+        self.release_slot();
+        if self.members.is_empty() {
+            self.empty_waiters.notify_all(|| ());
         }
+        Some(g)
     }
 
-    /// Ends the memberships of members already seen finished (see the module docs).
-    fn prune(&mut self) {
+    /// Ends the memberships of members already seen finished (see the module docs),
+    /// moving their references into `dead`, to be dropped after unlocking.
+    fn prune(&mut self, dead: &mut Vec<Greenlet>) {
         if !self.members.values().any(Greenlet::is_finished) {
             return;
         }
@@ -103,9 +113,7 @@ impl CoreState {
             .filter(|(_, g)| g.is_finished())
             .map(|(id, _)| *id)
             .collect();
-        for id in done {
-            self.remove(id);
-        }
+        dead.extend(done.into_iter().filter_map(|id| self.remove(id)));
     }
 }
 
@@ -125,22 +133,33 @@ impl Core {
     /// Makes `g` a member (holding a slot already taken, for a pool) until it finishes.
     fn insert(self: &Arc<Core>, g: Greenlet) {
         let id = g.id();
-        if lock(&self.state).members.insert(id, g.clone()).is_some() {
+        let old = lock(&self.state).members.insert(id, g.clone());
+        if old.is_some() {
             return; // already a member, already linked
         }
         let core: Weak<Core> = Arc::downgrade(self);
         // Outside the lock: if `g` has already finished, this runs right here.
         g.on_finish(move || {
             if let Some(core) = core.upgrade() {
-                lock(&core.state).remove(id);
+                // The removed member is dropped after the lock (statement's end).
+                let removed = lock(&core.state).remove(id);
+                drop(removed);
             }
         });
     }
 
+    /// Locks the state after pruning finished members, whose references are dropped
+    /// first, unlocked (see [`CoreState::remove`]).
+    fn pruned(&self) -> MutexGuard<'_, CoreState> {
+        let mut dead = Vec::new();
+        lock(&self.state).prune(&mut dead);
+        drop(dead);
+        lock(&self.state)
+    }
+
     /// Takes a slot, waiting until `deadline` (None: no limit); false at the deadline.
     fn acquire(&self, deadline: Option<Instant>) -> bool {
-        let mut s = lock(&self.state);
-        s.prune();
+        let mut s = self.pruned();
         if s.try_take_slot() {
             return true;
         }
@@ -158,9 +177,7 @@ impl Core {
     }
 
     fn try_acquire(&self) -> bool {
-        let mut s = lock(&self.state);
-        s.prune();
-        s.try_take_slot()
+        self.pruned().try_take_slot()
     }
 
     /// Spawns `f` into a slot already taken, making it a member.
@@ -201,21 +218,16 @@ impl Core {
     }
 
     fn len(&self) -> usize {
-        let mut s = lock(&self.state);
-        s.prune();
-        s.members.len()
+        self.pruned().members.len()
     }
 
     fn greenlets(&self) -> Vec<Greenlet> {
-        let mut s = lock(&self.state);
-        s.prune();
-        s.members.values().cloned().collect()
+        self.pruned().members.values().cloned().collect()
     }
 
     /// Waits until there are no members; false at the deadline.
     fn wait_empty(&self, deadline: Option<Instant>) -> bool {
-        let mut s = lock(&self.state);
-        s.prune();
+        let s = self.pruned();
         if s.members.is_empty() {
             return true;
         }
@@ -232,9 +244,7 @@ impl Core {
         {
             return true;
         }
-        let mut s = lock(&self.state);
-        s.prune();
-        s.members.is_empty()
+        self.pruned().members.is_empty()
     }
 
     /// Kills every member and waits until they have finished; false at the deadline.
@@ -245,8 +255,7 @@ impl Core {
         let mut me_member = false;
         loop {
             let victims: Vec<Greenlet> = {
-                let mut s = lock(&self.state);
-                s.prune();
+                let s = self.pruned();
                 s.members
                     .values()
                     .filter(|g| {
@@ -500,9 +509,7 @@ impl Pool {
 
     /// Slots free right now (gevent's `free_count`).
     pub fn free_count(&self) -> usize {
-        let mut s = lock(&self.core.state);
-        s.prune();
-        self.size - s.used
+        self.size - self.core.pruned().used
     }
 
     /// True if no slot is free.
