@@ -13,16 +13,13 @@ mod async_result;
 pub mod blocking;
 #[cfg(not(grove_loom))]
 mod event;
-#[cfg(not(grove_loom))]
 mod lock;
 mod loom;
 #[cfg(not(grove_loom))]
 pub mod net;
 #[cfg(not(grove_loom))]
 mod pool;
-#[cfg(not(grove_loom))]
 pub mod queue;
-#[cfg(not(grove_loom))]
 mod semaphore;
 #[cfg(not(grove_loom))]
 pub mod server;
@@ -36,22 +33,21 @@ mod waitlist;
 pub use crate::async_result::{AlreadySet, AsyncResult};
 #[cfg(not(grove_loom))]
 pub use crate::event::Event;
-#[cfg(not(grove_loom))]
 pub use crate::lock::{Lock, LockGuard, NotOwner, RLock, RLockGuard};
 #[cfg(not(grove_loom))]
 pub use crate::pool::{Group, ImapUnordered, Pool, PoolFull};
-#[cfg(not(grove_loom))]
 pub use crate::queue::{Channel, LifoQueue, PriorityQueue, Queue};
-#[cfg(not(grove_loom))]
 pub use crate::semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard};
 #[cfg(not(grove_loom))]
 pub use crate::time::{sleep, sleep_until};
 
-/// The wait list's protocol core, exposed to `loom-tests` only (built with
-/// `--cfg grove_loom`).
+/// The wait list's protocol core and the loom build's park token, exposed to
+/// `loom-tests` only (built with `--cfg grove_loom`). The primitives modelled there
+/// (`Semaphore`, `Lock`, the queues) are the public types themselves.
 #[cfg(grove_loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::loom::{Killed, Parker};
     pub use crate::waitlist::{lock, wait_with, WaitList};
 }
 

@@ -188,8 +188,8 @@ thread_local! {
 
 /// The current greenlet's id, or this plain thread's owner id.
 fn current_owner() -> u64 {
-    if let Some(g) = grove_scheduler::try_current() {
-        return g.id();
+    if let Some(id) = crate::loom::current_greenlet() {
+        return id;
     }
     THREAD_OWNER_ID.with(|id| {
         if id.get() == NO_OWNER {

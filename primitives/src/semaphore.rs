@@ -50,14 +50,20 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::loom::Mutex;
 use crate::waitlist::{lock, wait_at, Place, WaitList};
 
 /// How long a waiter waits before the next release is handed to it (Go's
 /// `starvationThresholdNs`).
+#[cfg(not(grove_loom))]
 const STARVING_AFTER: Duration = Duration::from_millis(1);
+/// Under loom (no clock), at once: a waiter that loses one retry starves, so the models
+/// reach the starving hand-off deterministically.
+#[cfg(grove_loom)]
+const STARVING_AFTER: Duration = Duration::ZERO;
 
 /// What a waiter is handed (protocol steps 2–3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,9 +62,10 @@
 //! # Loom
 //! The protocol is model-checked in `loom-tests/tests/waitlist.rs`. For that, the
 //! core ([`wait_with`]) takes the waker and the parking as arguments, and its
-//! `Mutex`, atomics and `UnsafeCell` come from `crate::loom`; [`wait`] is the
-//! scheduler-bound wrapper every primitive uses, not built under `--cfg grove_loom`
-//! (where the scheduler has no greenlets to park).
+//! `Mutex`, atomics and `UnsafeCell` come from `crate::loom`; [`wait`] is the wrapper
+//! every primitive uses, parking through `crate::loom` too (the scheduler's park, or
+//! under loom a per-thread token), so the primitives' own models
+//! (`loom-tests/tests/{semaphore,queue}.rs`) run the real code.
 
 // Items are `pub` so that `__loom` can re-export them to the loom tests; in the normal
 // build the module is private and they stay crate-internal.
@@ -76,7 +77,6 @@ use std::marker::PhantomPinned;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::task::Waker;
-#[cfg(not(grove_loom))]
 use std::time::Instant;
 
 use crate::loom::{AtomicBool, Mutex, MutexGuard, Ordering, PoisonError, UnsafeCell};
@@ -196,7 +196,6 @@ impl<T> WaitList<T> {
 /// but will not be used because the wait ended by unwinding. Cancellation-safe: if the
 /// waiter is unwound from `park` (kill, Timeout), its node is cancelled the same way
 /// before the unwind continues.
-#[cfg(not(grove_loom))]
 pub fn wait<S, T>(
     what: &'static &'static str,
     guard: MutexGuard<'_, S>,
@@ -209,8 +208,6 @@ pub fn wait<S, T>(
 }
 
 /// Where a waiter joins the FIFO.
-// Under loom only the core is built, and nothing there re-queues at the front.
-#[cfg_attr(grove_loom, allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
     /// At the tail: a new waiter.
@@ -222,7 +219,6 @@ pub enum Place {
 }
 
 /// [`wait`], joining the list at `place`.
-#[cfg(not(grove_loom))]
 pub fn wait_at<S, T>(
     what: &'static &'static str,
     place: Place,
@@ -232,7 +228,7 @@ pub fn wait_at<S, T>(
     deadline: Option<Instant>,
     pass_on: impl Fn(&mut S, T),
 ) -> Option<T> {
-    let waker = grove_scheduler::current_waker();
+    let waker = crate::loom::current_waker();
     link_and_wait(
         place,
         guard,
@@ -243,11 +239,11 @@ pub fn wait_at<S, T>(
         || match deadline {
             Some(d) if Instant::now() >= d => false,
             Some(d) => {
-                grove_scheduler::park_timeout_on(d, what);
+                crate::loom::park_timeout_on(d, what);
                 true
             }
             None => {
-                grove_scheduler::park_on(what);
+                crate::loom::park_on(what);
                 true
             }
         },

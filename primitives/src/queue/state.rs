@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::error::{
@@ -12,6 +12,7 @@ use super::error::{
 };
 use super::storage::sealed::Slot;
 use super::storage::Storage;
+use crate::loom::Mutex;
 use crate::waitlist::{lock, wait, WaitList};
 
 /// How long an operation may block.

@@ -6,8 +6,9 @@ use std::fmt;
 
 pub(crate) mod sealed {
     use std::cmp::Ordering;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
+    use crate::loom::Mutex;
     use crate::waitlist::lock;
 
     /// A stored item: owned by the queue, or *lent* to `peek`s, which copy it with the
