@@ -1,0 +1,132 @@
+// Without --cfg grove_loom this file compiles to an empty crate, docs included.
+#![cfg_attr(not(grove_loom), allow(missing_docs))]
+#![cfg(grove_loom)]
+//! Loom models of the queue's putter protocol (`primitives/src/queue/state.rs`, steps
+//! P3–P5 and G1 in the `queue` module's docs), driving the real `Queue`.
+//!
+//! # Under loom
+//! The primitives' loom shim (`primitives/src/loom.rs`) gives the queue loom's `Mutex`
+//! (the queue's, each offer's and each lent item's), and each loom thread a park token
+//! standing for its greenlet's state word; a model can *kill* a thread, whose park then
+//! unwinds with `Killed` as a greenlet's does. Capacities are the smallest that block:
+//! a queue of one item, already full, so every put waits as an *offer*.
+//!
+//! # Properties asserted
+//! * An offer leaves the queue exactly once, by one of: a get admitting its item
+//!   (accept: the put returns `Ok`, or a kill unwinds with the item already queued), the
+//!   putter withdrawing it (a kill: the item is dropped with the putter's stack), or a
+//!   close (the put fails with the item back). Every item is dropped exactly once and
+//!   nothing stays in `putters`.
+//! * No lost wake-up: a blocked putter always returns (else loom reports a deadlock).
+//! * Order: the stored item comes out before the admitted one.
+//!
+//! Preemption bound: `LOOM_MAX_PREEMPTIONS=3` (as in `.ci/run`).
+//!
+//! Each model was checked to fail with the protocol broken on purpose: `close` not
+//! telling the queued offers (`notify_one` on their `done` list) deadlocks
+//! `blocked_putter_vs_close`, and `Offer::accept` not telling its putter deadlocks
+//! `blocked_putter_vs_get` (loom reports the deadlock; with a kill racing it, the kill wakes the putter, whose
+//! withdrawal finds its item taken: `blocked_putter_vs_get_vs_kill` checks the
+//! exactly-once accounting of that race instead; it fails if `withdraw` reports an
+//! offer it removed as taken, dropping the item twice or never).
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use grove_primitives::__loom::{Killed, Parker};
+use grove_primitives::queue::{Closed, TryGetError};
+use grove_primitives::Queue;
+use loom::sync::Arc;
+use loom::thread;
+
+/// An item that counts its drops (std atomics: only one loom thread runs at a time).
+struct Item(u32, std::sync::Arc<AtomicUsize>);
+
+impl Drop for Item {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A full queue of one item, a putter blocked on it (an offer), the main thread
+/// killing the putter and then getting. Whatever the interleaving, the stored item
+/// comes out first, the offered one is admitted or withdrawn exactly once, and every
+/// item is dropped exactly once.
+#[test]
+fn blocked_putter_vs_get_vs_kill() {
+    loom::model(|| {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let q = Arc::new(Queue::bounded(1));
+        q.put(Item(1, drops.clone())).ok().unwrap();
+        let victim = Parker::new();
+        let putter = {
+            let (q, victim, drops) = (q.clone(), victim.clone(), drops.clone());
+            thread::spawn(move || {
+                victim.install();
+                match panic::catch_unwind(AssertUnwindSafe(|| q.put(Item(2, drops)))) {
+                    Ok(r) => {
+                        assert!(r.is_ok(), "put failed on an open queue");
+                        true
+                    }
+                    Err(p) => {
+                        assert!(p.is::<Killed>(), "unexpected panic");
+                        false
+                    }
+                }
+            })
+        };
+        victim.kill();
+        let first = q.get().ok().unwrap();
+        assert_eq!(first.0, 1, "the stored item comes out first");
+        drop(first);
+        let put_ok = putter.join().unwrap();
+        assert_eq!(q.putting(), 0, "an offer left behind");
+        match q.try_get() {
+            Ok(second) => assert_eq!(second.0, 2),
+            Err(TryGetError::Empty) => assert!(!put_ok, "a put that returned Ok lost its item"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            2,
+            "an item lost or dropped twice"
+        );
+    });
+}
+
+/// A full queue of one item, a putter blocked on it, and a get: the get admits the
+/// offered item in the room it leaves and tells the putter, whose put returns `Ok`.
+#[test]
+fn blocked_putter_vs_get() {
+    loom::model(|| {
+        let q = Arc::new(Queue::bounded(1));
+        q.put(1u32).unwrap();
+        let putter = {
+            let q = q.clone();
+            thread::spawn(move || q.put(2))
+        };
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(putter.join().unwrap(), Ok(()));
+        assert_eq!(q.putting(), 0);
+        assert_eq!(q.try_get(), Ok(2));
+    });
+}
+
+/// A full queue of one item, a putter blocked on it, and `close`: the putter gets its
+/// item back in `Closed`, the stored item is still received, then gets fail.
+#[test]
+fn blocked_putter_vs_close() {
+    loom::model(|| {
+        let q = Arc::new(Queue::bounded(1));
+        q.put(1u32).unwrap();
+        let putter = {
+            let q = q.clone();
+            thread::spawn(move || q.put(2))
+        };
+        q.close();
+        assert_eq!(putter.join().unwrap(), Err(Closed(2)));
+        assert_eq!(q.putting(), 0);
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(q.get(), Err(Closed(())));
+    });
+}
