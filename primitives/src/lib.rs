@@ -19,6 +19,11 @@ mod loom;
 pub mod net;
 #[cfg(not(grove_loom))]
 mod pool;
+/// Under loom, only the pool's member and slot accounting (generic over the member).
+#[cfg(grove_loom)]
+mod pool {
+    pub(crate) mod members;
+}
 pub mod queue;
 mod semaphore;
 #[cfg(not(grove_loom))]
@@ -48,6 +53,7 @@ pub use crate::time::{sleep, sleep_until};
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::loom::{Killed, Parker};
+    pub use crate::pool::members::{Core as PoolCore, Member};
     pub use crate::waitlist::{lock, wait_with, WaitList};
 }
 

@@ -21,11 +21,11 @@
 //! # User code and the pool's lock
 //! A member's `Greenlet` may be the last reference to a detached greenlet, so dropping
 //! it may drop that greenlet's result: user code, which may use this very pool. So
-//! members leave the map under the lock but are dropped after it ([`CoreState::remove`]
+//! members leave the map under the lock but are dropped after it (`CoreState::remove`
 //! returns them); no user code ever runs under the pool's lock.
 //!
 //! # Backpressure (gevent's `Pool.spawn` blocks while the pool is full)
-//! Slots are a semaphore built on the crate's [`WaitList`]: a spawner that finds no
+//! Slots are a semaphore built on the crate's `WaitList`: a spawner that finds no
 //! free slot enqueues a ticket and parks (its greenlet, never its worker). A freed slot
 //! is *handed directly* to the first waiter (FIFO, no barging), so the slot count never
 //! moves in between. A waiter that is killed or timed out mid-wait is removed from the
@@ -38,6 +38,11 @@
 //! * Counting a member's slot free only when someone joins it: a detached member would
 //!   hold its slot forever.
 //!
+//! # Where the code lives
+//! The accounting above (membership, slots, prune, hand-off) is `members.rs`, generic
+//! over the member so that `loom-tests/tests/pool.rs` model-checks it with a stand-in
+//! for a greenlet; this file adds spawning, killing and the public API.
+//!
 //! # Shutdown
 //! Members still running when the runtime shuts down are cancelled by it; their links
 //! fire then, so slots and membership are released and no `join` hangs.
@@ -45,144 +50,34 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::panic;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use grove_scheduler::{Greenlet, JoinError, JoinHandle};
 
-use crate::waitlist::{lock, wait, WaitList};
+use crate::waitlist::lock;
 
-/// The state a [`Group`] or [`Pool`] shares with its clones and its members' links.
-struct Core {
-    state: Mutex<CoreState>,
-}
+mod members;
 
-struct CoreState {
-    /// `None` for a group; the number of slots for a pool.
-    limit: Option<usize>,
-    members: HashMap<u64, Greenlet>,
-    /// Slots taken: by members, and by spawns between taking a slot and becoming one.
-    used: usize,
-    slot_waiters: WaitList<()>,
-    empty_waiters: WaitList<()>,
-}
+use self::members::{Core, Member};
 
-impl CoreState {
-    /// Gives a slot back: to the first waiter if any (direct hand-off), else free.
-    fn release_slot(&mut self) {
-        if self.limit.is_some() && self.slot_waiters.notify_one(()).is_err() {
-            self.used -= 1;
-        }
+impl Member for Greenlet {
+    fn id(&self) -> u64 {
+        Greenlet::id(self)
     }
-
-    /// Takes a free slot if there is one (never while others wait: see hand-off).
-    fn try_take_slot(&mut self) -> bool {
-        match self.limit {
-            None => true,
-            Some(n) if self.used < n => {
-                self.used += 1;
-                true
-            }
-            Some(_) => false,
-        }
+    fn is_finished(&self) -> bool {
+        Greenlet::is_finished(self)
     }
-
-    /// Ends a membership, once: whoever removes the member gives its slot back. Returns
-    /// the member's reference, to be dropped **after** unlocking: it may be the last one
-    /// to a detached greenlet, whose result's `Drop` (user code) may use this pool.
-    #[must_use = "drop the removed member outside the lock"]
-    fn remove(&mut self, id: u64) -> Option<Greenlet> {
-        let g = self.members.remove(&id)?;
-        self.release_slot();
-        if self.members.is_empty() {
-            self.empty_waiters.notify_all(|| ());
-        }
-        Some(g)
-    }
-
-    /// Ends the memberships of members already seen finished (see the module docs),
-    /// moving their references into `dead`, to be dropped after unlocking.
-    fn prune(&mut self, dead: &mut Vec<Greenlet>) {
-        if !self.members.values().any(Greenlet::is_finished) {
-            return;
-        }
-        let done: Vec<u64> = self
-            .members
-            .iter()
-            .filter(|(_, g)| g.is_finished())
-            .map(|(id, _)| *id)
-            .collect();
-        dead.extend(done.into_iter().filter_map(|id| self.remove(id)));
+    fn on_finish(&self, f: Box<dyn FnOnce() + Send>) {
+        Greenlet::on_finish(self, f);
     }
 }
 
-impl Core {
-    fn new(limit: Option<usize>) -> Arc<Core> {
-        Arc::new(Core {
-            state: Mutex::new(CoreState {
-                limit,
-                members: HashMap::new(),
-                used: 0,
-                slot_waiters: WaitList::default(),
-                empty_waiters: WaitList::default(),
-            }),
-        })
-    }
-
-    /// Makes `g` a member (holding a slot already taken, for a pool) until it finishes.
-    fn insert(self: &Arc<Core>, g: Greenlet) {
-        let id = g.id();
-        let old = lock(&self.state).members.insert(id, g.clone());
-        if old.is_some() {
-            return; // already a member, already linked
-        }
-        let core: Weak<Core> = Arc::downgrade(self);
-        // Outside the lock: if `g` has already finished, this runs right here.
-        g.on_finish(move || {
-            if let Some(core) = core.upgrade() {
-                // The removed member is dropped after the lock (statement's end).
-                let removed = lock(&core.state).remove(id);
-                drop(removed);
-            }
-        });
-    }
-
-    /// Locks the state after pruning finished members, whose references are dropped
-    /// first, unlocked (see [`CoreState::remove`]).
-    fn pruned(&self) -> MutexGuard<'_, CoreState> {
-        let mut dead = Vec::new();
-        lock(&self.state).prune(&mut dead);
-        drop(dead);
-        lock(&self.state)
-    }
-
-    /// Takes a slot, waiting until `deadline` (None: no limit); false at the deadline.
-    fn acquire(&self, deadline: Option<Instant>) -> bool {
-        let mut s = self.pruned();
-        if s.try_take_slot() {
-            return true;
-        }
-        // A slot handed to us that we will not use (unwound, or at the deadline) goes
-        // to the next waiter.
-        wait(
-            &"Pool: waiting for a free slot",
-            s,
-            &self.state,
-            |s| &mut s.slot_waiters,
-            deadline,
-            |s, ()| s.release_slot(),
-        )
-        .is_some()
-    }
-
-    fn try_acquire(&self) -> bool {
-        self.pruned().try_take_slot()
-    }
-
+impl Core<Greenlet> {
     /// Spawns `f` into a slot already taken, making it a member.
     #[track_caller]
-    fn spawn_acquired<F, T>(self: &Arc<Core>, f: F) -> JoinHandle<T>
+    fn spawn_acquired<F, T>(self: &Arc<Self>, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -202,11 +97,11 @@ impl Core {
         T: Send + 'static,
     {
         // Gives the slot back if spawning unwinds.
-        struct Release<'a>(&'a Core, bool);
+        struct Release<'a>(&'a Core<Greenlet>, bool);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
                 if self.1 {
-                    lock(&self.0.state).release_slot();
+                    self.0.release_slot();
                 }
             }
         }
@@ -217,36 +112,6 @@ impl Core {
         h
     }
 
-    fn len(&self) -> usize {
-        self.pruned().members.len()
-    }
-
-    fn greenlets(&self) -> Vec<Greenlet> {
-        self.pruned().members.values().cloned().collect()
-    }
-
-    /// Waits until there are no members; false at the deadline.
-    fn wait_empty(&self, deadline: Option<Instant>) -> bool {
-        let s = self.pruned();
-        if s.members.is_empty() {
-            return true;
-        }
-        // `notify_all` wakes every waiter: a consumed wake-up is owed to nobody.
-        if wait(
-            &"Group::join",
-            s,
-            &self.state,
-            |s| &mut s.empty_waiters,
-            deadline,
-            |_, ()| {},
-        )
-        .is_some()
-        {
-            return true;
-        }
-        self.pruned().members.is_empty()
-    }
-
     /// Kills every member and waits until they have finished; false at the deadline.
     /// Loops while members keep arriving (gevent's `while self.greenlets`). A member
     /// killing its own group is killed last, once the others are gone.
@@ -254,18 +119,15 @@ impl Core {
         let me = grove_scheduler::try_current();
         let mut me_member = false;
         loop {
-            let victims: Vec<Greenlet> = {
-                let s = self.pruned();
-                s.members
-                    .values()
-                    .filter(|g| {
-                        let mine = me.as_ref() == Some(*g);
-                        me_member |= mine;
-                        !mine
-                    })
-                    .cloned()
-                    .collect()
-            };
+            let victims: Vec<Greenlet> = self
+                .members()
+                .into_iter()
+                .filter(|g| {
+                    let mine = me.as_ref() == Some(g);
+                    me_member |= mine;
+                    !mine
+                })
+                .collect();
             if victims.is_empty() {
                 break;
             }
@@ -320,7 +182,7 @@ fn require_runtime(what: &str) {
 /// ```
 #[derive(Clone)]
 pub struct Group {
-    core: Arc<Core>,
+    core: Arc<Core<Greenlet>>,
 }
 
 impl fmt::Debug for Group {
@@ -383,7 +245,7 @@ impl Group {
 
     /// The current members.
     pub fn greenlets(&self) -> Vec<Greenlet> {
-        self.core.greenlets()
+        self.core.members()
     }
 
     /// Waits until every member has finished (the group is empty). From a member this
@@ -436,18 +298,18 @@ impl Group {
 /// ```
 #[derive(Clone)]
 pub struct Pool {
-    core: Arc<Core>,
+    core: Arc<Core<Greenlet>>,
     size: usize,
 }
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = lock(&self.core.state);
+        let (used, members, waiting) = self.core.counts();
         f.debug_struct("Pool")
             .field("size", &self.size)
-            .field("used", &s.used)
-            .field("members", &s.members.len())
-            .field("waiting", &s.slot_waiters.len())
+            .field("used", &used)
+            .field("members", &members)
+            .field("waiting", &waiting)
             .finish()
     }
 }
@@ -523,7 +385,7 @@ impl Pool {
     pub fn wait_available(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.and_then(deadline_after);
         if self.core.acquire(deadline) {
-            lock(&self.core.state).release_slot();
+            self.core.release_slot();
             true
         } else {
             false
@@ -542,7 +404,7 @@ impl Pool {
 
     /// The current members.
     pub fn greenlets(&self) -> Vec<Greenlet> {
-        self.core.greenlets()
+        self.core.members()
     }
 
     /// Waits until every member has finished. From a member this would wait for itself
