@@ -81,6 +81,13 @@
 //! by its builder shuts down when its last clone is dropped: the flag is set, idle threads
 //! are woken, queued jobs still run, then every thread exits. Nothing joins them.
 //!
+//! # Loom
+//!
+//! The accounting above is model-checked in `loom-tests/tests/blocking.rs` on this very
+//! code: its mutex, condition variable, threads and joiner parking come from
+//! `crate::loom`, which swaps in loom's under `--cfg grove_loom` (the process-wide pool
+//! is not built there).
+//!
 //! # Faults
 //!
 //! User code never breaks the pool's accounting. A job's panic comes back in its handle.
@@ -99,9 +106,12 @@ use std::collections::VecDeque;
 use std::error::Error;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
+#[cfg(not(grove_loom))]
+use std::sync::LazyLock;
+use std::sync::{Arc, PoisonError};
 use std::task::Waker;
-use std::thread;
+
+use crate::loom::{thread, Condvar, HelperThread, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Default bound on the threads of the process-wide pool (tokio's is 512 as well).
@@ -136,6 +146,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// let err = spawn_blocking(|| panic!("boom")).join().unwrap_err();
 /// assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"boom"));
 /// ```
+#[cfg(not(grove_loom))]
 pub fn spawn_blocking<F, T>(f: F) -> BlockingHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -144,6 +155,7 @@ where
     GLOBAL.spawn(f)
 }
 
+#[cfg(not(grove_loom))]
 static GLOBAL: LazyLock<BlockingPool> = LazyLock::new(|| {
     let max = std::env::var("GROVE_BLOCKING_THREADS")
         .ok()
@@ -154,6 +166,7 @@ static GLOBAL: LazyLock<BlockingPool> = LazyLock::new(|| {
 });
 
 /// The process-wide pool used by [`spawn_blocking`] (to read its counters).
+#[cfg(not(grove_loom))]
 pub fn global() -> &'static BlockingPool {
     &GLOBAL
 }
@@ -382,7 +395,7 @@ fn pool_thread(shared: &Shared) {
     // Idle, this thread waits with a timeout (its keep-alive) and wakes nobody when that
     // expires; registering says so to grove's deadlock detection, which would otherwise
     // take any timed wait for a possible future wake-up and stand down.
-    let helper = grove_scheduler::deadlock::HelperThread::register();
+    let helper = HelperThread::register();
     let keep_alive = shared.config.keep_alive;
     let mut st = lock(&shared.state);
     'work: loop {
@@ -576,15 +589,15 @@ impl<T> BlockingHandle<T> {
                 if let Some(outcome) = st.outcome.take() {
                     return Some(outcome);
                 }
-                let waker = grove_scheduler::current_waker();
+                let waker = crate::loom::current_waker();
                 if !st.waker.as_ref().is_some_and(|w| w.will_wake(&waker)) {
                     st.waker = Some(waker);
                 }
             }
             match deadline {
-                None => grove_scheduler::park_on(&"BlockingHandle::join"),
+                None => crate::loom::park_on(&"BlockingHandle::join"),
                 Some(d) if Instant::now() >= d => return None,
-                Some(d) => grove_scheduler::park_timeout_on(d, &"BlockingHandle::join"),
+                Some(d) => crate::loom::park_timeout_on(d, &"BlockingHandle::join"),
             }
         }
     }

@@ -9,7 +9,6 @@
 
 #[cfg(not(grove_loom))]
 mod async_result;
-#[cfg(not(grove_loom))]
 pub mod blocking;
 #[cfg(not(grove_loom))]
 mod event;

@@ -1,24 +1,46 @@
 //! The one place this crate chooses between `std` and `loom` synchronization types.
 //!
 //! The wait list (`waitlist`) and the primitives modelled under loom (`Semaphore`,
-//! `Lock`, the queues) import their `Mutex`, atomics and `UnsafeCell` from here, and
-//! their parking (`current_waker`, `park_on`), so building with
-//! `RUSTFLAGS="--cfg grove_loom"` swaps them for loom's model-checked versions (and a
-//! per-thread park token standing for a greenlet's state word) without touching the
-//! protocol code (see `loom-tests/tests/{waitlist,semaphore,queue}.rs`). Under loom,
-//! only those modules are compiled.
+//! `Lock`, the queues, the pool's member accounting, the blocking pool) import their
+//! `Mutex`, `Condvar`, atomics, threads and `UnsafeCell` from here, and their parking
+//! (`current_waker`, `park_on`), so building with `RUSTFLAGS="--cfg grove_loom"` swaps
+//! them for loom's model-checked versions (and a per-thread park token standing for a
+//! greenlet's state word) without touching the protocol code (see
+//! `loom-tests/tests/{waitlist,semaphore,queue,pool,blocking}.rs`). Under loom, only
+//! those modules are compiled.
 
 #[cfg(grove_loom)]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(grove_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, Ordering};
 #[cfg(grove_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(grove_loom)]
+pub(crate) use loom::thread;
 
 #[cfg(not(grove_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(not(grove_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(grove_loom))]
+pub(crate) use std::thread;
+
+/// A blocking-pool thread's registration with grove's deadlock detection (which has
+/// nothing to detect under loom: a no-op there).
+#[cfg(not(grove_loom))]
+pub(crate) use grove_scheduler::deadlock::HelperThread;
+
+/// Under loom: nothing to register with.
+#[cfg(grove_loom)]
+pub(crate) struct HelperThread;
+
+#[cfg(grove_loom)]
+impl HelperThread {
+    pub(crate) fn register() -> HelperThread {
+        HelperThread
+    }
+    pub(crate) fn set_busy(&self, _busy: bool) {}
+}
 
 /// `std`'s `UnsafeCell` with loom's closure API, so the wait list's cell accesses are
 /// written once and race-checked under loom.
