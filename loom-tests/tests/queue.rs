@@ -19,16 +19,21 @@
 //!   nothing stays in `putters`.
 //! * No lost wake-up: a blocked putter always returns (else loom reports a deadlock).
 //! * Order: the stored item comes out before the admitted one.
+//! * A peek copies the next item without taking it; a get racing the copy takes the
+//!   original, never a copy.
 //!
 //! Preemption bound: `LOOM_MAX_PREEMPTIONS=3` (as in `.ci/run`).
 //!
-//! Each model was checked to fail with the protocol broken on purpose: `close` not
-//! telling the queued offers (`notify_one` on their `done` list) deadlocks
-//! `blocked_putter_vs_close`, and `Offer::accept` not telling its putter deadlocks
-//! `blocked_putter_vs_get` (loom reports the deadlock; with a kill racing it, the kill wakes the putter, whose
-//! withdrawal finds its item taken: `blocked_putter_vs_get_vs_kill` checks the
-//! exactly-once accounting of that race instead; it fails if `withdraw` reports an
-//! offer it removed as taken, dropping the item twice or never).
+//! Each model was checked to fail with the protocol broken on purpose:
+//! * `close` not telling the queued offers (`notify_one` on their `done` list):
+//!   `blocked_putter_vs_close` deadlocks;
+//! * `Offer::accept` not telling its putter: `blocked_putter_vs_get` deadlocks (with a
+//!   kill racing it the kill wakes the putter anyway, so `blocked_putter_vs_get_vs_kill`
+//!   checks the exactly-once accounting of that race instead);
+//! * `withdraw` reporting an offer it removed as taken: `blocked_putter_vs_get_vs_kill`
+//!   finds an item never dropped;
+//! * a peek lending the next item without putting its slot back (the item is lost):
+//!   `peek_vs_get` deadlocks.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,5 +133,45 @@ fn blocked_putter_vs_close() {
         assert_eq!(q.putting(), 0);
         assert_eq!(q.get(), Ok(1));
         assert_eq!(q.get(), Err(Closed(())));
+    });
+}
+
+/// An item that knows whether it is a copy (`peek` hands out copies).
+struct Tagged {
+    n: u32,
+    copy: bool,
+}
+
+impl Clone for Tagged {
+    fn clone(&self) -> Self {
+        Tagged {
+            n: self.n,
+            copy: true,
+        }
+    }
+}
+
+/// A peek copying the next item (lent in place, copied with the queue unlocked) races
+/// a get of it. The get receives the original, never a copy; the peek returns a copy
+/// of it, or, if the get came first, waits for the next put and copies that.
+#[test]
+fn peek_vs_get() {
+    loom::model(|| {
+        let q = Arc::new(Queue::new());
+        q.put(Tagged { n: 1, copy: false }).ok().unwrap();
+        let peeker = {
+            let q = q.clone();
+            thread::spawn(move || q.peek().ok().unwrap())
+        };
+        let got = q.get().ok().unwrap();
+        assert!(!got.copy && got.n == 1, "a get received a copy");
+        q.put(Tagged { n: 2, copy: false }).ok().unwrap();
+        let peeked = peeker.join().unwrap();
+        assert!(peeked.copy, "a peek handed out the original");
+        let left = q.try_get().ok().unwrap();
+        assert!(
+            !left.copy && left.n == 2,
+            "the second item was lost or copied"
+        );
     });
 }
