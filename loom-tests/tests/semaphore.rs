@@ -19,6 +19,8 @@
 //! # Properties asserted
 //! * Mutual exclusion: the critical section writes a loom `UnsafeCell`, so two holders
 //!   at once are a reported race.
+//! * Turns: a waiter that loses its retry to a barger waits again at the head and,
+//!   starving, is handed the next release, ahead of waiters queued after it.
 //! * No lost wake-up: a waiter never parks for ever (loom reports the deadlock), also
 //!   when the waiter woken to retry, or handed the permit, is killed first (its grant is
 //!   passed on).
@@ -26,11 +28,13 @@
 //!
 //! Preemption bound: `LOOM_MAX_PREEMPTIONS=3` (as in `.ci/run`).
 //!
-//! Each model was checked to fail with the protocol broken on purpose: in
-//! `acquire_until`'s `Retry` branch, not clearing `woken` (later releases never wake
-//! anyone: `lock_unlock_twice_vs_once` deadlocks), and in `State::pass_on`, dropping a
-//! `Retry` instead of passing the wake-up on (`killed_waiter_passes_its_grant_on`
-//! deadlocks).
+//! Each model was checked to fail with the protocol broken on purpose:
+//! * in `acquire_until`'s `Retry` branch, not clearing `woken` (later releases never
+//!   wake anyone): `lock_unlock_twice_vs_once` deadlocks;
+//! * in `State::pass_on`, dropping a `Retry` instead of passing the wake-up on:
+//!   `killed_waiter_passes_its_grant_on` deadlocks;
+//! * a waiter that lost its retry re-queued at the back instead of the front:
+//!   `a_waiter_that_loses_its_retry_keeps_its_turn` sees waiter 2 go first.
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -125,6 +129,45 @@ fn killed_waiter_passes_its_grant_on() {
         lock.release().unwrap();
         c.join().unwrap();
         let _ = b.join().unwrap();
+        assert!(!lock.is_locked());
+        assert_eq!(waiters(&*lock), 0);
+    });
+}
+
+/// Spins (yielding to loom's scheduler) until `n` waiters are queued on `lock`.
+fn until_waiting(lock: &Lock, n: usize) {
+    while waiters(lock) != n {
+        thread::yield_now();
+    }
+}
+
+/// Two waiters queued in a known order (1, then 2) behind the main thread, which
+/// unlocks and at once locks again: it may barge past waiter 1, woken to retry, which
+/// then waits again at the head and, starving, is handed the next unlock. Either way
+/// waiter 1 gets the lock before waiter 2: losing a retry never costs a waiter its
+/// turn.
+#[test]
+fn a_waiter_that_loses_its_retry_keeps_its_turn() {
+    loom::model(|| {
+        let lock = Arc::new(Lock::new());
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = lock.lock();
+        let waiter = |id: u32| {
+            let (lock, order) = (lock.clone(), order.clone());
+            thread::spawn(move || {
+                let _g = lock.lock();
+                order.lock().unwrap().push(id);
+            })
+        };
+        let w1 = waiter(1);
+        until_waiting(&lock, 1);
+        let w2 = waiter(2);
+        until_waiting(&lock, 2);
+        drop(held);
+        drop(lock.lock()); // barges if waiter 1 has not run yet
+        w1.join().unwrap();
+        w2.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), [1, 2], "a waiter lost its turn");
         assert!(!lock.is_locked());
         assert_eq!(waiters(&*lock), 0);
     });
