@@ -249,17 +249,18 @@ fn detached_panic_payload_whose_drop_panics_keeps_the_pool_thread() {
         "detached_panic_payload_whose_drop_panics_keeps_the_pool_thread",
         || {
             let pool = BlockingPool::builder().max_threads(1).build();
-            let go = Latch::new();
-            let g = go.clone();
-            drop(pool.spawn(move || {
-                g.wait();
-                std::panic::panic_any(PanicOnDrop("payload drop"))
-            }));
-            go.set();
-            still_serves(&pool);
-            // Again: one contained panic must not change the next.
-            drop(pool.spawn(|| std::panic::panic_any(PanicOnDrop("payload drop"))));
-            still_serves(&pool);
+            // Twice: one contained panic must not change the next.
+            for _ in 0..2 {
+                let go = Latch::new();
+                let g = go.clone();
+                // Detached before it finishes: the pool thread drops the payload.
+                drop(pool.spawn(move || {
+                    g.wait();
+                    std::panic::panic_any(PanicOnDrop("payload drop"))
+                }));
+                go.set();
+                still_serves(&pool);
+            }
         },
         "panicked: payload drop; the panic was contained",
     );
@@ -283,5 +284,25 @@ fn huge_keep_alive_does_not_overflow() {
             std::thread::yield_now();
         }
         still_serves(&pool);
+    }
+}
+
+/// A thread name std refuses (a NUL byte) used to panic in the submitter after the
+/// pool had counted the thread, so with `max_threads(1)` every later job queued for a
+/// thread that never existed. Now no thread starts, and every job is cancelled.
+#[test]
+fn a_thread_name_std_refuses_cancels_jobs_instead_of_panicking() {
+    let pool = BlockingPool::builder()
+        .max_threads(1)
+        .thread_name("bad\0name")
+        .build();
+    for _ in 0..3 {
+        let outcome = pool
+            .spawn(|| 1)
+            .join_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("a job waits for a thread that never started"));
+        assert!(outcome.unwrap_err().is_cancelled());
+        assert_eq!(pool.threads(), 0, "{pool:?}");
+        assert_eq!(pool.queued(), 0, "{pool:?}");
     }
 }

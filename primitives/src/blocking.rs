@@ -215,7 +215,9 @@ impl BlockingPoolBuilder {
         self
     }
 
-    /// The name of the pool's threads; default `grove-blocking`.
+    /// The name of the pool's threads; default `grove-blocking`. A name the OS cannot
+    /// take (one with a NUL byte) means no thread can start: jobs are then cancelled
+    /// (see [`BlockingError::is_cancelled`]) and the reason is printed on stderr.
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -383,11 +385,24 @@ impl BlockingPool {
 }
 
 fn spawn_thread(shared: Arc<Shared>) -> std::io::Result<()> {
-    let mut b = thread::Builder::new().name(shared.config.name.clone());
+    let name = shared.config.name.clone();
+    if name.contains('\0') {
+        // std would panic in the submitter (`spawn` of a thread so named): an error instead.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the thread name {name:?} contains a NUL byte"),
+        ));
+    }
+    let mut b = thread::Builder::new().name(name);
     if let Some(size) = shared.config.stack_size {
         b = b.stack_size(size);
     }
-    b.spawn(move || pool_thread(&shared)).map(drop)
+    // Any other panic of std's on a configuration it cannot start a thread with counts
+    // as failing to start one, so the pool's thread count stays right.
+    catch_unwind(AssertUnwindSafe(move || {
+        b.spawn(move || pool_thread(&shared)).map(drop)
+    }))
+    .unwrap_or_else(|_| Err(std::io::Error::other("starting a thread panicked")))
 }
 
 /// The pool thread's loop (see "Pool thread" in the module docs).
