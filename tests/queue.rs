@@ -1004,3 +1004,41 @@ impl Clone for Tagged {
         }
     }
 }
+
+/// An `Ord` that panics on NaN, as `partial_cmp(..).unwrap()` does.
+#[derive(Debug, PartialEq)]
+struct Strict(f64);
+
+impl Eq for Strict {}
+
+impl PartialOrd for Strict {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Strict {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.partial_cmp(&other.0).expect("NaN compared")
+    }
+}
+
+/// A `PriorityQueue`'s `Ord` is the one piece of user code run under the queue's lock.
+/// If it panics, the put that ran it panics, but the item is stored all the same and
+/// counted for `task_done`/`join`, and the queue stays usable.
+#[test]
+fn a_panicking_ord_leaves_the_priority_queue_consistent() {
+    let q = PriorityQueue::new();
+    q.put(Strict(1.0)).unwrap();
+    let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.put(Strict(f64::NAN))));
+    assert!(put.is_err(), "comparing with NaN panics");
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.unfinished_tasks(), 2);
+    let mut got = 0;
+    while q.try_get().is_ok() {
+        q.task_done().unwrap();
+        got += 1;
+    }
+    assert_eq!(got, 2);
+    assert!(q.join_timeout(Duration::ZERO));
+}

@@ -69,7 +69,11 @@
 //! *lends* the next item (it stays in place, behind a mutex of its own) and clones it
 //! with the queue unlocked, and a get takes a lent item out once the queue is unlocked.
 //! So a `Clone` that uses the queue, or panics, harms nobody; one that blocks holds up
-//! only a get of that same item on another thread (its thread waits for the copy).
+//! only a get of that same item on another thread (its thread waits for the copy). An
+//! `Ord` that panics (say `partial_cmp(..).unwrap()` meeting a NaN) panics the put or
+//! get that ran it; the queue stays consistent and usable (the item being put is stored
+//! and counted for `task_done`), though the heap's order is then only as good as that
+//! `Ord`.
 //!
 //! # Closing (gevent 3.13 / Python 3.13 `shutdown`)
 //! [`close`](GenericQueue::close) makes later puts fail with the item back, hands

@@ -120,8 +120,10 @@ impl<T, S: Storage<T>> State<T, S> {
 
     /// Stores a newly put item.
     fn store(&mut self, item: T) {
-        self.items.push(Slot::Owned(item));
+        // Counted first: a `PriorityQueue` push runs the user's `Ord`, and if that
+        // panics the item is in the heap all the same (`BinaryHeap` keeps it).
         self.unfinished += 1;
+        self.items.push(Slot::Owned(item));
         self.peekers.notify_all(|| ());
     }
 
