@@ -19,6 +19,8 @@
 //!   nothing stays in `putters`.
 //! * No lost wake-up: a blocked putter always returns (else loom reports a deadlock).
 //! * Order: the stored item comes out before the admitted one.
+//! * A getter killed after an item was handed to it gives the item back (to the next
+//!   getter, or the front of the queue): every item put is received exactly once.
 //! * A peek copies the next item without taking it; a get racing the copy takes the
 //!   original, never a copy.
 //!
@@ -32,6 +34,8 @@
 //!   checks the exactly-once accounting of that race instead);
 //! * `withdraw` reporting an offer it removed as taken: `blocked_putter_vs_get_vs_kill`
 //!   finds an item never dropped;
+//! * `State::give_back` dropping the item a killed getter was handed:
+//!   `killed_getter_gives_its_item_back` finds it lost;
 //! * a peek lending the next item without putting its slot back (the item is lost):
 //!   `peek_vs_get` deadlocks.
 
@@ -133,6 +137,47 @@ fn blocked_putter_vs_close() {
         assert_eq!(q.putting(), 0);
         assert_eq!(q.get(), Ok(1));
         assert_eq!(q.get(), Err(Closed(())));
+    });
+}
+
+/// A getter blocked on an empty queue is killed while a put hands it an item (P1).
+/// The item ends in exactly one place: with the getter (handed over before the kill
+/// reached its park), or back in the queue (a getter killed after the hand-off gives
+/// the item back, G5; one killed before it leaves the list and the put stores it).
+#[test]
+fn killed_getter_gives_its_item_back() {
+    loom::model(|| {
+        let drops = std::sync::Arc::new(AtomicUsize::new(0));
+        let q = Arc::new(Queue::<Item>::new());
+        let victim = Parker::new();
+        let getter = {
+            let (q, victim) = (q.clone(), victim.clone());
+            thread::spawn(move || {
+                victim.install();
+                match panic::catch_unwind(AssertUnwindSafe(|| q.get())) {
+                    Ok(item) => Some(item.ok().unwrap().0),
+                    Err(p) => {
+                        assert!(p.is::<Killed>(), "unexpected panic");
+                        None
+                    }
+                }
+            })
+        };
+        victim.kill();
+        q.put(Item(7, drops.clone())).ok().unwrap();
+        let got = getter.join().unwrap();
+        assert_eq!(q.getting(), 0, "a getter left queued");
+        let left = q.try_get().ok().map(|item| item.0);
+        assert_eq!(
+            usize::from(got == Some(7)) + usize::from(left == Some(7)),
+            1,
+            "the item was lost or duplicated: got {got:?}, left {left:?}"
+        );
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            1,
+            "an item lost or dropped twice"
+        );
     });
 }
 
