@@ -616,10 +616,12 @@ impl Drop for UsesPool {
     }
 }
 
-/// Detached members' results are dropped when the pool lets go of their greenlets
-/// (when it sees them finished); that never happens under the pool's lock, so a result
-/// whose `Drop` uses the same pool works. A child process with a watchdog, since the
-/// failure is a deadlock.
+/// A detached member's result whose `Drop` uses the same pool works: the pool never
+/// drops a member's greenlet under its lock. (With today's scheduler the hub holds its
+/// own reference while a member's completion link runs, so the pool's is not the last
+/// one and this passed before the fix too; `loom-tests/tests/pool.rs` checks the case
+/// where the pool's reference is the last. This guards the rule end to end.) A child
+/// process with a watchdog, since the failure is a deadlock.
 #[test]
 fn a_detached_results_drop_may_use_its_pool() {
     let test = "a_detached_results_drop_may_use_its_pool";
