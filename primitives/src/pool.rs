@@ -88,7 +88,7 @@ impl Core<Greenlet> {
     /// [`spawn_acquired`](Self::spawn_acquired) with `b`'s options (name, spawn site).
     #[track_caller]
     fn spawn_acquired_with<F, T>(
-        self: &Arc<Core>,
+        self: &Arc<Self>,
         b: grove_scheduler::Builder,
         f: F,
     ) -> JoinHandle<T>
