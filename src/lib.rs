@@ -124,6 +124,13 @@ pub use grove_scheduler::{
     monitor, run_info, GreenletInfo, GreenletState, RunInfo, StallReport, WorkerInfo,
 };
 
+/// Monkey-patching (the `monkey` feature): inside greenlets, libc's blocking socket and
+/// sleep calls — what `std::net`, `std::thread::sleep` and C libraries use — park the
+/// greenlet instead of the thread. See the README's "Monkey-patching" section and the
+/// [`grove_monkey`] crate docs for what is hooked and the rules.
+#[cfg(feature = "monkey")]
+pub use grove_monkey as monkey;
+
 /// The building blocks, for code that wants them directly.
 pub mod raw {
     pub use grove_primitives as primitives;
@@ -187,6 +194,9 @@ impl RuntimeBuilder {
 
     /// Starts the reactor thread and the workers.
     pub fn build(self) -> io::Result<Runtime> {
+        // Keeps the hooks' object files in the program (see `grove_monkey::link`).
+        #[cfg(feature = "monkey")]
+        grove_monkey::link();
         let reactor = grove_reactor::Reactor::start()?;
         let sched = self
             .inner

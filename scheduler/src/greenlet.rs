@@ -974,3 +974,70 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 pub fn with_extension<R>(f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
     with_local(|l| f(l.and_then(|l| l.shared.extension.as_deref())))
 }
+
+/// How a [`park_nounwind`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkStatus {
+    /// Woken, or the deadline passed (wakes may be spurious: re-check the condition and
+    /// the clock).
+    Woken,
+    /// A kill, a [`Timeout`](crate::Timeout) or a deadlock interrupt is pending (or the
+    /// runtime is shutting down). It was **not** delivered: it unwinds the greenlet at its
+    /// next ordinary blocking point ([`park`], [`yield_now`], any grove primitive).
+    Interrupted,
+    /// Not called from a greenlet: nothing was done.
+    NotGreenlet,
+}
+
+/// Parks the current greenlet like [`park_timeout_on`] (or [`park_on`] when `deadline` is
+/// `None`), but **never unwinds**: an interrupt is reported as
+/// [`ParkStatus::Interrupted`] and left pending instead of being raised.
+///
+/// This is the park for code called through a foreign (`extern "C"`) frame, which a
+/// panic must not cross: `grove-monkey`'s libc hooks park here and turn `Interrupted`
+/// into an error return. A pending interrupt returns `Interrupted` at once without
+/// parking, so a caller that loops on it never waits.
+///
+/// ```
+/// use grove_scheduler::ParkStatus;
+/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+/// rt.block_on(|| {
+///     let me = grove_scheduler::current();
+///     let waker = grove_scheduler::spawn(move || me.waker().wake());
+///     assert_eq!(grove_scheduler::park_nounwind(None, &"example"), ParkStatus::Woken);
+///     waker.join().unwrap();
+/// });
+/// assert_eq!(grove_scheduler::park_nounwind(None, &"x"), ParkStatus::NotGreenlet);
+/// ```
+pub fn park_nounwind(deadline: Option<Instant>, what: &'static &'static str) -> ParkStatus {
+    let Some(task) = with_local(|l| l.and_then(|l| l.current())) else {
+        return ParkStatus::NotGreenlet;
+    };
+    let _guard = match deadline {
+        Some(d) => {
+            let Some(timers) = task.header().rt.timers.clone() else {
+                // A runtime without timers cannot honour a deadline: report it as passed
+                // rather than panic through a foreign frame.
+                return ParkStatus::Woken;
+            };
+            let key = timers.add(d, task.clone().waker());
+            Some(TimerGuard { timers, key })
+        }
+        None => None,
+    };
+    drop(task);
+    match crate::worker::suspend_current_nounwind(Suspend::Park, waiting_on_ptr(what)) {
+        None => ParkStatus::NotGreenlet,
+        Some(true) => ParkStatus::Interrupted,
+        Some(false) => ParkStatus::Woken,
+    }
+}
+
+/// True if the current greenlet has an interrupt (kill, [`Timeout`](crate::Timeout),
+/// deadlock) pending that its next blocking point will raise; false off a greenlet.
+pub fn interrupt_pending() -> bool {
+    with_local(|l| {
+        l.and_then(|l| l.current())
+            .is_some_and(|t| t.header().interrupt.load(Ordering::Acquire) != 0)
+    })
+}

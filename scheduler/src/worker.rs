@@ -684,3 +684,35 @@ pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
     crate::interrupt::checkpoint(h);
     true
 }
+
+/// [`suspend_current`] for callers that must not unwind (a `extern "C"` function, such as
+/// the `grove-monkey` hooks, sits between the greenlet's root and this call):
+///
+/// * `None`: not in a greenlet; nothing happened.
+/// * `Some(true)`: an interrupt (kill, `Timeout`, deadlock) is pending, or the stack is
+///   being force-unwound by a shutdown. The interrupt is **not** consumed: it stays in the
+///   header's word and unwinds the greenlet at its next ordinary blocking point.
+/// * `Some(false)`: woken (possibly spuriously).
+///
+/// A pending interrupt returns at once without switching away. A shutdown's forced unwind
+/// (corosensei raises it from the suspension point) is caught here and dropped; corosensei
+/// raises it again at the greenlet's next suspension, which is then an ordinary one.
+pub(crate) fn suspend_current_nounwind(why: Suspend, what: *mut &'static str) -> Option<bool> {
+    let h = with_local(|l| l.map_or(ptr::null(), |l| l.counters.spot.current()));
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: as in `suspend_current`: `h` is the header of the greenlet running on this
+    // very stack, kept alive by the hub's `current` until we are resumed.
+    let h = unsafe { &*h };
+    if h.interrupt.load(Ordering::Acquire) != 0 {
+        return Some(true);
+    }
+    h.waiting_on.store(what, Ordering::Relaxed);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as above: we are on `h`'s own stack.
+        unsafe { h.suspend(why) }
+    }))
+    .is_err();
+    Some(unwound || h.interrupt.load(Ordering::Acquire) != 0)
+}
