@@ -177,7 +177,9 @@ fn exec_child_inherits_a_blocking_socket() {
             s.write_all(b"hello from the parent").unwrap();
             drop(s);
             drop(c_read);
-            let out = grove::blocking::spawn_blocking(move || child.wait_with_output()).join().unwrap();
+            let out = grove::blocking::spawn_blocking(move || child.wait_with_output())
+                .join()
+                .unwrap();
             let out = out.unwrap();
             assert!(out.status.success(), "{out:?}");
             assert_eq!(out.stdout, b"hello from the parent");
@@ -276,7 +278,10 @@ fn signals_do_not_break_green_calls() {
                     let threads = threads.clone();
                     grove::spawn(move || {
                         // SAFETY: pthread_self has no preconditions.
-                        threads.lock().unwrap().push(unsafe { libc::pthread_self() });
+                        threads
+                            .lock()
+                            .unwrap()
+                            .push(unsafe { libc::pthread_self() });
                         let t = Instant::now();
                         std::thread::sleep(Duration::from_millis(100));
                         assert!(t.elapsed() >= Duration::from_millis(100), "sleep cut short");
