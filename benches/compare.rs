@@ -79,6 +79,10 @@
 //!   the server answers each complete request (`\r\n\r\n`) with a fixed keep-alive
 //!   "Hello, World!" response; the same minimal responder in every runtime (not
 //!   grove's `examples/http_hello.rs`, which can be pointed at with `wrk` by hand).
+//! * `redis_c1000` (`compare/redis.rs`): 1,000 clients loop SET/GET against one local
+//!   `redis-server` (installed with apt-get if missing): grove greenlets with the
+//!   unmodified **sync** `redis` client (needs `--features monkey`), a thread per client
+//!   with the same client, tokio tasks with the crate's async client; commands/s.
 //! * `idle_connections_10k`, `idle_connections_100k`: a child process runs the server;
 //!   this process opens N client connections to it and leaves them idle; the child
 //!   reports its RSS growth per connection once N handlers are blocked in `read`
@@ -100,6 +104,8 @@ mod loadgen;
 mod memory;
 #[path = "compare/net.rs"]
 mod net;
+#[path = "compare/redis.rs"]
+mod redis_load;
 #[path = "compare/report.rs"]
 mod report;
 #[path = "compare/timers.rs"]
@@ -301,6 +307,7 @@ fn benches<'a>(rt: &'a Runtimes, servers: &'a net::Servers<'a>, o: &Options) -> 
     v.push(timers::sleepers(rt));
     v.push(memory::idle_mem(o.quick, o.workers));
     v.extend(net::echo_benches(servers, o.quick, o.client_threads));
+    v.push(redis_load::redis_bench(rt, o.quick));
     v.extend(memory::idle_connections(o.quick, o.workers));
     v
 }

@@ -373,3 +373,26 @@ fn poll_on_a_pipe_goes_green() {
         });
     });
 }
+
+/// A runtime shut down while a greenlet waits in a hooked call (an accept loop that
+/// retries on every error, a common server shape) finishes: the stack under the C
+/// frame is leaked, never unwound through it and never resumed into a retry loop.
+#[test]
+fn shutdown_with_a_greenlet_parked_in_a_hooked_accept_loop_finishes() {
+    within(Duration::from_secs(30), "shutdown", || {
+        let rt = rt(1);
+        let parked = grove::Event::new();
+        let p2 = parked.clone();
+        rt.spawn(move || {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            p2.set();
+            loop {
+                // Retries on any error, forever.
+                let _ = l.accept();
+            }
+        });
+        parked.wait();
+        std::thread::sleep(Duration::from_millis(20)); // let it park in accept
+        assert!(rt.shutdown_timeout(Duration::from_secs(10)));
+    });
+}

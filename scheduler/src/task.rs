@@ -119,6 +119,10 @@ pub(crate) struct Header {
     /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
     /// run-info dumps; null when it did not say. Only ever a `&'static &'static str`.
     pub(crate) waiting_on: AtomicPtr<&'static str>,
+    /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
+    /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
+    /// leaks its stack instead of unwinding it (`worker::Local::unwind`).
+    pub(crate) in_foreign: AtomicBool,
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
     /// Completion observers other than the owner's join, by link id.
@@ -172,6 +176,7 @@ impl Header {
             unwinding: AtomicBool::new(false),
             interrupt: AtomicU64::new(0),
             waiting_on: AtomicPtr::new(std::ptr::null_mut()),
+            in_foreign: AtomicBool::new(false),
             join_flags: AtomicU8::new(0),
             join_waker: Mutex::new(None),
             links: Mutex::new(Vec::new()),

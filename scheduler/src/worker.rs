@@ -620,14 +620,22 @@ impl Local {
                 h.guard.1.load(Ordering::Relaxed),
             );
             overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
-            // Unwind the suspended stack (corosensei's forced unwind) so its destructors
-            // run here, on the home thread; then the stack is free to reuse.
-            let mut co = co;
-            co.force_unwind();
-            let stack = co.into_stack();
-            overflow::clear_current();
-            self.current.borrow_mut().take();
-            self.stacks.borrow_mut().put(stack);
+            if h.in_foreign.load(Ordering::Relaxed) {
+                // Parked under a foreign (`extern "C"`) frame (`park_nounwind`): an unwind
+                // may not cross it, so the stack and what it holds are leaked instead.
+                std::mem::forget(co);
+                overflow::clear_current();
+                self.current.borrow_mut().take();
+            } else {
+                // Unwind the suspended stack (corosensei's forced unwind) so its
+                // destructors run here, on the home thread; then the stack is free to reuse.
+                let mut co = co;
+                co.force_unwind();
+                let stack = co.into_stack();
+                overflow::clear_current();
+                self.current.borrow_mut().take();
+                self.stacks.borrow_mut().put(stack);
+            }
         }
         task.set_failed(JoinError::shutdown(h.display_name()));
         self.shared.count_finished(Some(self.index));
@@ -694,9 +702,9 @@ pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
 ///   header's word and unwinds the greenlet at its next ordinary blocking point.
 /// * `Some(false)`: woken (possibly spuriously).
 ///
-/// A pending interrupt returns at once without switching away. A shutdown's forced unwind
-/// (corosensei raises it from the suspension point) is caught here and dropped; corosensei
-/// raises it again at the greenlet's next suspension, which is then an ordinary one.
+/// A pending interrupt returns at once without switching away. A shutdown does not
+/// unwind a greenlet parked here (`in_foreign`): it leaks its stack, since the unwind
+/// would have to cross the foreign frame.
 pub(crate) fn suspend_current_nounwind(why: Suspend, what: *mut &'static str) -> Option<bool> {
     let h = with_local(|l| l.map_or(ptr::null(), |l| l.counters.spot.current()));
     if h.is_null() {
@@ -709,10 +717,14 @@ pub(crate) fn suspend_current_nounwind(why: Suspend, what: *mut &'static str) ->
         return Some(true);
     }
     h.waiting_on.store(what, Ordering::Relaxed);
+    h.in_foreign.store(true, Ordering::Relaxed);
+    // A shutdown leaks rather than unwinds a stack parked here (`Local::unwind`); the
+    // catch is a second line of defence should an unwind arrive anyway.
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as above: we are on `h`'s own stack.
         unsafe { h.suspend(why) }
     }))
     .is_err();
+    h.in_foreign.store(false, Ordering::Relaxed);
     Some(unwound || h.interrupt.load(Ordering::Acquire) != 0)
 }
