@@ -390,6 +390,7 @@ fn green_send(
 #[no_mangle]
 unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     // SAFETY (both closures): `buf` holds `count` writable bytes, the caller's contract.
+    // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
     let mut plain = || unsafe { raw(libc::SYS_read, args!(fd, buf, count)) as ssize_t };
     if !is_green_socket(fd) {
         return straight(fd, Direction::Read, &mut plain);
@@ -444,6 +445,7 @@ unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     // SAFETY (every closure below): the caller's buffers, passed on unchanged or at an
     // offset within `len`.
+    // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
     let mut plain = || unsafe { sys_recvfrom(fd, buf, len, flags, addr, alen) };
     if !is_green_socket(fd) || flags & libc::MSG_DONTWAIT != 0 {
         return straight(fd, Direction::Read, &mut plain);
@@ -459,7 +461,9 @@ unsafe extern "C" fn recvfrom(
             Direction::Read,
             &"grove-monkey: recv",
             &mut deadline,
+            // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
             &mut || unsafe { sys_recvfrom(fd, at, rest, flags | libc::MSG_DONTWAIT, addr, alen) },
+            // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
             &mut || unsafe { sys_recvfrom(fd, at, rest, flags, addr, alen) },
         );
         if r < 0 {
@@ -477,6 +481,7 @@ unsafe extern "C" fn recvfrom(
 #[no_mangle]
 unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     // SAFETY (both closures): the caller's message.
+    // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
     let mut plain = || unsafe { sys_recvmsg(fd, msg, flags) };
     let r = if !is_green_socket(fd) || flags & libc::MSG_DONTWAIT != 0 {
         straight(fd, Direction::Read, &mut plain)
@@ -486,6 +491,7 @@ unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize
             Direction::Read,
             &"grove-monkey: recvmsg",
             &mut Deadline::Unset,
+            // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
             &mut || unsafe { sys_recvmsg(fd, msg, flags | libc::MSG_DONTWAIT) },
             &mut plain,
         )
@@ -527,6 +533,7 @@ unsafe fn forget_passed_fds(msg: *mut msghdr) {
 #[no_mangle]
 unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
     // SAFETY (both closures): the caller's vectors.
+    // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
     let mut plain = || unsafe { raw(libc::SYS_readv, args!(fd, iov, iovcnt)) as ssize_t };
     if !is_green_socket(fd) {
         return straight(fd, Direction::Read, &mut plain);
@@ -540,6 +547,7 @@ unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize
         Direction::Read,
         &"grove-monkey: readv",
         &mut Deadline::Unset,
+        // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
         &mut || unsafe { sys_recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) },
         &mut plain,
     )
@@ -610,7 +618,7 @@ unsafe fn sendmsg_from(fd: c_int, msg: *const msghdr, off: usize, flags: c_int) 
     // SAFETY: the caller's message and vectors are valid to read.
     unsafe {
         let m = &*msg;
-        let iov = std::slice::from_raw_parts(m.msg_iov, m.msg_iovlen as usize);
+        let iov = std::slice::from_raw_parts(m.msg_iov, m.msg_iovlen);
         let mut skip = off;
         let mut rest: Vec<iovec> = Vec::with_capacity(iov.len());
         for v in iov {
@@ -643,7 +651,7 @@ unsafe fn msg_len(msg: *const msghdr) -> usize {
         if m.msg_iov.is_null() {
             return 0;
         }
-        std::slice::from_raw_parts(m.msg_iov, m.msg_iovlen as usize)
+        std::slice::from_raw_parts(m.msg_iov, m.msg_iovlen)
             .iter()
             .fold(0usize, |a, v| a.saturating_add(v.iov_len))
     }
@@ -715,6 +723,7 @@ unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     // SAFETY (every closure): the caller's address buffers.
+    // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
     let plain = || unsafe { raw(libc::SYS_accept4, args!(fd, addr, alen, flags)) as ssize_t };
     let r = if !is_green_socket(fd) {
         straight(fd, Direction::Read, &mut || plain())
@@ -898,6 +907,7 @@ unsafe extern "C" fn ppoll(
     let dur = if tmo.is_null() {
         None
     } else {
+        // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
         Some(unsafe { *tmo })
     };
     let zero = dur.is_some_and(|t| t.tv_sec == 0 && t.tv_nsec == 0);
@@ -944,6 +954,7 @@ unsafe extern "C" fn select(
     let dur = if tv.is_null() {
         None
     } else {
+        // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
         Some(unsafe { *tv })
     };
     let zero = dur.is_some_and(|t| t.tv_sec == 0 && t.tv_usec == 0);

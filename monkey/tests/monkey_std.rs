@@ -173,7 +173,7 @@ fn connect_timeout_and_poll_go_green() {
             let mut c2 = c.try_clone().unwrap();
             let reader = grove::spawn(move || {
                 let mut b = [0u8; 1];
-                c2.read(&mut b).map(|n| n)
+                c2.read(&mut b)
             });
             drop(_s);
             assert_eq!(reader.join().unwrap().unwrap(), 0);
