@@ -154,6 +154,23 @@ fn wait_real(fd: c_int, dir: Direction) {
     unsafe { sys_poll(&mut p, 1, -1) };
 }
 
+/// The real `poll` of one fd with a zero timeout: its `revents` (0: not ready).
+/// Retries on EINTR (see `green_poll_array`).
+fn poll_now(fd: c_int, events: i16) -> i16 {
+    loop {
+        let mut p = pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid local `pollfd`.
+        let r = unsafe { sys_poll(&mut p, 1, 0) };
+        if r >= 0 || errno() != libc::EINTR {
+            return p.revents;
+        }
+    }
+}
+
 /// `fstat`: `Some(true)` for a socket, `None` if the fd is not open.
 pub(crate) fn is_socket(fd: c_int) -> Option<bool> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -794,13 +811,7 @@ unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, alen: socklen_t) 
             if !in_progress {
                 break;
             }
-            let mut p = pollfd {
-                fd,
-                events: libc::POLLOUT,
-                revents: 0,
-            };
-            // SAFETY: one valid local `pollfd`.
-            if unsafe { sys_poll(&mut p, 1, 0) } > 0 {
+            if poll_now(fd, libc::POLLOUT) != 0 {
                 let err: c_int = getsockopt_raw(fd, libc::SO_ERROR).unwrap_or(libc::EIO);
                 if err == 0 {
                     return 0;
@@ -849,13 +860,18 @@ unsafe fn green_poll_array(
             })
             .collect()
     };
-    fd::green_poll(&list, deadline, &mut || {
+    fd::green_poll(&list, deadline, &mut || loop {
         // SAFETY: the caller's array.
         let r = unsafe { sys_poll(fds, n, 0) };
-        if r < 0 {
-            Err(errno())
-        } else {
-            Ok(r)
+        if r >= 0 {
+            return Ok(r);
+        }
+        // `ppoll` turns a zero timeout into "until now", so a signal pending at the
+        // call is reported as EINTR even with nothing to wait for: a green wait is
+        // never cut short by a signal, so look again.
+        match errno() {
+            libc::EINTR => continue,
+            e => return Err(e),
         }
     })
 }

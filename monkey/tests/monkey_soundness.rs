@@ -285,6 +285,20 @@ fn signals_do_not_break_green_calls() {
                         let t = Instant::now();
                         std::thread::sleep(Duration::from_millis(100));
                         assert!(t.elapsed() >= Duration::from_millis(100), "sleep cut short");
+                        // Green polls with nothing ready (a zero-timeout real poll
+                        // underneath, where a pending signal used to surface as EINTR).
+                        let (rd, _wr) = std::io::pipe().unwrap();
+                        for _ in 0..1000 {
+                            let mut p = libc::pollfd {
+                                fd: rd.as_raw_fd(),
+                                events: libc::POLLIN,
+                                revents: 0,
+                            };
+                            // SAFETY: one valid pollfd.
+                            let n = unsafe { libc::poll(&mut p, 1, 1) };
+                            let e = std::io::Error::last_os_error();
+                            assert_eq!(n, 0, "poll: {e}");
+                        }
                         let (mut a, mut b) = pair();
                         let msg = vec![i as u8; 200_000];
                         let m2 = msg.clone();
