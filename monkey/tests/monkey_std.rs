@@ -180,3 +180,82 @@ fn connect_timeout_and_poll_go_green() {
         });
     });
 }
+
+#[test]
+fn so_sndtimeo_is_a_green_timeout() {
+    within(Duration::from_secs(30), "sndtimeo", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let c = grove::spawn(move || TcpStream::connect(addr).unwrap());
+            let (_peer, _) = listener.accept().unwrap(); // never reads
+            let mut c = c.join().unwrap();
+            c.set_write_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let t2 = ticks.clone();
+            let ticker = grove::spawn(move || {
+                for _ in 0..5 {
+                    grove::sleep(Duration::from_millis(10));
+                    t2.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let t = Instant::now();
+            let big = vec![7u8; 64 << 20]; // far more than the socket buffers hold
+            let e = c.write_all(&big).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+            assert!(
+                t.elapsed() >= Duration::from_millis(190),
+                "{:?}",
+                t.elapsed()
+            );
+            assert_eq!(ticks.load(Ordering::SeqCst), 5, "the worker was blocked");
+            ticker.join().unwrap();
+        });
+    });
+}
+
+/// `select` (C code's older wait) inside a greenlet waits green.
+#[test]
+fn select_goes_green() {
+    use std::os::fd::AsRawFd;
+    within(Duration::from_secs(30), "select", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let c = grove::spawn(move || TcpStream::connect(addr).unwrap());
+            let (s, _) = listener.accept().unwrap();
+            let mut c = c.join().unwrap();
+            let w = grove::spawn(move || {
+                grove::sleep(Duration::from_millis(10));
+                c.write_all(b"x").unwrap();
+                c
+            });
+            let fd = s.as_raw_fd();
+            // SAFETY: a zeroed fd_set is empty.
+            let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
+            // SAFETY: `fd` is below FD_SETSIZE in a fresh test process.
+            unsafe { libc::FD_SET(fd, &mut set) };
+            let mut tv = libc::timeval {
+                tv_sec: 10,
+                tv_usec: 0,
+            };
+            // SAFETY: valid sets and timeval.
+            let n = unsafe {
+                libc::select(
+                    fd + 1,
+                    &mut set,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    &mut tv,
+                )
+            };
+            assert_eq!(n, 1);
+            // SAFETY: the set select filled.
+            assert!(unsafe { libc::FD_ISSET(fd, &set) });
+            let _c = w.join().unwrap();
+        });
+    });
+}
