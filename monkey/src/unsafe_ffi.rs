@@ -121,6 +121,10 @@ unsafe fn sys_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     unsafe { raw(libc::SYS_sendmsg, args!(fd, msg, flags)) as ssize_t }
 }
 
+/// The kernel's signal set size (`_NSIG / 8`), which `ppoll` and `pselect6` want beside
+/// a mask; glibc's `sigset_t` is larger (128 bytes) and the kernel refuses that size.
+const KERNEL_SIGSET_BYTES: usize = 64 / 8;
+
 /// The real `poll` (through `ppoll`, which every Linux architecture has).
 ///
 /// # Safety
@@ -932,7 +936,7 @@ unsafe extern "C" fn ppoll(
         return unsafe {
             raw(
                 libc::SYS_ppoll,
-                args!(fds, n, tmo, sigmask, std::mem::size_of::<libc::sigset_t>()),
+                args!(fds, n, tmo, sigmask, KERNEL_SIGSET_BYTES),
             ) as c_int
         };
     }
@@ -975,15 +979,24 @@ unsafe extern "C" fn select(
     };
     let zero = dur.is_some_and(|t| t.tv_sec == 0 && t.tv_usec == 0);
     if !fd::green() || zero || !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
-        let ts = dur.map(|t| timespec {
+        let mut ts = dur.map(|t| timespec {
             tv_sec: t.tv_sec,
             tv_nsec: t.tv_usec.saturating_mul(1000),
         });
         let tp = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const timespec);
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |t| t as *mut timespec);
         // SAFETY: the caller's sets; `tp` is null or a live local; no mask.
-        return unsafe { raw(libc::SYS_pselect6, args!(nfds, r, w, e, tp, 0usize)) as c_int };
+        let res = unsafe { raw(libc::SYS_pselect6, args!(nfds, r, w, e, tp, 0usize)) as c_int };
+        if let (Some(ts), false) = (ts, tv.is_null()) {
+            // Linux's select reports the time not slept in the caller's `timeval`.
+            // SAFETY: the caller's valid `timeval`.
+            unsafe {
+                (*tv).tv_sec = ts.tv_sec;
+                (*tv).tv_usec = ts.tv_nsec / 1000;
+            }
+        }
+        return res;
     }
     let start = Instant::now();
     let deadline = match dur {

@@ -259,3 +259,54 @@ fn select_goes_green() {
         });
     });
 }
+
+/// Outside greenlets the hooks are the kernel's calls: `ppoll` with a signal mask and
+/// `select` with a timeout behave as libc's (the mask's size is the kernel's, and the
+/// `timeval` reports the time not slept).
+#[test]
+fn ppoll_with_a_mask_and_select_outside_greenlets_behave_as_libc() {
+    let _rt = rt(1);
+    let (rd, _wr) = std::io::pipe().unwrap();
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: rd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
+    // SAFETY: an empty signal set, initialized by sigemptyset.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mask` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut mask) };
+    // SAFETY: one valid pollfd, a valid timeout and mask.
+    let n = unsafe { libc::ppoll(&mut p, 1, &ts, &mask) };
+    assert_eq!(n, 0, "ppoll: {}", std::io::Error::last_os_error());
+    let fd = rd.as_raw_fd();
+    // SAFETY: a zeroed fd_set is empty.
+    let mut set: libc::fd_set = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is below FD_SETSIZE in a fresh test process.
+    unsafe { libc::FD_SET(fd, &mut set) };
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 20_000,
+    };
+    // SAFETY: valid sets and timeval.
+    let n = unsafe {
+        libc::select(
+            fd + 1,
+            &mut set,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut tv,
+        )
+    };
+    assert_eq!(n, 0);
+    assert_eq!(
+        (tv.tv_sec, tv.tv_usec),
+        (0, 0),
+        "select reports no time left"
+    );
+}
