@@ -365,6 +365,12 @@ impl Sock {
     /// Makes sure the socket is registered with a live reactor.
     fn ensure_registered(&self) -> Result<(), WaitErr> {
         let mut g = lock(&self.reg);
+        // Checked under the lock `forget` takes after setting `closed`: either we see
+        // the close, or `forget` sees (and removes) the registration we make. Never a
+        // registration for a number that was closed, and maybe reused, meanwhile.
+        if self.is_closed() {
+            return Err(WaitErr::Errno(libc::EBADF));
+        }
         if let Some(r) = g.as_ref() {
             if !r.handle.is_shutdown() && r.fork_gen == FORK_GEN.load(Ordering::Relaxed) {
                 return Ok(());
