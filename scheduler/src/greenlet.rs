@@ -1006,6 +1006,16 @@ pub enum ParkStatus {
 ///     let waker = grove_scheduler::spawn(move || me.waker().wake());
 ///     assert_eq!(grove_scheduler::park_nounwind(None, &"example"), ParkStatus::Woken);
 ///     waker.join().unwrap();
+///
+///     // Killed while parked: reported, not raised; the next ordinary park raises it.
+///     let victim = grove_scheduler::spawn(|| {
+///         assert_eq!(grove_scheduler::park_nounwind(None, &"example"), ParkStatus::Interrupted);
+///         assert!(grove_scheduler::interrupt_pending());
+///         grove_scheduler::park(); // the kill unwinds here
+///     });
+///     grove_scheduler::yield_now(); // let it park
+///     victim.kill();
+///     assert!(victim.join().unwrap_err().is_killed());
 /// });
 /// assert_eq!(grove_scheduler::park_nounwind(None, &"x"), ParkStatus::NotGreenlet);
 /// ```

@@ -19,6 +19,9 @@
 //!    and after it resumes: a
 //!    pending kill unwinds (and stays pending, so a greenlet that catches it dies at
 //!    its next blocking point); a pending timeout is taken and unwinds to its scope.
+//!    [`park_nounwind`](crate::park_nounwind), the park for code under a foreign
+//!    (`extern "C"`) frame, is the one exception: it reports a pending interrupt
+//!    instead of raising it, leaving it pending for the next ordinary blocking point.
 //! 4. Nothing is delivered while the thread is already unwinding (a `Drop` that blocks
 //!    during a kill runs to completion instead of aborting the process).
 //! 5. A timeout scope that ends clears its id if it is still pending; the timer's
