@@ -310,3 +310,142 @@ fn ppoll_with_a_mask_and_select_outside_greenlets_behave_as_libc() {
         "select reports no time left"
     );
 }
+
+/// `writev`/`readv` (std's vectored I/O), a blocking send of far more than the socket
+/// buffers hold (the hook continues from the middle of an iovec), and UDP, all green on
+/// one worker.
+#[test]
+fn vectored_io_and_udp_go_green() {
+    use std::io::{IoSlice, IoSliceMut};
+    within(Duration::from_secs(60), "vectored", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let c = grove::spawn(move || TcpStream::connect(addr).unwrap());
+            let (mut s, _) = listener.accept().unwrap();
+            let mut c = c.join().unwrap();
+            let a: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+            let b: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7) as u8).collect();
+            let (a2, b2) = (a.clone(), b.clone());
+            let writer = grove::spawn(move || {
+                // One writev call: a blocking socket sends it all (the hook loops).
+                let n = c
+                    .write_vectored(&[IoSlice::new(&a2), IoSlice::new(&b2)])
+                    .unwrap();
+                assert_eq!(n, a2.len() + b2.len(), "a blocking writev sends everything");
+                c
+            });
+            let mut got_a = vec![0u8; a.len()];
+            let mut got_b = vec![0u8; b.len()];
+            let mut done = 0;
+            while done < a.len() + b.len() {
+                let (x, y) = if done < a.len() {
+                    let (_, rest_a) = got_a.split_at_mut(done);
+                    (rest_a, &mut got_b[..])
+                } else {
+                    (&mut got_a[a.len()..], &mut got_b[done - a.len()..])
+                };
+                let n = s
+                    .read_vectored(&mut [IoSliceMut::new(x), IoSliceMut::new(y)])
+                    .unwrap();
+                assert!(n > 0);
+                done += n;
+            }
+            assert!(got_a == a && got_b == b, "vectored data differs");
+            let _c = writer.join().unwrap();
+
+            let u1 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let u2 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let to = u1.local_addr().unwrap();
+            let sender = grove::spawn(move || {
+                grove::sleep(Duration::from_millis(5));
+                u2.send_to(b"datagram", to).unwrap();
+            });
+            let mut buf = [0u8; 64];
+            let (n, _) = u1.recv_from(&mut buf).unwrap(); // waits green for the sender
+            assert_eq!(&buf[..n], b"datagram");
+            sender.join().unwrap();
+        });
+    });
+}
+
+/// Unix sockets: std's `UnixStream` (read/write), and an fd passed with SCM_RIGHTS
+/// through `sendmsg`/`recvmsg`, then used green.
+#[test]
+fn unix_sockets_and_passed_fds_go_green() {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::net::UnixStream;
+    within(Duration::from_secs(30), "unix", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            let (mut a, mut b) = UnixStream::pair().unwrap();
+            let w = grove::spawn(move || {
+                grove::sleep(Duration::from_millis(5));
+                b.write_all(b"over unix").unwrap();
+                b
+            });
+            let mut got = [0u8; 9];
+            a.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"over unix");
+            let b = w.join().unwrap();
+
+            // Pass one end of a fresh pair through `a` -> `b`.
+            let (mine, theirs) = UnixStream::pair().unwrap();
+            let fd = theirs.as_raw_fd();
+            let mut byte = [1u8];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+                iov_len: 1,
+            };
+            let mut cbuf = [0u8; 64];
+            // SAFETY: a zeroed msghdr is valid; the fields are set to live locals below.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+            // SAFETY: CMSG_SPACE is a pure computation.
+            msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
+            // SAFETY: `msg` has room for one fd's control message.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+                (libc::CMSG_DATA(c) as *mut i32).write_unaligned(fd);
+            }
+            // SAFETY: a valid message.
+            assert_eq!(unsafe { libc::sendmsg(a.as_raw_fd(), &msg, 0) }, 1);
+            drop(theirs);
+            let receiver = grove::spawn(move || {
+                let mut byte = [0u8];
+                let mut iov = libc::iovec {
+                    iov_base: byte.as_mut_ptr() as *mut libc::c_void,
+                    iov_len: 1,
+                };
+                let mut cbuf = [0u8; 64];
+                // SAFETY: as above, for receiving.
+                let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+                msg.msg_controllen = cbuf.len();
+                // SAFETY: a valid message.
+                assert_eq!(unsafe { libc::recvmsg(b.as_raw_fd(), &mut msg, 0) }, 1);
+                // SAFETY: the kernel filled one SCM_RIGHTS message.
+                let fd = unsafe {
+                    (libc::CMSG_DATA(libc::CMSG_FIRSTHDR(&msg)) as *const i32).read_unaligned()
+                };
+                // SAFETY: the fd the kernel just gave us, owned from here on.
+                let mut passed = unsafe { UnixStream::from_raw_fd(fd) };
+                let mut got = [0u8; 6];
+                passed.read_exact(&mut got).unwrap(); // waits green for the writer below
+                got
+            });
+            let mut mine = mine;
+            grove::sleep(Duration::from_millis(5));
+            mine.write_all(b"passed").unwrap();
+            assert_eq!(&receiver.join().unwrap(), b"passed");
+        });
+    });
+}
