@@ -55,6 +55,8 @@
 //!   `recv`/`recvfrom`/`recvmsg`, `send`/`sendto`/`sendmsg`;
 //! * waiting: `poll` (and `__poll_chk`), `ppoll`, `select`, over any fds;
 //! * sleeping: `nanosleep`, `clock_nanosleep` (relative and absolute), `usleep`, `sleep`;
+//! * name lookup: `getaddrinfo` runs on a thread of its own while the greenlet parks
+//!   (glibc waits for DNS in its own internal `poll`, which no hook reaches);
 //! * bookkeeping: `close` (waiters on the fd wake with `EBADF`), `dup`/`dup2`/`dup3`,
 //!   `fcntl` (`F_GETFL`/`F_SETFL` keep the user's `O_NONBLOCK`; `F_DUPFD*`), `fcntl64`,
 //!   `ioctl(FIONBIO)`, `setsockopt(SO_RCVTIMEO/SO_SNDTIMEO)` (honoured as timeouts),
@@ -66,8 +68,8 @@
 //! * Non-socket fds inside a greenlet: `read`/`write` of a regular file, a pipe, a
 //!   terminal block the worker as before (grove's monitor reports it; use
 //!   `grove::blocking`). `poll`/`select` on them do go green.
-//! * libc's internal calls (glibc calls its own `poll` inside `getaddrinfo`, so DNS
-//!   resolution blocks: resolve on the blocking pool), `epoll_wait`, `io_uring`, raw
+//! * libc's internal calls (what glibc calls inside itself never reaches a hook; its
+//!   older resolvers `gethostbyname*` block), `epoll_wait`, `io_uring`, raw
 //!   `syscall(2)`, `waitpid`, locks and condition variables.
 //! * Calls that glibc routes internally: `pselect`, `recvmmsg`/`sendmmsg`, `sendfile`,
 //!   `splice` go to the kernel unchanged.

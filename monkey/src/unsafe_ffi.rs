@@ -1100,6 +1100,154 @@ unsafe extern "C" fn select(
 }
 
 // ---------------------------------------------------------------------------------------
+// getaddrinfo
+// ---------------------------------------------------------------------------------------
+
+type GetAddrInfo = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const libc::c_char,
+    *const libc::addrinfo,
+    *mut *mut libc::addrinfo,
+) -> c_int;
+
+/// libc's `getaddrinfo`, found with `dlsym(RTLD_NEXT)` (there is no syscall for it).
+fn real_getaddrinfo() -> Option<GetAddrInfo> {
+    static REAL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let p = *REAL.get_or_init(|| {
+        // SAFETY: a NUL-terminated name; RTLD_NEXT finds the definition after ours.
+        unsafe { libc::dlsym(libc::RTLD_NEXT, c"getaddrinfo".as_ptr()) as usize }
+    });
+    // SAFETY: a non-null result of `dlsym` for `getaddrinfo` is that function.
+    (p != 0).then(|| unsafe { std::mem::transmute::<usize, GetAddrInfo>(p) })
+}
+
+/// One lookup handed to a thread: its result, and whether the greenlet gave up on it.
+struct Lookup {
+    /// (return code, result list as an address, errno)
+    result: std::sync::Mutex<Option<(c_int, usize, c_int)>>,
+    abandoned: std::sync::atomic::AtomicBool,
+    waker: std::task::Waker,
+}
+
+/// `getaddrinfo`. Inside a greenlet the lookup (files, DNS: glibc waits in its own
+/// internal `poll`, which no hook reaches) runs on a thread of its own while the
+/// greenlet parks. Interrupted, it returns `EAI_SYSTEM` with errno `ECANCELED`; the
+/// thread frees the list when it finishes.
+///
+/// # Safety
+/// libc's contract for `getaddrinfo`.
+#[no_mangle]
+unsafe extern "C" fn getaddrinfo(
+    node: *const libc::c_char,
+    service: *const libc::c_char,
+    hints: *const libc::addrinfo,
+    res: *mut *mut libc::addrinfo,
+) -> c_int {
+    let Some(real) = real_getaddrinfo() else {
+        set_errno(libc::ENOSYS);
+        return libc::EAI_SYSTEM;
+    };
+    if !fd::green() || res.is_null() {
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { real(node, service, hints, res) };
+    }
+    let own = |p: *const libc::c_char| {
+        (!p.is_null()).then(|| {
+            // SAFETY: the caller's strings are NUL-terminated (null ones are skipped).
+            unsafe { std::ffi::CStr::from_ptr(p) }.to_owned()
+        })
+    };
+    let (node_c, service_c) = (own(node), own(service));
+    let hints_c = (!hints.is_null()).then(|| {
+        // SAFETY: the caller's valid `addrinfo`; only its plain fields are kept.
+        let mut h: libc::addrinfo = unsafe { std::ptr::read(hints) };
+        h.ai_addr = std::ptr::null_mut();
+        h.ai_canonname = std::ptr::null_mut();
+        h.ai_next = std::ptr::null_mut();
+        h.ai_addrlen = 0;
+        (h.ai_flags, h.ai_family, h.ai_socktype, h.ai_protocol)
+    });
+    let job = std::sync::Arc::new(Lookup {
+        result: std::sync::Mutex::new(None),
+        abandoned: std::sync::atomic::AtomicBool::new(false),
+        waker: grove_scheduler::current_waker(),
+    });
+    let j2 = job.clone();
+    let spawned = std::thread::Builder::new()
+        .name("grove-monkey-dns".into())
+        .spawn(move || {
+            // SAFETY: a zeroed `addrinfo` is a valid empty hints struct.
+            let mut h: libc::addrinfo = unsafe { std::mem::zeroed() };
+            let hp = match hints_c {
+                Some((flags, family, socktype, protocol)) => {
+                    h.ai_flags = flags;
+                    h.ai_family = family;
+                    h.ai_socktype = socktype;
+                    h.ai_protocol = protocol;
+                    &h as *const libc::addrinfo
+                }
+                None => std::ptr::null(),
+            };
+            let mut out: *mut libc::addrinfo = std::ptr::null_mut();
+            let ptr =
+                |c: &Option<std::ffi::CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+            // SAFETY: owned strings and hints that live across the call.
+            let rc = unsafe { real(ptr(&node_c), ptr(&service_c), hp, &mut out) };
+            let e = errno();
+            let mut r = j2
+                .result
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if j2.abandoned.load(std::sync::atomic::Ordering::Acquire) {
+                if rc == 0 && !out.is_null() {
+                    // SAFETY: the list this call returned, which nobody else will see.
+                    unsafe { libc::freeaddrinfo(out) };
+                }
+                return;
+            }
+            *r = Some((rc, out as usize, e));
+            drop(r);
+            j2.waker.wake_by_ref();
+        });
+    if spawned.is_err() {
+        // No thread to spare: resolve here, holding the worker.
+        // SAFETY: the caller's arguments, passed on.
+        return unsafe { real(node, service, hints, res) };
+    }
+    loop {
+        if let Some((rc, out, e)) = job
+            .result
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            // SAFETY: the caller's valid `res`.
+            unsafe { *res = out as *mut libc::addrinfo };
+            set_errno(e);
+            return rc;
+        }
+        if grove_scheduler::park_nounwind(None, &"grove-monkey: getaddrinfo")
+            == grove_scheduler::ParkStatus::Interrupted
+        {
+            let mut r = job
+                .result
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            job.abandoned
+                .store(true, std::sync::atomic::Ordering::Release);
+            if let Some((rc, out, _)) = r.take() {
+                if rc == 0 && out != 0 {
+                    // SAFETY: the list the lookup returned, never handed to the caller.
+                    unsafe { libc::freeaddrinfo(out as *mut libc::addrinfo) };
+                }
+            }
+            set_errno(crate::INTERRUPTED);
+            return libc::EAI_SYSTEM;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // sleeps
 // ---------------------------------------------------------------------------------------
 
@@ -1436,7 +1584,7 @@ unsafe extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut
 
 /// The hooks' addresses: referencing them from code the program runs makes the
 /// linker keep the object files that define them.
-pub(crate) fn addresses() -> [usize; 33] {
+pub(crate) fn addresses() -> [usize; 34] {
     [
         read as *const () as usize,
         recv as *const () as usize,
@@ -1469,6 +1617,7 @@ pub(crate) fn addresses() -> [usize; 33] {
         setsockopt as *const () as usize,
         socket as *const () as usize,
         socketpair as *const () as usize,
+        getaddrinfo as *const () as usize,
         atfork_child as *const () as usize,
         register_atfork as *const () as usize,
     ]

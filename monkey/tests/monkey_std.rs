@@ -449,3 +449,32 @@ fn unix_sockets_and_passed_fds_go_green() {
         });
     });
 }
+
+/// `getaddrinfo` inside a greenlet runs on a thread of its own and gives libc's answer:
+/// std connects by name ("localhost") from greenlets of one worker.
+#[test]
+fn getaddrinfo_in_greenlets_gives_libcs_answer() {
+    use std::net::ToSocketAddrs;
+    within(Duration::from_secs(60), "getaddrinfo", || {
+        let outside: Vec<_> = ("localhost", 80).to_socket_addrs().unwrap().collect();
+        let rt = rt(1);
+        rt.block_on(move || {
+            let inside: Vec<_> = ("localhost", 80).to_socket_addrs().unwrap().collect();
+            assert_eq!(inside, outside);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let acceptor = grove::spawn(move || {
+                for _ in 0..20 {
+                    listener.accept().unwrap();
+                }
+            });
+            let hs: Vec<_> = (0..20)
+                .map(|_| grove::spawn(move || TcpStream::connect(("localhost", port)).unwrap()))
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            acceptor.join().unwrap();
+        });
+    });
+}
