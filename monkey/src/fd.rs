@@ -215,8 +215,11 @@ fn reactor() -> Option<Handle> {
 }
 
 /// True in a greenlet of a runtime with a reactor (and so timers): where hooks go green.
+///
+/// Async-signal-safe (a handler may `write` to a self-pipe): one thread-local, one
+/// atomic, no borrow or lock.
 pub(crate) fn green() -> bool {
-    grove_scheduler::in_greenlet()
+    grove_scheduler::in_greenlet_signal_safe()
         && grove_scheduler::with_extension(|e| e.is_some_and(|e| e.is::<Handle>()))
 }
 

@@ -240,7 +240,19 @@ fn fork_child_closing_a_shared_socket_leaves_the_parent_registered() {
     });
 }
 
-extern "C" fn on_sigusr1(_: libc::c_int) {}
+/// The write end of a non-blocking socket pair the handler writes to (a self-pipe, as
+/// `grove::signal` does): the hooked `write` then runs inside a signal handler.
+static SELF_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    let fd = SELF_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = 1u8;
+        // SAFETY: one byte from a local to an open non-blocking socket; `write` is
+        // async-signal-safe, and so must the hook be.
+        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+    }
+}
 
 /// Signals delivered to the workers (a handler without SA_RESTART) while greenlets
 /// sleep and do std::net I/O never surface as EINTR or cut a wait short.
@@ -256,6 +268,28 @@ fn signals_do_not_break_green_calls() {
             libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
         }
         let rt = rt(2);
+        let (pipe_rd, pipe_wr) = std::os::unix::net::UnixStream::pair().unwrap();
+        pipe_wr.set_nonblocking(true).unwrap();
+        pipe_rd.set_nonblocking(true).unwrap();
+        SELF_PIPE.store(pipe_wr.as_raw_fd(), Ordering::Relaxed);
+        let drainer = {
+            let mut rd = pipe_rd;
+            let stop = Arc::new(AtomicUsize::new(0));
+            let s = stop.clone();
+            let h = std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut n = 0usize;
+                while s.load(Ordering::SeqCst) == 0 {
+                    if let Ok(k) = rd.read(&mut buf) {
+                        n += k;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                n
+            });
+            (stop, h)
+        };
         let threads = Arc::new(Mutex::new(Vec::<libc::pthread_t>::new()));
         let stop = Arc::new(AtomicUsize::new(0));
         let (t2, s2) = (threads.clone(), stop.clone());
@@ -317,6 +351,13 @@ fn signals_do_not_break_green_calls() {
         stop.store(1, Ordering::SeqCst);
         let sent = signaller.join().unwrap();
         assert!(sent > 0, "no signal was sent");
+        SELF_PIPE.store(-1, Ordering::Relaxed);
+        drainer.0.store(1, Ordering::SeqCst);
+        assert!(
+            drainer.1.join().unwrap() > 0,
+            "the handler's writes never arrived"
+        );
+        drop(pipe_wr);
     });
 }
 

@@ -1051,3 +1051,16 @@ pub fn interrupt_pending() -> bool {
             .is_some_and(|t| t.header().interrupt.load(Ordering::Acquire) != 0)
     })
 }
+
+/// [`in_greenlet`], async-signal-safe: it reads one thread-local and one atomic (no
+/// `RefCell` borrow, no lock), so a signal handler, or a libc hook a handler may call,
+/// can ask it (`grove-monkey`'s hooks do).
+///
+/// ```
+/// assert!(!grove_scheduler::in_greenlet_signal_safe());
+/// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
+/// assert!(rt.block_on(grove_scheduler::in_greenlet_signal_safe));
+/// ```
+pub fn in_greenlet_signal_safe() -> bool {
+    crate::worker::greenlet_running_here()
+}

@@ -99,7 +99,7 @@ pub use crate::greenlet::{
     Greenlet, JoinHandle, LinkId,
 };
 #[cfg(not(grove_loom))]
-pub use crate::greenlet::{interrupt_pending, park_nounwind, ParkStatus};
+pub use crate::greenlet::{in_greenlet_signal_safe, interrupt_pending, park_nounwind, ParkStatus};
 #[cfg(not(grove_loom))]
 pub use crate::interrupt::{with_timeout, Elapsed, Timeout};
 #[cfg(not(grove_loom))]

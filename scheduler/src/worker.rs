@@ -728,3 +728,9 @@ pub(crate) fn suspend_current_nounwind(why: Suspend, what: *mut &'static str) ->
     h.in_foreign.store(false, Ordering::Relaxed);
     Some(unwound || h.interrupt.load(Ordering::Acquire) != 0)
 }
+
+/// True while a greenlet runs on this thread, read without a `RefCell` borrow or a lock:
+/// one thread-local and one atomic (the spotlight), so a signal handler may ask.
+pub(crate) fn greenlet_running_here() -> bool {
+    with_local(|l| l.is_some_and(|l| !l.counters.spot.current().is_null()))
+}
