@@ -9,6 +9,8 @@
 //! Timing-free: order is forced with `Event`s and yields; the only timeouts are ones the
 //! test expects to expire.
 
+mod common;
+
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -625,12 +627,8 @@ impl Drop for UsesPool {
 #[test]
 fn a_detached_results_drop_may_use_its_pool() {
     let test = "a_detached_results_drop_may_use_its_pool";
-    if std::env::var_os("GROVE_POOL_CHILD").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
-            .env("GROVE_POOL_CHILD", "1")
-            .output()
-            .unwrap();
+    if !common::is_child() {
+        let out = common::run_child(test, &[]);
         assert!(
             out.status.success(),
             "child failed: {}",

@@ -10,6 +10,8 @@
 //! `putting()` counts and `yield_now`, never with sleeps. Tests that depend on which
 //! greenlet runs next use one worker.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -838,7 +840,7 @@ fn len_capacity_and_debug_describe_the_queue() {
 /// a scenario that hangs (a deadlock on the queue's lock) makes the child exit with a
 /// failure instead of hanging the suite.
 fn in_child_with_watchdog(test: &str, scenario: impl FnOnce()) {
-    if std::env::var_os("GROVE_QUEUE_CHILD").is_some() {
+    if common::is_child() {
         std::thread::spawn(|| {
             std::thread::sleep(Duration::from_secs(30));
             eprintln!("watchdog: the scenario hung");
@@ -847,11 +849,7 @@ fn in_child_with_watchdog(test: &str, scenario: impl FnOnce()) {
         scenario();
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("GROVE_QUEUE_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = common::run_child(test, &[]);
     assert!(
         out.status.success(),
         "child failed: {}",
