@@ -114,7 +114,7 @@ pub use grove_scheduler::{
     block_on, current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
     spawn, try_current, try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed,
     Greenlet, Handle, JoinError, JoinHandle, SpawnError, StackMetrics, Timeout, WorkerMetrics,
-    DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 pub use grove_scheduler::{greenlet_local, GreenletLocal};
 pub use grove_scheduler::{
@@ -183,6 +183,15 @@ impl RuntimeBuilder {
     /// [`RuntimeBuilder::monitor`](grove_scheduler::RuntimeBuilder::monitor).
     pub fn monitor(mut self, threshold: Option<Duration>) -> Self {
         self.inner = self.inner.monitor(threshold);
+        self
+    }
+
+    /// How long dropping the runtime waits for greenlets that keep blocking while a
+    /// shutdown unwinds them (default [`DEFAULT_SHUTDOWN_GRACE`]); see
+    /// [`RuntimeBuilder::shutdown_grace`](grove_scheduler::RuntimeBuilder::shutdown_grace)
+    /// and "Shutdown" in the README.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.inner = self.inner.shutdown_grace(grace);
         self
     }
 
@@ -340,12 +349,14 @@ impl Runtime {
     }
 
     /// Shuts down, waiting at most `timeout` for workers to unwind their greenlets.
-    /// Returns `true` if every worker thread was joined.
+    /// Returns `true` if every worker thread was joined. See
+    /// [`grove_scheduler::Runtime::shutdown_timeout`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
-        self.stop(timeout)
+        self.stop(Some(timeout))
     }
 
-    fn stop(&mut self, timeout: Duration) -> bool {
+    /// `None`: dropped (the builder's grace period, then join every thread).
+    fn stop(&mut self, timeout: Option<Duration>) -> bool {
         if self
             .sched
             .as_ref()
@@ -358,10 +369,13 @@ impl Runtime {
             return false;
         }
         // Workers first: greenlets unwinding may still cancel timers.
-        let joined = self
-            .sched
-            .take()
-            .is_none_or(|s| s.shutdown_timeout(timeout));
+        let joined = self.sched.take().is_none_or(|s| match timeout {
+            Some(t) => s.shutdown_timeout(t),
+            None => {
+                drop(s);
+                true
+            }
+        });
         if let Some(r) = self.reactor.take() {
             r.shutdown();
         }
@@ -371,7 +385,7 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop(Duration::MAX);
+        self.stop(None);
     }
 }
 

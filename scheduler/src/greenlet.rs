@@ -456,7 +456,9 @@ fn kill_task_nowait(task: TaskRef) {
         hook();
     }
     if is_current(h) {
-        crate::interrupt::checkpoint(h);
+        // Raised here unless it must wait (step 5 of `interrupt`): then at the next
+        // blocking point.
+        let _ = crate::interrupt::checkpoint(h, crate::interrupt::Side::Before);
     }
 }
 
@@ -1048,7 +1050,7 @@ pub fn park_nounwind(deadline: Option<Instant>, what: &'static &'static str) -> 
 pub fn interrupt_pending() -> bool {
     with_local(|l| {
         l.and_then(|l| l.current())
-            .is_some_and(|t| t.header().interrupt.load(Ordering::Acquire) != 0)
+            .is_some_and(|t| t.header().interrupt.load() != 0)
     })
 }
 

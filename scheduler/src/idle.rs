@@ -224,6 +224,53 @@ impl Parker {
         }
     }
 
+    /// Like [`park`](Self::park), but returns at `deadline` at the latest (a shutting-down
+    /// hub waiting for greenlets parked mid-unwind, up to its grace deadline).
+    #[cfg(not(grove_loom))]
+    pub fn park_until(&self, deadline: std::time::Instant) {
+        if self
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        match self
+            .state
+            .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {}
+            Err(_) => {
+                // NOTIFIED: consumed with a swap, as in `park`.
+                self.state.swap(EMPTY, Ordering::SeqCst);
+                return;
+            }
+        }
+        loop {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                // Give up PARKED; a wake that raced in is kept for the next park.
+                let _ =
+                    self.state
+                        .compare_exchange(PARKED, EMPTY, Ordering::SeqCst, Ordering::SeqCst);
+                return;
+            }
+            guard = self
+                .cvar
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            if self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
     /// True if a wake is pending (the next `park` would return at once). Lets the owner
     /// spin briefly on its own parker before sleeping.
     pub fn is_notified(&self) -> bool {

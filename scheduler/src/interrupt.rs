@@ -1,56 +1,88 @@
-//! Interrupting a greenlet at its blocking point: `kill` and `Timeout`.
+//! Interrupting a greenlet at its blocking point: kill, deadlock, shutdown and `Timeout`.
 //!
 //! # The model (gevent's)
 //! gevent raises `GreenletExit` or `Timeout` *inside* the target the next time it
 //! switches to the hub. The Rust analogue that keeps destructors running is to unwind
 //! the target's stack from its blocking point with a private panic payload, caught at
-//! the greenlet's root (a kill: `join` reports [`JoinError::is_killed`]) or at the
-//! scope that armed the timeout (identity-checked, so nested timeouts never catch each
-//! other's).
+//! the greenlet's root (a kill: `join` reports [`JoinError::is_killed`]; a shutdown:
+//! [`JoinError::is_shutdown`]) or at the scope that armed the timeout (identity-checked,
+//! so nested timeouts never catch each other's).
 //!
 //! # The protocol
-//! 1. Each greenlet header has an `interrupt` word: `0` none, [`KILL`], or the id of a
-//!    timeout scope. A kill overwrites anything (it is final); a timeout only fills an
-//!    empty word (an earlier, outer interrupt is already on its way).
+//! 1. Each greenlet header has an interrupt word (`irq::Word`, loom-checked): `0`
+//!    none, a *final* interrupt (kill, deadlock, shutdown) or the id of a timeout scope.
 //! 2. The interrupter sets the word, then wakes the greenlet through its ordinary
 //!    waker (so a parked greenlet runs; a running one sees it at its next park).
 //! 3. Every blocking point — [`park`](crate::park) and [`yield_now`](crate::yield_now),
 //!    so every primitive built on them — calls [`checkpoint`] before it switches away
-//!    and after it resumes: a
-//!    pending kill unwinds (and stays pending, so a greenlet that catches it dies at
-//!    its next blocking point); a pending timeout is taken and unwinds to its scope.
+//!    and after it resumes. A pending timeout is taken and unwinds to its scope. A
+//!    final interrupt unwinds and stays pending: it is final.
 //!    [`park_nounwind`](crate::park_nounwind), the park for code under a foreign
 //!    (`extern "C"`) frame, is the one exception: it reports a pending interrupt
 //!    instead of raising it, leaving it pending for the next ordinary blocking point.
-//! 4. Nothing is delivered while the thread is already unwinding (a `Drop` that blocks
-//!    during a kill runs to completion instead of aborting the process).
-//! 5. A timeout scope that ends clears its id if it is still pending; the timer's
-//!    waker and the scope's exit are ordered by `SeqCst` on `active` and the word
-//!    (step 5 of [`Timeout`]'s docs), so a stale timeout never hits later code.
+//! 4. What is never raised, so that a blocking call completes instead:
+//!    * nothing while the thread is unwinding (`std::thread::panicking()`): raising
+//!      there would escape a destructor during unwinding, which aborts the process. So
+//!      a `Drop` that blocks while its greenlet is killed, shut down or panicking parks
+//!      like any blocking call and runs to completion. The one exception is a timeout
+//!      armed *inside* such a destructor (its scope catches it inside the destructor):
+//!      it fires as usual.
+//!    * no final interrupt once the greenlet's body has ended: its greenlet-locals'
+//!      destructors may block and run to completion.
+//! 5. A greenlet that catches a final interrupt's unwind (`catch_unwind` around a
+//!    blocking call: "catch, log and keep serving") and blocks again is not resumed
+//!    into a busy loop: at that blocking point it first yields (the worker runs its
+//!    other greenlets), then the interrupt is raised again after the switch. A one-time
+//!    warning on stderr names the greenlet. A kill therefore ends such a greenlet only
+//!    when it stops catching; `kill_timeout` returns on time, and a shutdown gives up
+//!    on it after the runtime's grace period (see `worker`, "Shutdown").
+//! 6. A timeout scope that ends takes its id back (rule 2 of `irq`), so a stale
+//!    timeout never hits later code.
 //!
 //! Blocking primitives must therefore be *cancellation-safe*: a waiter unwound from
 //! `park` leaves the primitive consistent (its guard removes it from the wait list and
 //! passes on a notification it consumed).
+//!
+//! # Own unwinding
+//! Step 4 needs to know whether *this greenlet* is unwinding, and
+//! `std::thread::panicking()` counts per OS thread: a greenlet suspended in the middle of
+//! an unwind (a destructor that blocks) leaves it true for every greenlet its worker
+//! runs meanwhile. So each blocking point records, as it switches away, whether the
+//! thread was unwinding (`before_switch`); right after the switch back, a greenlet that
+//! suspended clean is known not to be unwinding, whatever the thread says, and takes its
+//! interrupt (this is how a shutdown unwinds a lock's holder while a greenlet waiting for
+//! that lock in a destructor is parked mid-unwind). Where grove cannot tell, it assumes
+//! the worst and the worker wakes the greenlet again once no greenlet of its worker is
+//! mid-unwind (`worker::defer_interrupt`): the interrupt is delayed, never lost. A
+//! timeout counts as armed inside a destructor only when the unwinding is certainly the
+//! greenlet's own (`worker::unwinding_is_ours`); otherwise it waits like the others.
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
+use crate::irq::DEADLOCK;
+pub(crate) use crate::irq::KILL;
+use crate::irq::{is_final, Scope, FIRST_SCOPE, IN_CLEANUP};
 use crate::task::{Header, TaskRef};
 use crate::worker::with_local;
 
-/// The `interrupt` word's value for a kill.
-pub(crate) const KILL: u64 = 1;
+/// Timeout scope ids: process-unique, never 0 or a final interrupt.
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(FIRST_SCOPE);
 
-/// The `interrupt` word's value for a detected deadlock (see `deadlock`): final like a
-/// kill, but reported as [`JoinError::is_deadlock`](crate::JoinError::is_deadlock).
-pub(crate) const DEADLOCK: u64 = 2;
-
-/// Timeout scope ids: process-unique, never 0, [`KILL`] or [`DEADLOCK`].
-static NEXT_SCOPE: AtomicU64 = AtomicU64::new(3);
+// `Header::irq` bits: the greenlet's own record (only its home thread touches them).
+/// A final interrupt has been raised in this greenlet at least once.
+const IRQ_DELIVERED: u8 = 1;
+/// The warning of step 5 has been printed for this greenlet.
+const IRQ_WARNED: u8 = 2;
+/// The body has ended: final interrupts are no longer raised (step 4).
+const IRQ_FINISHING: u8 = 4;
+/// The thread was not unwinding when the greenlet last suspended, so it was not
+/// unwinding itself then (see "own unwinding" below).
+const IRQ_CLEAN: u8 = 8;
 
 /// The private payload a kill unwinds with.
 pub(crate) struct KillSignal;
@@ -58,47 +90,135 @@ pub(crate) struct KillSignal;
 /// The private payload a deadlock interrupt unwinds with.
 pub(crate) struct DeadlockSignal;
 
+/// The private payload a shutdown unwinds a greenlet with.
+pub(crate) struct ShutdownSignal;
+
 /// The private payload a timeout unwinds with: the id of the scope it belongs to.
 pub(crate) struct TimeoutSignal(u64);
 
-/// Step 3: called by every blocking point after it resumes.
-pub(crate) fn checkpoint(h: &Header) {
-    let v = h.interrupt.load(Ordering::Acquire);
-    if v == 0 || std::thread::panicking() {
-        return;
+/// Which side of the switch a [`checkpoint`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Before switching to the hub.
+    Before,
+    /// After being resumed.
+    After,
+}
+
+/// Step 3: called by every blocking point before it switches away and after it
+/// resumes. Unwinds if an interrupt is due. Returns `true` if the greenlet must switch
+/// as a yield rather than park (step 5: a final interrupt it caught is raised again
+/// after the switch).
+pub(crate) fn checkpoint(h: &Header, side: Side) -> bool {
+    let v = h.interrupt.load();
+    if v == 0 {
+        return false;
     }
-    if v == KILL {
-        panic::resume_unwind(Box::new(KillSignal));
+    // Own unwinding: right after a switch, the greenlet is exactly as it suspended (no
+    // code of it ran since), so a clean suspension means not unwinding whatever the
+    // thread says; otherwise the thread's state may be another greenlet's, and we
+    // assume the worst (and `defer_interrupt` retries once the thread is clear).
+    let unwinding = std::thread::panicking()
+        && !(side == Side::After && h.irq.load(Ordering::Relaxed) & IRQ_CLEAN != 0);
+    if is_final(v) {
+        let irq = h.irq.load(Ordering::Relaxed);
+        if irq & IRQ_FINISHING != 0 {
+            return false; // step 4
+        }
+        if unwinding {
+            crate::worker::defer_interrupt();
+            return false; // step 4
+        }
+        if irq & IRQ_DELIVERED != 0 {
+            // Step 5: it caught the unwind and blocked again.
+            if irq & IRQ_WARNED == 0 {
+                h.irq.store(irq | IRQ_WARNED, Ordering::Relaxed);
+                warn_caught(h, v);
+            }
+            if side == Side::Before {
+                return true;
+            }
+        }
+        h.irq.store(irq | IRQ_DELIVERED, Ordering::Relaxed);
+        raise_final(v);
     }
-    if v == DEADLOCK {
-        panic::resume_unwind(Box::new(DeadlockSignal));
+    if unwinding && v & IN_CLEANUP == 0 {
+        // Step 4: an outer scope's timeout, inside a destructor.
+        crate::worker::defer_interrupt();
+        return false;
     }
-    if h.interrupt
-        .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
+    if h.interrupt.take_scope(v) {
         panic::resume_unwind(Box::new(TimeoutSignal(v)));
     }
-    // Lost to a kill in between: deliver that instead.
-    if h.interrupt.load(Ordering::Acquire) == KILL {
-        panic::resume_unwind(Box::new(KillSignal));
+    // Replaced in between (by a final interrupt, or taken back by its scope's end).
+    checkpoint(h, side)
+}
+
+fn raise_final(v: u64) -> ! {
+    match v {
+        KILL => panic::resume_unwind(Box::new(KillSignal)),
+        DEADLOCK => panic::resume_unwind(Box::new(DeadlockSignal)),
+        _ => panic::resume_unwind(Box::new(ShutdownSignal)),
     }
+}
+
+#[cold]
+fn warn_caught(h: &Header, v: u64) {
+    let what = match v {
+        KILL => "kill",
+        DEADLOCK => "deadlock interrupt",
+        _ => "shutdown",
+    };
+    report!(
+        "grove: greenlet '{}' (id {}, spawned at {}) caught its {what} unwind (a catch_unwind \
+         around a blocking call?) and blocked again; the {what} stays pending and is raised \
+         again at each of its blocking points, after the other greenlets have run, until it \
+         ends: let grove's unwind through (resume_unwind payloads you do not handle)",
+        h.display_name(),
+        h.id,
+        h.spawned_at
+    );
+}
+
+/// Called by a blocking point just before it switches away: records whether the
+/// greenlet is certainly not unwinding (see `IRQ_CLEAN`).
+pub(crate) fn before_switch(h: &Header) {
+    let irq = h.irq.load(Ordering::Relaxed);
+    let irq = if std::thread::panicking() {
+        irq & !IRQ_CLEAN
+    } else {
+        irq | IRQ_CLEAN
+    };
+    h.irq.store(irq, Ordering::Relaxed);
+}
+
+/// Step 4: the greenlet's body has ended (called on it, before its locals are dropped).
+pub(crate) fn body_finished(h: &Header) {
+    let irq = h.irq.load(Ordering::Relaxed);
+    h.irq.store(irq | IRQ_FINISHING, Ordering::Relaxed);
 }
 
 /// Steps 1–2 for a kill.
 pub(crate) fn kill(task: &TaskRef) {
-    task.header().interrupt.store(KILL, Ordering::Release);
-    task.clone().waker().wake();
+    if task.header().interrupt.kill() {
+        task.clone().waker().wake();
+    }
+}
+
+/// Steps 1–2 for a shutdown (see `worker`, "Shutdown"). Returns `false` if the greenlet
+/// had already been told.
+pub(crate) fn shutdown(task: &TaskRef) -> bool {
+    let told = task.header().interrupt.shutdown();
+    if told {
+        task.clone().waker().wake();
+    }
+    told
 }
 
 /// Interrupts a greenlet that can never be woken otherwise (the deadlock check proved
 /// it): unless another interrupt is already pending, unwind it from its blocking point.
 pub(crate) fn deadlock(task: &TaskRef) {
-    let word = &task.header().interrupt;
-    if word
-        .compare_exchange(0, DEADLOCK, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
+    if task.header().interrupt.deadlock() {
         task.clone().waker().wake();
     }
 }
@@ -113,6 +233,11 @@ pub(crate) fn is_kill(payload: &(dyn std::any::Any + Send)) -> bool {
     payload.is::<KillSignal>()
 }
 
+/// True if a panic payload is a shutdown's.
+pub(crate) fn is_shutdown(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<ShutdownSignal>()
+}
+
 /// The greenlet running on this thread, for arming a timeout; panics outside one.
 fn current_task(what: &str) -> TaskRef {
     with_local(|l| l.and_then(|l| l.current()))
@@ -122,9 +247,7 @@ fn current_task(what: &str) -> TaskRef {
 /// What the timer of one timeout scope wakes: it interrupts the greenlet (step 2).
 struct Fire {
     task: TaskRef,
-    id: u64,
-    /// False once the scope has ended (step 5).
-    active: AtomicBool,
+    scope: Scope,
 }
 
 impl Wake for Fire {
@@ -133,22 +256,9 @@ impl Wake for Fire {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let word = &self.task.header().interrupt;
-        if !self.active.load(Ordering::SeqCst) {
-            return;
+        if self.scope.fire(&self.task.header().interrupt) {
+            self.task.clone().waker().wake();
         }
-        if word
-            .compare_exchange(0, self.id, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return; // a kill or an outer timeout is already pending
-        }
-        if !self.active.load(Ordering::SeqCst) {
-            // The scope ended while we set the word: take it back (step 5).
-            let _ = word.compare_exchange(self.id, 0, Ordering::SeqCst, Ordering::SeqCst);
-            return;
-        }
-        self.task.clone().waker().wake();
     }
 }
 
@@ -163,10 +273,12 @@ impl Wake for Fire {
 ///
 /// (The `grove` crate's docs show it in use with a runtime that has timers.)
 ///
-/// Step 5 of the module protocol: on drop the scope stores `active = false`, cancels
-/// its timer, then clears its id from the word if still pending; the timer's waker
-/// sets the word, then re-checks `active`. With all four accesses `SeqCst`, one of the
-/// two always sees the other, so no stale id survives the scope.
+/// Step 6 of the module protocol: once the guard is dropped its timeout can no longer
+/// reach the greenlet (rule 2 of the `irq` module, loom-checked).
+///
+/// Armed inside a destructor that runs while its greenlet unwinds (a kill, a shutdown,
+/// a panic), a timeout still fires at the blocking points inside its scope; every other
+/// interrupt waits until the unwinding is over.
 pub struct Timeout {
     fire: Arc<Fire>,
     timer: Option<u128>,
@@ -176,7 +288,7 @@ pub struct Timeout {
 impl fmt::Debug for Timeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timeout")
-            .field("id", &self.fire.id)
+            .field("id", &(self.fire.scope.id() & !IN_CLEANUP))
             .finish()
     }
 }
@@ -193,10 +305,14 @@ impl Timeout {
     pub fn at(deadline: Option<Instant>) -> Timeout {
         let task = current_task("grove::Timeout::new");
         let timers = task.header().rt.timers.clone();
+        let mut id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);
+        if crate::worker::unwinding_is_ours() {
+            // Armed in a destructor running during this greenlet's own unwinding.
+            id |= IN_CLEANUP;
+        }
         let fire = Arc::new(Fire {
             task,
-            id: NEXT_SCOPE.fetch_add(1, Ordering::Relaxed),
-            active: AtomicBool::new(true),
+            scope: Scope::new(id),
         });
         let timer = match (deadline, &timers) {
             (Some(d), Some(t)) => Some(t.add(d, Waker::from(fire.clone()))),
@@ -215,7 +331,7 @@ impl Timeout {
     /// Runs `f` inside this timeout's scope: `Err(Elapsed)` if the deadline interrupted
     /// it. Other panics (and other timeouts' interrupts) pass through untouched.
     pub fn run<R>(self, f: impl FnOnce() -> R) -> Result<R, Elapsed> {
-        let id = self.fire.id;
+        let id = self.fire.scope.id();
         let result = panic::catch_unwind(AssertUnwindSafe(f));
         drop(self);
         match result {
@@ -231,12 +347,10 @@ impl Timeout {
 
 impl Drop for Timeout {
     fn drop(&mut self) {
-        self.fire.active.store(false, Ordering::SeqCst);
+        self.fire.scope.end(&self.fire.task.header().interrupt);
         if let (Some(key), Some(t)) = (self.timer.take(), &self.timers) {
             t.cancel(key);
         }
-        let word = &self.fire.task.header().interrupt;
-        let _ = word.compare_exchange(self.fire.id, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 

@@ -53,7 +53,25 @@
 
 #![cfg_attr(grove_loom, allow(dead_code, unreachable_pub))]
 
+/// Writes one diagnostic line to stderr and never panics: a closed or broken stderr
+/// (`prog 2>&1 | head`) loses the line instead of failing the hub that writes it
+/// (`eprintln!` panics on `EPIPE`). Every message grove prints goes through this.
+#[cfg(not(grove_loom))]
+macro_rules! report {
+    ($($arg:tt)*) => {
+        $crate::write_report(format_args!($($arg)*))
+    };
+}
+
+#[cfg(not(grove_loom))]
+pub(crate) fn write_report(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
 mod idle;
+mod irq;
 mod loom;
 mod queue;
 mod spotlight;
@@ -110,8 +128,8 @@ pub use crate::monitor::StallReport;
 pub use crate::run_info::{run_info, GreenletInfo, GreenletState, RunInfo, WorkerInfo};
 #[cfg(not(grove_loom))]
 pub use crate::runtime::{
-    Builder as RuntimeBuilder, Handle, Runtime, StackMetrics, WorkerMetrics, DEFAULT_STACK_SIZE,
-    MAX_STACK_SIZE, MIN_STACK_SIZE,
+    Builder as RuntimeBuilder, Handle, Runtime, StackMetrics, WorkerMetrics,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE, EXIT_MARGIN, MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 #[cfg(not(grove_loom))]
 pub use crate::timers::Timers;

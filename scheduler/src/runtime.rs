@@ -8,8 +8,8 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest stack a greenlet may be given.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// Default of [`Builder::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// This process's id, kept current across `fork` by a `pthread_atfork` child handler
 /// (see [`Shared::check_owner`]); 0 until the first runtime is built.
@@ -90,6 +92,9 @@ pub(crate) struct Remote {
     pub(crate) counters: Arc<Counters>,
     /// Started greenlets homed here that have suspended (see `run_info`).
     pub(crate) registry: Mutex<Registry>,
+    /// The hub has exited (step 6 of `worker`'s "Shutdown"): whoever pushes to `inbox`
+    /// now must drain it too.
+    pub(crate) exited: AtomicBool,
 }
 
 /// State shared by all workers of a runtime and by every greenlet header.
@@ -116,8 +121,11 @@ pub(crate) struct Shared {
     readers: Mutex<()>,
     /// Hubs must stop.
     shutdown: AtomicBool,
-    /// Every hub has exited: whoever queues work now must drain it too.
-    closed: AtomicBool,
+    /// How long hubs wait for greenlets that block while being unwound at shutdown
+    /// (see [`Builder::shutdown_grace`]).
+    grace: Duration,
+    /// When the hubs give up on such greenlets; set by the first `begin_shutdown`.
+    deadline: Mutex<Option<Option<Instant>>>,
     /// The process that built the runtime (see [`Shared::check_owner`]); 0 if unknown.
     pid: u32,
     exited: Mutex<usize>,
@@ -162,6 +170,14 @@ impl Shared {
 
     pub(crate) fn is_shutdown(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// When hubs stop waiting for greenlets being unwound (`None`: never).
+    pub(crate) fn shutdown_deadline(&self) -> Option<Instant> {
+        self.deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flatten()
     }
 
     /// True if this process is a `fork()` child of the one that built the runtime.
@@ -222,29 +238,42 @@ impl Shared {
         let w = &self.workers[home];
         w.inbox.push(task);
         w.parker.unpark();
-        // Pairs with `close`: either its drain sees our push, or we see `closed`.
-        if self.closed.load(Ordering::SeqCst) {
+        // Pairs with the hub's `exit`: either its drain sees our push, or we see
+        // `exited` (both sides: store or push, SeqCst fence, then load or drain).
+        fence(Ordering::SeqCst);
+        if w.exited.load(Ordering::SeqCst) {
             while w.inbox.steal().success().is_some() {}
         }
     }
 
-    /// Queues an unstarted greenlet: on this worker if we are one, else globally.
+    /// Queues an unstarted greenlet: on this worker if we are one, else globally. Once
+    /// shutdown has begun it is cancelled instead (its join reports `is_shutdown`).
     pub(crate) fn push_new(self: &Arc<Self>, task: TaskRef) {
-        let task = with_local(|l| match l {
-            Some(l) if Arc::ptr_eq(&l.shared, self) => {
-                self.workers[l.index].counters.bump_spawned();
-                l.push_spawned(task);
-                None
-            }
-            _ => Some(task),
+        let worker = with_local(|l| match l {
+            Some(l) if Arc::ptr_eq(&l.shared, self) => Some(l.index),
+            _ => None,
         });
-        if let Some(task) = task {
-            self.outside_spawned.fetch_add(1, Ordering::Release);
-            self.injector.push(task);
-            self.notify_parked();
-            if self.closed.load(Ordering::SeqCst) {
-                self.drain_injector();
+        match worker {
+            Some(i) => self.workers[i].counters.bump_spawned(),
+            None => {
+                self.outside_spawned.fetch_add(1, Ordering::Release);
             }
+        }
+        if self.shutdown.load(Ordering::SeqCst) {
+            cancel_unstarted(self, worker, task);
+            return;
+        }
+        if worker.is_some() {
+            with_local(|l| l.expect("push_new: worker vanished").push_spawned(task));
+            return;
+        }
+        self.injector.push(task);
+        self.notify_parked();
+        // Pairs with `begin_shutdown`: either its drain sees our push, or we see the
+        // flag (both sides: store or push, SeqCst fence, then load or drain).
+        fence(Ordering::SeqCst);
+        if self.shutdown.load(Ordering::SeqCst) {
+            self.drain_injector();
         }
     }
 
@@ -258,21 +287,22 @@ impl Shared {
         }
     }
 
-    /// Step 4 of shutdown, after every hub exited.
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.drain_injector();
-        for w in self.workers.iter() {
-            while let Some(t) = w.inbox.steal().success() {
-                // Started greenlets were already unwound by their hub; unstarted ones
-                // cannot be in an inbox. Dropping the reference is all that is left.
-                drop(t);
+    /// Step 1 of `worker`'s "Shutdown". `grace` bounds how long hubs wait for greenlets
+    /// that block while being unwound (`None`: the builder's
+    /// [`shutdown_grace`](Builder::shutdown_grace)); the first call decides.
+    pub(crate) fn begin_shutdown(&self, grace: Option<Duration>) {
+        {
+            let mut d = self
+                .deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if d.is_none() {
+                *d = Some(Instant::now().checked_add(grace.unwrap_or(self.grace)));
             }
         }
-    }
-
-    fn begin_shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
+        self.shutdown.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.drain_injector();
         for w in self.workers.iter() {
             w.parker.unpark();
         }
@@ -299,6 +329,7 @@ pub struct Builder {
     /// `None`: not decided here (the environment decides); `Some(None)`: off.
     monitor: Option<Option<Duration>>,
     on_stall: Option<StallHook>,
+    shutdown_grace: Duration,
 }
 
 impl fmt::Debug for Builder {
@@ -310,6 +341,7 @@ impl fmt::Debug for Builder {
             .field("detect_deadlock", &self.detect_deadlock)
             .field("monitor", &self.monitor)
             .field("on_stall", &self.on_stall.is_some())
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -332,7 +364,24 @@ impl Builder {
             detect_deadlock: true,
             monitor: None,
             on_stall: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
+    }
+
+    /// How long a shutdown by dropping the runtime waits for greenlets that keep
+    /// blocking while they are unwound (default [`DEFAULT_SHUTDOWN_GRACE`]).
+    ///
+    /// A shutdown unwinds every parked greenlet from its blocking point so that its
+    /// destructors run; a destructor that blocks (a `sleep`, a `join`, a contended
+    /// `Lock`, a flush) parks and is woken as usual. Greenlets still alive when the
+    /// grace period ends — a destructor waiting for something that never comes, a loop
+    /// that catches every unwind and blocks again — are abandoned: named on stderr,
+    /// their stacks leaked without running the rest of their destructors, their joins
+    /// resolved with [`JoinError::is_shutdown`]. [`Runtime::shutdown_timeout`] uses its
+    /// own timeout instead.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Builder {
+        self.shutdown_grace = grace;
+        self
     }
 
     /// Number of worker threads (hubs). Must be at least 1.
@@ -445,6 +494,7 @@ impl Builder {
                 parker: Parker::new(),
                 counters: Arc::default(),
                 registry: Mutex::default(),
+                exited: AtomicBool::new(false),
             })
             .collect();
         let threshold = match self.monitor {
@@ -466,7 +516,8 @@ impl Builder {
             monitor,
             readers: Mutex::new(()),
             shutdown: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            grace: self.shutdown_grace,
+            deadline: Mutex::new(None),
             pid: current_pid(),
             exited: Mutex::new(0),
             exited_cv: Condvar::new(),
@@ -485,7 +536,7 @@ impl Builder {
                 .spawn(move || {
                     let local = Local::new(i, shared.clone(), deque);
                     let outcome = panic::catch_unwind(panic::AssertUnwindSafe(|| local.run()));
-                    *shared.exited.lock().unwrap() += 1;
+                    *shared.exited.lock().unwrap_or_else(PoisonError::into_inner) += 1;
                     shared.exited_cv.notify_all();
                     if let Err(p) = outcome {
                         // A hub never panics for a user's mistake (greenlet panics are caught
@@ -525,9 +576,13 @@ pub(crate) fn check_stack_size(bytes: usize) -> io::Result<()> {
 
 /// A set of worker threads running greenlets.
 ///
-/// Dropping it shuts it down: hubs stop, greenlets that never started are dropped,
-/// parked ones are unwound on their home thread so their destructors run, and every
-/// thread the runtime started is joined.
+/// Dropping it shuts it down (see "Shutdown" in the README): hubs stop, greenlets that
+/// never started are dropped, parked ones are unwound from their blocking points on
+/// their home thread so their destructors run (destructors may block, for up to
+/// [`Builder::shutdown_grace`]), every join resolves, and every thread the runtime
+/// started is joined before `drop` returns — except when the runtime is dropped from one
+/// of its own greenlets, which cannot wait for its own thread: the threads then finish
+/// the shutdown by themselves.
 #[derive(Debug)]
 pub struct Runtime {
     handle: Handle,
@@ -582,66 +637,91 @@ impl Runtime {
         self.handle.stall_reports()
     }
 
-    /// Shuts down, waiting at most `timeout` for the workers to unwind their
-    /// greenlets and exit. Returns `true` if every thread was joined; threads still
-    /// busy (a greenlet that never yields) are detached.
+    /// Shuts down, waiting at most `timeout` for the workers to unwind their greenlets
+    /// and exit, and returns `true` if every thread was joined.
+    ///
+    /// `timeout` is also the grace period of [`Builder::shutdown_grace`]: greenlets
+    /// still blocking in their destructors (or catching the unwind) when it ends are
+    /// abandoned, and the hubs exit right after (the wait allows them
+    /// [`EXIT_MARGIN`] more for that). Only a greenlet that never yields can keep its
+    /// worker busy past that: its thread is then detached and `false` returned. Either
+    /// way every join resolves: greenlets that never started (including any spawned from
+    /// now on) report [`JoinError::is_shutdown`] at once, and the others as soon as they
+    /// are unwound or abandoned.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> bool {
-        self.stop(timeout)
+        self.stop(Some(timeout))
     }
 
-    fn stop(&mut self, timeout: Duration) -> bool {
+    /// Shuts down. `grace`: `shutdown_timeout`'s timeout, or `None` (dropped: the
+    /// builder's grace period, then wait for every thread, however long it takes).
+    fn stop(&mut self, grace: Option<Duration>) -> bool {
         let shared = &self.handle.shared;
         if shared.in_forked_child() {
             // The threads exist only in the parent: joining them would wait forever.
             // Forget their handles (the parent still owns the threads) and give up.
-            shared.begin_shutdown();
+            shared.shutdown.store(true, Ordering::SeqCst);
             std::mem::forget(self.monitor.take());
             self.threads.drain(..).for_each(std::mem::forget);
             return false;
         }
-        shared.begin_shutdown();
+        let start = Instant::now();
+        shared.begin_shutdown(grace);
         if let Some(m) = self.monitor.take() {
             // It exits at its next wake, which `begin_shutdown` just caused.
             let _ = m.join();
         }
         if with_local(|l| l.is_some_and(|l| Arc::ptr_eq(&l.shared, shared))) {
             // Dropped from one of its own greenlets: joining would wait for ourselves.
+            // The hubs (ours included, once this greenlet yields) finish the shutdown.
             self.threads.clear();
             return false;
         }
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = grace.and_then(|g| start.checked_add(g)?.checked_add(EXIT_MARGIN));
         let n = self.threads.len();
-        let mut exited = shared.exited.lock().unwrap();
+        let mut exited = shared.exited.lock().unwrap_or_else(PoisonError::into_inner);
         while *exited < n {
             match deadline {
-                None => exited = shared.exited_cv.wait(exited).unwrap(),
+                None => {
+                    exited = shared
+                        .exited_cv
+                        .wait(exited)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         break;
                     }
-                    exited = shared.exited_cv.wait_timeout(exited, d - now).unwrap().0;
+                    exited = shared
+                        .exited_cv
+                        .wait_timeout(exited, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                 }
             }
         }
         let all = *exited == n;
         drop(exited);
         for t in self.threads.drain(..) {
-            if t.is_finished() {
+            // Every thread that signalled its exit is joined, finished or not (its
+            // thread-locals' destructors may still be running): only a thread still in
+            // its hub when the wait ended is detached.
+            if all || t.is_finished() {
                 let _ = t.join();
             }
-        }
-        if all {
-            shared.close();
         }
         all
     }
 }
 
+/// How much longer than its timeout [`Runtime::shutdown_timeout`] waits for the hubs,
+/// which abandon what is left when the timeout ends and then exit.
+pub const EXIT_MARGIN: Duration = Duration::from_millis(250);
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         if !self.threads.is_empty() || !self.handle.shared.is_shutdown() {
-            self.stop(Duration::MAX);
+            self.stop(None);
         }
     }
 }

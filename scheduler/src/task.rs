@@ -112,16 +112,18 @@ pub(crate) struct Header {
     /// before the greenlet can be parked (so before any wake reads it).
     pub(crate) home: AtomicUsize,
     pub(crate) rt: Arc<Shared>,
-    /// Set while a shutdown unwinds the greenlet, so its root lets the unwind through.
-    pub(crate) unwinding: AtomicBool,
-    /// A pending interrupt: 0, `interrupt::KILL`, or a timeout scope's id.
-    pub(crate) interrupt: AtomicU64,
+    /// A pending interrupt: 0, `interrupt::KILL`, `DEADLOCK`, `SHUTDOWN`, or a timeout
+    /// scope's id (see `interrupt`).
+    pub(crate) interrupt: crate::irq::Word,
+    /// The greenlet's own record of interrupts (`interrupt::IRQ_*` bits). Only its home
+    /// thread touches it, while running it; atomic only so the header stays `Sync`.
+    pub(crate) irq: AtomicU8,
     /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
     /// run-info dumps; null when it did not say. Only ever a `&'static &'static str`.
     pub(crate) waiting_on: AtomicPtr<&'static str>,
     /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
     /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
-    /// leaks its stack instead of unwinding it (`worker::Local::unwind`).
+    /// abandons (leaks) its stack instead of unwinding it (`worker::Local::shutdown`).
     pub(crate) in_foreign: AtomicBool,
     join_flags: AtomicU8,
     join_waker: Mutex<Option<Waker>>,
@@ -173,8 +175,8 @@ impl Header {
             spawned_at,
             home: AtomicUsize::new(NO_HOME),
             rt,
-            unwinding: AtomicBool::new(false),
-            interrupt: AtomicU64::new(0),
+            interrupt: crate::irq::Word::new(),
+            irq: AtomicU8::new(0),
             waiting_on: AtomicPtr::new(std::ptr::null_mut()),
             in_foreign: AtomicBool::new(false),
             join_flags: AtomicU8::new(0),
@@ -279,7 +281,7 @@ impl Header {
         // waker; likewise for links, step 2 of "Completion").
         let prev = self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel);
         if prev & JOIN_WAITING != 0 {
-            let waker = self.join_waker.lock().unwrap().take();
+            let waker = lock_waker(&self.join_waker).take();
             if let Some(w) = waker {
                 w.wake();
             }
@@ -362,7 +364,7 @@ impl Header {
     /// Registers the joiner's waker; returns `false` if the greenlet is already done.
     pub(crate) fn register_joiner(&self, waker: &Waker) -> bool {
         {
-            let mut slot = self.join_waker.lock().unwrap();
+            let mut slot = lock_waker(&self.join_waker);
             match &mut *slot {
                 Some(w) if w.will_wake(waker) => {}
                 other => *other = Some(waker.clone()),
@@ -374,6 +376,12 @@ impl Header {
     }
 }
 
+/// Locks the joiner's waker slot, ignoring poison: no user code runs under it (the
+/// wakers stored there are grove's own), so it is consistent even if a holder panicked.
+fn lock_waker(m: &Mutex<Option<Waker>>) -> std::sync::MutexGuard<'_, Option<Waker>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Locks the link list, ignoring poison: a callback never runs under this lock, so a
 /// poisoned lock (a panicking waker's clone) still holds a consistent list.
 fn lock_links(m: &Mutex<Vec<(u64, Link)>>) -> std::sync::MutexGuard<'_, Vec<(u64, Link)>> {
@@ -381,17 +389,19 @@ fn lock_links(m: &Mutex<Vec<(u64, Link)>>) -> std::sync::MutexGuard<'_, Vec<(u64
 }
 
 /// Fires one link of a finished greenlet. A panicking callback is reported on stderr
-/// and contained: it runs on a hub, which must survive it.
+/// and contained: it runs on a hub, which must survive it (its payload too: see
+/// [`dispose_payload`]).
 fn fire(h: &Header, link: Link) {
     match link {
         Link::Wake(w) => w.wake(),
         Link::Call(f) => {
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                eprintln!(
-                    "grove: on_finish callback of greenlet '{}' (id {}) panicked: {}",
+                let msg = payload_text(&*payload);
+                dispose_payload(payload);
+                report!(
+                    "grove: on_finish callback of greenlet '{}' (id {}) panicked: {msg}",
                     h.display_name(),
                     h.id,
-                    payload_text(&*payload)
                 );
             }
         }
@@ -498,19 +508,19 @@ where
         }
         let _locals = DropLocals(&self.header);
         let result = panic::catch_unwind(AssertUnwindSafe(f));
+        // The body is over: no kill, deadlock or shutdown is raised in it any more, so
+        // greenlet-local destructors that block run to completion (`interrupt`, step 4).
+        crate::interrupt::body_finished(&self.header);
         let output = match result {
             Ok(v) => Ok(v),
             Err(payload) => {
-                if self.header.unwinding.load(Ordering::Relaxed) {
-                    // A shutdown is unwinding us: let corosensei's own payload through to
-                    // the coroutine root, where `force_unwind` expects it.
-                    panic::resume_unwind(payload);
-                }
                 let name = self.header.display_name();
                 if crate::interrupt::is_kill(&*payload) {
                     Err(JoinError::killed(name))
                 } else if crate::interrupt::is_deadlock(&*payload) {
                     Err(JoinError::deadlock(name))
+                } else if crate::interrupt::is_shutdown(&*payload) {
+                    Err(JoinError::shutdown(name))
                 } else if crate::interrupt::is_timeout(&*payload) {
                     Err(JoinError::timed_out(name))
                 } else {
@@ -622,7 +632,7 @@ pub(crate) fn read_pinned<R>(
 pub(crate) fn report_unjoined(task: &dyn Runnable) {
     if let Some(msg) = task.failure_message() {
         let h = task.header();
-        eprintln!(
+        report!(
             "grove: greenlet '{}' (id {}, spawned at {}) failed with: {msg}",
             h.display_name(),
             h.id,
@@ -639,9 +649,8 @@ pub(crate) fn report_unjoined(task: &dyn Runnable) {
 pub(crate) fn drop_contained<V>(h: &Header, what: &str, value: V) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
         let msg = payload_text(&*payload);
-        // The payload's own destructor might panic too: forget it rather than risk it.
-        std::mem::forget(payload);
-        eprintln!(
+        dispose_payload(payload);
+        report!(
             "grove: dropping {what} of greenlet '{}' (id {}, spawned at {}) panicked: {msg}; \
              the panic was contained",
             h.display_name(),
@@ -688,7 +697,7 @@ pub(crate) fn install_abort_report() {
             }
             prev(info);
             if let Some((name, id, at)) = who {
-                eprintln!(
+                report!(
                     "grove: greenlet '{name}' (id {id}, spawned at {at}) panicked in a \
                      destructor while it was unwinding (killed, timed out, panicking or shut \
                      down); Rust aborts the process when a panic escapes a destructor during \
@@ -718,7 +727,17 @@ fn report_greenlet_panic(
         _ => "\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
             .to_string(),
     };
-    eprintln!("greenlet '{name}' (id {id}, spawned at {at}) panicked{place}:\n{text}{trace}");
+    // Never `eprintln!`: a panic inside a panic hook aborts, and stderr may be closed.
+    report!("greenlet '{name}' (id {id}, spawned at {at}) panicked{place}:\n{text}{trace}");
+}
+
+/// Drops a caught panic payload on a thread that must survive it (a hub). A payload is
+/// a user's value and its `Drop` may panic too: that second panic is caught and its own
+/// payload leaked (forgotten) rather than dropped, so disposal always ends here.
+pub(crate) fn dispose_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 /// A panic payload as text, for messages.

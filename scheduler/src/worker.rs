@@ -17,18 +17,39 @@
 //! injector; then stealing from peers' `fresh` as a searcher (see `idle`); then sleep.
 //!
 //! # Shutdown
-//! 1. `Shared::shutdown` is set and every parker unparked; each hub leaves its loop at
-//!    the top (no user code runs after that, except destructors in step 3).
-//! 2. The hub empties its queues: greenlets that never started are dropped unrun and
-//!    their joiners get `JoinError::is_shutdown`.
-//! 3. Every started greenlet still alive (the registry) is unwound on this thread, so
-//!    the destructors on its stack run; its joiner gets `is_shutdown`. Steps 2–3 repeat
-//!    while destructors spawn or wake greenlets.
-//! 4. The runtime joins the threads, then drains the injector and inboxes once more;
-//!    wakes that race with that drain see `closed` and drain for themselves.
+//! 1. `Shared::begin_shutdown` sets the flag (and the grace deadline), unparks every
+//!    worker and cancels what waits in the global injector; from then on a spawn is
+//!    cancelled at once (its join reports `JoinError::is_shutdown`). Each hub leaves its
+//!    loop at the top: no greenlet starts after that.
+//! 2. The hub cancels the unstarted greenlets of its own queues (dropped unrun, joins
+//!    resolved with `is_shutdown`).
+//! 3. It tells every started greenlet homed here (the registry) to unwind: a `SHUTDOWN`
+//!    interrupt (see `interrupt`), raised at the blocking point the greenlet is parked
+//!    in, with grove's own payload. The greenlet then runs on this hub like any other:
+//!    its destructors run on its own stack, and a destructor that blocks (a `sleep`, a
+//!    `join`, a contended `Lock`) parks and is woken as usual; its root reports
+//!    `is_shutdown`.
+//! 4. The hub runs what is runnable and sleeps while greenlets are parked mid-unwind,
+//!    until the registry is empty or the grace deadline passes. Steps 2–4 repeat while
+//!    destructors wake greenlets.
+//! 5. At the deadline, greenlets still alive (a destructor waiting for something that
+//!    never comes, a loop that catches every unwind) are *abandoned*: named on stderr,
+//!    their stacks leaked (never unmapped, so nothing they point into dangles, but the
+//!    rest of their destructors never run), their joins resolved with `is_shutdown`.
+//! 6. The hub marks itself exited (`Remote::exited`), after which a wake for one of its
+//!    greenlets is dropped by whoever sends it, and clears `LOCAL` (a drop guard, so a
+//!    failed hub clears it too). The runtime joins every thread.
+//!
+//! # If the hub itself fails
+//! Hub-side code does not panic on anything a user controls (callbacks and destructors
+//! it runs are contained, payloads disposed of, stderr writes cannot fail). Should it
+//! fail anyway (a grove bug), the failure is reported, the whole runtime begins
+//! shutting down, and this hub still runs steps 2–6, so no join is left hanging and no
+//! thread-local points into a dead frame.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,6 +58,7 @@ use std::time::Instant;
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::error::JoinError;
+use crate::interrupt::Side;
 use crate::overflow;
 use crate::queue::{Steal, Worker};
 use crate::runtime::{Handle, Shared};
@@ -61,6 +83,59 @@ const SPIN_BEFORE_PARK: u32 = 256;
 thread_local! {
     /// The hub state of the worker running on this thread, or null.
     static LOCAL: Cell<*const Local> = const { Cell::new(ptr::null()) };
+}
+
+/// Points `LOCAL` at a hub for as long as it lives, and clears it however the hub's
+/// frame ends (returning or unwinding): `LOCAL` never outlives the `Local` it names.
+struct SetLocal;
+
+impl SetLocal {
+    fn new(local: &Local) -> SetLocal {
+        LOCAL.with(|l| l.set(local));
+        SetLocal
+    }
+}
+
+impl Drop for SetLocal {
+    fn drop(&mut self) {
+        // `try_with`: during the thread's TLS teardown the slot may be gone already.
+        let _ = LOCAL.try_with(|l| l.set(ptr::null()));
+    }
+}
+
+/// True if the current greenlet is itself unwinding, for certain: the thread is
+/// panicking and was not when the hub last resumed this greenlet.
+///
+/// `std::thread::panicking()` counts per OS thread: a greenlet suspended in the middle
+/// of an unwind (a destructor that blocks) leaves it true for every greenlet its worker
+/// runs meanwhile, so on its own it cannot tell *whose* unwind it is (`interrupt`,
+/// step 4).
+pub(crate) fn unwinding_is_ours() -> bool {
+    std::thread::panicking() && with_local(|l| l.is_some_and(|l| l.resumed_clear.get()))
+}
+
+/// An interrupt was not raised in the current greenlet because its thread is
+/// unwinding. The hub wakes it again once its thread no longer is, so that the
+/// interrupt is delayed, never lost, when the unwinding was another greenlet's
+/// (`interrupt`, step 4).
+pub(crate) fn defer_interrupt() {
+    with_local(|l| {
+        if let Some(l) = l {
+            if let Some(t) = l.current() {
+                let mut d = l.deferred.borrow_mut();
+                if !d.iter().any(|x| Arc::ptr_eq(x, &t)) {
+                    d.push(t);
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: makes this thread's hub fail at its next tick (a stand-in for a grove
+    /// bug), to check that a failed hub leaves nothing dangling.
+    pub(crate) static FAIL_HUB: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` with this thread's worker, if this is a worker thread.
@@ -131,6 +206,12 @@ pub(crate) struct Local {
     tick: Cell<u32>,
     searching: Cell<bool>,
     rng: Cell<u64>,
+    /// The thread was not panicking when the hub resumed the current greenlet (see
+    /// [`unwinding_is_ours`]).
+    resumed_clear: Cell<bool>,
+    /// Greenlets whose interrupt waits for the thread to stop panicking (see
+    /// [`defer_interrupt`]).
+    deferred: RefCell<Vec<TaskRef>>,
 }
 
 /// The started, unfinished greenlets homed on one worker that have suspended at
@@ -208,6 +289,8 @@ impl Local {
             tick: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1)),
+            resumed_clear: Cell::new(true),
+            deferred: RefCell::new(Vec::new()),
             counters: shared.workers[index].counters.clone(),
             handle: Handle {
                 shared: shared.clone(),
@@ -220,20 +303,57 @@ impl Local {
     pub(crate) fn run(self) {
         overflow::install();
         overflow::ensure_altstack();
-        LOCAL.with(|l| l.set(&self));
-        // The flag is checked before taking every greenlet: once shutdown begins, no
-        // queued greenlet may start (tests/shutdown.rs holds us to it).
-        while !self.shared.is_shutdown() {
-            if let Some(t) = self.next_task() {
-                self.run_task(t);
-            } else if let Some(t) = self.search() {
-                self.run_task(t);
-            } else {
-                self.sleep();
+        let _local = SetLocal::new(&self);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            // The flag is checked before taking every greenlet: once shutdown begins, no
+            // queued greenlet may start (tests/shutdown.rs holds us to it).
+            while !self.shared.is_shutdown() {
+                #[cfg(test)]
+                if FAIL_HUB.with(|f| f.replace(false)) {
+                    panic!("injected hub failure");
+                }
+                if let Some(t) = self.next_task() {
+                    self.run_task(t);
+                } else if let Some(t) = self.search() {
+                    self.run_task(t);
+                } else {
+                    self.sleep();
+                }
             }
+        }));
+        if let Err(payload) = outcome {
+            self.failed("its scheduling loop", payload);
         }
-        self.shutdown();
-        LOCAL.with(|l| l.set(ptr::null()));
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.shutdown())) {
+            self.failed("its shutdown", payload);
+            self.abandon_all();
+        }
+        self.exit();
+    }
+
+    /// The hub failed (a grove bug: see "If the hub itself fails"): say so, abandon the
+    /// greenlet it was running, and shut the runtime down so every join resolves.
+    #[cold]
+    fn failed(&self, during: &str, payload: Box<dyn std::any::Any + Send>) {
+        let msg = crate::task::payload_text(&*payload);
+        crate::task::dispose_payload(payload);
+        report!(
+            "grove: worker {} failed during {during} ({msg}); this is a grove bug. The \
+             runtime shuts down: every greenlet is unwound or cancelled and its join \
+             reports a shutdown",
+            self.index
+        );
+        overflow::clear_current();
+        self.counters.spot.leave();
+        let cur = self
+            .current
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut c| c.take());
+        if let Some(t) = cur {
+            self.abandon(t, "running when its worker failed");
+        }
+        self.shared.begin_shutdown(None);
     }
 
     /// The greenlet running on this thread, if any.
@@ -470,6 +590,7 @@ impl Local {
         overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
         counters.spot.enter(h);
         *self.current.borrow_mut() = Some(task);
+        self.resumed_clear.set(!std::thread::panicking());
         // SAFETY: see above.
         let result = unsafe { (*co).resume(()) };
         overflow::clear_current();
@@ -504,12 +625,13 @@ impl Local {
                 self.finish(task);
             }
         }
+        self.wake_deferred();
     }
 
     /// First run: take this worker as home, give it a stack, register it.
     fn start(&self, task: &TaskRef) -> Option<Co> {
         let h = task.header();
-        if h.interrupt.load(Ordering::Acquire) == crate::interrupt::KILL {
+        if h.interrupt.load() == crate::interrupt::KILL {
             // Killed before it ever ran: it never will.
             task.cancel_unstarted(JoinError::killed(h.display_name()));
             self.finish(task.clone());
@@ -576,71 +698,163 @@ impl Local {
         }
     }
 
+    /// Steps 2–5 of "Shutdown".
     fn shutdown(&self) {
+        let deadline = self.shared.shutdown_deadline();
         loop {
-            let mut queued: Vec<TaskRef> = Vec::new();
-            queued.extend(self.lifo.take());
-            queued.extend(self.ready.borrow_mut().drain(..));
-            while let Some(t) = self.fresh.pop() {
-                queued.push(t);
-            }
-            while let Steal::Success(t) = self.shared.workers[self.index].inbox.steal() {
-                queued.push(t);
-            }
-            let started = lock_registry(&self.remote().registry).drain();
-            if queued.is_empty() && started.is_empty() {
-                break;
-            }
-            for t in queued {
-                // SAFETY: off every queue and this thread owns it (or it is started, in
-                // which case the registry entry below handles it and this is a no-op).
-                if unsafe { t.header().coroutine_mut() }.is_none() && !t.header().is_done() {
-                    cancel_unstarted(&self.shared, Some(self.index), t);
+            // Step 3: tell every registered greenlet (again after each round: destructors
+            // may have woken greenlets that registered meanwhile).
+            let started: Vec<TaskRef> = lock_registry(&self.remote().registry)
+                .iter()
+                .map(|(t, _)| t.clone())
+                .collect();
+            for t in started.iter() {
+                if t.header().in_foreign.load(Ordering::Relaxed) {
+                    // Parked under a foreign (`extern "C"`) frame (`park_nounwind`): an
+                    // unwind may not cross it, so its stack is leaked instead.
+                    self.abandon(t.clone(), "parked under a foreign (extern \"C\") frame");
+                } else {
+                    crate::interrupt::shutdown(t);
                 }
             }
-            for t in started {
-                self.unwind(t);
+            drop(started);
+            // Steps 2 and 4: cancel the unstarted, run the started (a greenlet that
+            // catches every unwind stays runnable: the deadline is checked here too).
+            let mut turns = 0u32;
+            while let Some(t) = self.next_in_shutdown() {
+                turns = turns.wrapping_add(1);
+                if turns % 64 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    self.ready.borrow_mut().push_front(t);
+                    self.abandon_all();
+                    return;
+                }
+                // SAFETY: we took it off one of our queues: this hub owns it.
+                if unsafe { t.header().coroutine_mut() }.is_none() {
+                    if !t.header().is_done() {
+                        cancel_unstarted(&self.shared, Some(self.index), t);
+                    }
+                } else {
+                    self.run_task(t);
+                }
+            }
+            if lock_registry(&self.remote().registry)
+                .iter()
+                .next()
+                .is_none()
+            {
+                return;
+            }
+            // Step 4: some are parked mid-unwind; their wakes unpark us.
+            let me = &self.shared.workers[self.index];
+            match deadline {
+                Some(d) if Instant::now() >= d => {
+                    self.abandon_all();
+                    return;
+                }
+                Some(d) => me.parker.park_until(d),
+                None => me.parker.park(),
             }
         }
     }
 
-    /// Unwinds a started greenlet's stack on its home thread so its destructors run.
-    fn unwind(&self, task: TaskRef) {
-        let h = task.header();
-        // Step 2 of `spotlight`: it may have been published before it was suspended.
-        self.counters.spot.release(h);
-        h.unwinding.store(true, Ordering::Relaxed);
-        h.slot.store(usize::MAX, Ordering::Relaxed);
-        // SAFETY: shutdown: no hub runs any more, and this is the home thread.
-        let co = unsafe { h.coroutine_mut() }.take();
-        if let Some(co) = co {
-            *self.current.borrow_mut() = Some(task.clone());
-            let guard = (
-                h.guard.0.load(Ordering::Relaxed),
-                h.guard.1.load(Ordering::Relaxed),
-            );
-            overflow::set_current(guard, h.name.as_deref().unwrap_or(""), h.id);
-            if h.in_foreign.load(Ordering::Relaxed) {
-                // Parked under a foreign (`extern "C"`) frame (`park_nounwind`): an unwind
-                // may not cross it, so the stack and what it holds are leaked instead.
-                std::mem::forget(co);
-                overflow::clear_current();
-                self.current.borrow_mut().take();
-            } else {
-                // Unwind the suspended stack (corosensei's forced unwind) so its
-                // destructors run here, on the home thread; then the stack is free to reuse.
-                let mut co = co;
-                co.force_unwind();
-                let stack = co.into_stack();
-                overflow::clear_current();
-                self.current.borrow_mut().take();
-                self.stacks.borrow_mut().put(stack);
+    /// The next greenlet of this worker's queues during shutdown (never the injector's
+    /// nor a peer's: those are cancelled by `begin_shutdown` and by their own hubs).
+    fn next_in_shutdown(&self) -> Option<TaskRef> {
+        if let Some(t) = self.lifo.take() {
+            return Some(t);
+        }
+        if let Some(t) = self.ready.borrow_mut().pop_front() {
+            return Some(t);
+        }
+        self.drain_inbox();
+        if let Some(t) = self.ready.borrow_mut().pop_front() {
+            return Some(t);
+        }
+        self.fresh.pop()
+    }
+
+    /// Step 5: abandons every greenlet still registered or queued here.
+    fn abandon_all(&self) {
+        loop {
+            let mut rest = lock_registry(&self.remote().registry).drain();
+            rest.extend(self.lifo.take());
+            if let Ok(mut ready) = self.ready.try_borrow_mut() {
+                rest.extend(ready.drain(..));
+            }
+            while let Some(t) = self.fresh.pop() {
+                rest.push(t);
+            }
+            while let Steal::Success(t) = self.remote().inbox.steal() {
+                rest.push(t);
+            }
+            if rest.is_empty() {
+                return;
+            }
+            for t in rest {
+                // SAFETY: off every queue, on its home thread, and no hub runs it.
+                if unsafe { t.header().coroutine_mut() }.is_some() {
+                    self.abandon(t, "still blocked when the shutdown grace period ended");
+                } else if !t.header().is_done() {
+                    cancel_unstarted(&self.shared, Some(self.index), t);
+                }
             }
         }
+    }
+
+    /// Step 5 for one started greenlet: leak its stack (it is never resumed, and its
+    /// memory stays mapped, so whatever its frames point into stays valid), resolve its
+    /// join. No user code of the greenlet runs.
+    fn abandon(&self, task: TaskRef, why: &str) {
+        let h = task.header();
+        if h.is_done() {
+            return;
+        }
+        // Step 2 of `spotlight`: it may have been published before it was suspended.
+        self.counters.spot.release(h);
+        let slot = h.slot.swap(usize::MAX, Ordering::Relaxed);
+        if slot != usize::MAX {
+            drop(lock_registry(&self.remote().registry).remove(slot));
+        }
+        // SAFETY: on the home thread, and the greenlet is not running (the caller took
+        // it off `current` or a queue, or out of the registry).
+        if let Some(co) = unsafe { h.coroutine_mut() }.take() {
+            std::mem::forget(co);
+        }
+        report!(
+            "grove: greenlet '{}' (id {}, spawned at {}) was abandoned: {why}{}; its stack \
+             is leaked and the rest of its destructors do not run",
+            h.display_name(),
+            h.id,
+            h.spawned_at,
+            h.waiting_on()
+                .map_or(String::new(), |w| format!(" (waiting on {w})")),
+        );
         task.set_failed(JoinError::shutdown(h.display_name()));
         self.shared.count_finished(Some(self.index));
         if h.complete() {
             report_unjoined(&*task);
+        }
+    }
+
+    /// After a greenlet switched back: if interrupts were deferred and the thread is no
+    /// longer unwinding, wake their greenlets to take them (`defer_interrupt`).
+    fn wake_deferred(&self) {
+        if self.deferred.borrow().is_empty() || std::thread::panicking() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred.borrow_mut());
+        for t in deferred {
+            t.waker().wake();
+        }
+    }
+
+    /// Step 6: from now on wakes for our greenlets are dropped by their senders.
+    fn exit(&self) {
+        let me = self.remote();
+        me.exited.store(true, Ordering::SeqCst);
+        crate::loom::fence(Ordering::SeqCst);
+        while let Steal::Success(t) = me.inbox.steal() {
+            drop(t);
         }
     }
 }
@@ -683,13 +897,18 @@ pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
     let h = unsafe { &*h };
     // Every blocking point is an interruption point (kill, Timeout), checked on both
     // sides of the switch: before, so that a pending interrupt whose wake was already
-    // consumed (a kill the target caught) does not park forever; after, for one that
-    // arrived while parked.
-    crate::interrupt::checkpoint(h);
+    // consumed does not park forever (a final one the greenlet caught switches as a
+    // yield first: step 5 of `interrupt`); after, for one that arrived while parked.
+    let why = if crate::interrupt::checkpoint(h, Side::Before) {
+        Suspend::Yield
+    } else {
+        why
+    };
     h.waiting_on.store(what, Ordering::Relaxed);
+    crate::interrupt::before_switch(h);
     // SAFETY: as above: we are on `h`'s own stack.
     unsafe { h.suspend(why) };
-    crate::interrupt::checkpoint(h);
+    crate::interrupt::checkpoint(h, Side::After);
     true
 }
 
@@ -713,24 +932,89 @@ pub(crate) fn suspend_current_nounwind(why: Suspend, what: *mut &'static str) ->
     // SAFETY: as in `suspend_current`: `h` is the header of the greenlet running on this
     // very stack, kept alive by the hub's `current` until we are resumed.
     let h = unsafe { &*h };
-    if h.interrupt.load(Ordering::Acquire) != 0 {
+    if h.interrupt.load() != 0 {
         return Some(true);
     }
     h.waiting_on.store(what, Ordering::Relaxed);
     h.in_foreign.store(true, Ordering::Relaxed);
-    // A shutdown leaks rather than unwinds a stack parked here (`Local::unwind`); the
-    // catch is a second line of defence should an unwind arrive anyway.
+    // A shutdown abandons (leaks) rather than unwinds a stack parked here
+    // (`Local::shutdown`); the catch is a second line of defence should an unwind arrive
+    // anyway.
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as above: we are on `h`'s own stack.
         unsafe { h.suspend(why) }
     }))
     .is_err();
     h.in_foreign.store(false, Ordering::Relaxed);
-    Some(unwound || h.interrupt.load(Ordering::Acquire) != 0)
+    Some(unwound || h.interrupt.load() != 0)
 }
 
 /// True while a greenlet runs on this thread, read without a `RefCell` borrow or a lock:
 /// one thread-local and one atomic (the spotlight), so a signal handler may ask.
 pub(crate) fn greenlet_running_here() -> bool {
     with_local(|l| l.is_some_and(|l| !l.counters.spot.current().is_null()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use super::FAIL_HUB;
+    use crate::Runtime;
+
+    /// Item 1 of issue 15: a hub that fails (here: an injected panic standing in for a
+    /// grove bug) shuts the runtime down, unwinds its parked greenlets (their destructors
+    /// run, their joins report a shutdown), clears its `LOCAL` (a thread-local destructor
+    /// on the worker thread sees no hub), and the runtime's drop still joins its threads.
+    /// Run on a helper thread with a deadline, so a regression fails instead of hanging.
+    #[test]
+    fn a_failed_hub_leaves_nothing_dangling() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            struct AtExit(Arc<AtomicBool>);
+            impl Drop for AtExit {
+                fn drop(&mut self) {
+                    // Reads `LOCAL`: it must be null, not a pointer into a dead frame.
+                    let no_hub = crate::worker_index().is_none();
+                    self.0.store(no_hub, Ordering::SeqCst);
+                }
+            }
+            thread_local! {
+                static AT_EXIT: std::cell::RefCell<Option<AtExit>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            struct Count(Arc<AtomicUsize>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let rt = Runtime::builder().workers(1).build().unwrap();
+            let cleared = Arc::new(AtomicBool::new(false));
+            let drops = Arc::new(AtomicUsize::new(0));
+            let c2 = cleared.clone();
+            rt.block_on(move || AT_EXIT.with(|a| *a.borrow_mut() = Some(AtExit(c2))));
+            let d2 = drops.clone();
+            let parked = rt.spawn(move || {
+                let _c = Count(d2);
+                loop {
+                    crate::park();
+                }
+            });
+            // Fail the hub at its next tick.
+            rt.block_on(|| FAIL_HUB.with(|f| f.set(true)));
+            let err = parked.join().unwrap_err();
+            assert!(err.is_shutdown(), "{err}");
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+            let err = rt.spawn(|| 1).join().unwrap_err();
+            assert!(err.is_shutdown(), "{err}");
+            drop(rt);
+            assert!(cleared.load(Ordering::SeqCst), "LOCAL outlived its hub");
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the scenario hung or panicked");
+    }
 }

@@ -64,3 +64,73 @@ pub fn until_waiting(x: &impl Debug, n: usize) {
         grove::yield_now();
     }
 }
+
+/// What a watched child test printed, and how it ended.
+pub struct Watched {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Like [`run_child`], but with a watchdog: if the child has not exited after
+/// `limit`, it is killed and this panics saying so (a hang fails the test instead of
+/// hanging the suite). With `close_stderr` the child's stderr is a pipe whose read end
+/// is closed at once, so its writes to stderr fail with `EPIPE` (`prog 2>&1 | head`).
+pub fn run_child_watched(
+    test: &str,
+    extra_env: &[(&str, &str)],
+    close_stderr: bool,
+    limit: std::time::Duration,
+) -> Watched {
+    use std::io::Read;
+    use std::process::Stdio;
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("GROVE_TEST_CHILD", "1")
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn child test process");
+    let mut out = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut err = child.stderr.take().unwrap();
+    let stderr = if close_stderr {
+        drop(err);
+        None
+    } else {
+        Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }))
+    };
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = stdout.join().unwrap();
+            let stderr = stderr.map(|t| t.join().unwrap()).unwrap_or_default();
+            panic!(
+                "child `{test}` hung (killed after {limit:?})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Watched {
+        success: status.success(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.map(|t| t.join().unwrap()).unwrap_or_default(),
+    }
+}
