@@ -6,6 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod common;
+
 grove::greenlet_local! {
     static COUNTER: Cell<u64> = Cell::new(0);
     static NAME: RefCell<String> = RefCell::new(String::from("unset"));
@@ -93,4 +95,47 @@ fn plain_threads_have_their_own_value() {
     assert_eq!(COUNTER.with(Cell::get), 7);
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
     assert_eq!(rt.block_on(|| COUNTER.with(Cell::get)), 0);
+}
+
+/// A greenlet-local whose destructor uses the same local: the second use is refused
+/// (like std's `thread_local!`), the panic is contained and reported naming the
+/// greenlet, and the greenlet finishes. It used to re-create the value at every drop,
+/// looping forever on the worker (hence the child process with a watchdog).
+#[test]
+fn a_local_used_by_its_own_destructor_is_refused_not_recreated() {
+    const NAME: &str = "a_local_used_by_its_own_destructor_is_refused_not_recreated";
+    if !common::is_child() {
+        let out = common::run_child_watched(NAME, &[], false, std::time::Duration::from_secs(60));
+        assert!(
+            out.success && out.stdout.contains("CHILD OK"),
+            "stdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr
+                .matches("panicked: grove: a greenlet-local was used after")
+                .count(),
+            1,
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("'selfish'"), "{}", out.stderr);
+        return;
+    }
+    struct Selfish;
+    impl Drop for Selfish {
+        fn drop(&mut self) {
+            SELFISH.with(|_| ());
+        }
+    }
+    grove::greenlet_local! {
+        static SELFISH: Selfish = Selfish;
+    }
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    let h = grove::Builder::new()
+        .name("selfish")
+        .spawn_on(rt.handle(), || SELFISH.with(|_| 7));
+    assert_eq!(h.join().unwrap(), 7);
+    println!("CHILD OK");
 }

@@ -193,3 +193,84 @@ fn a_kill_caught_by_the_target_lands_again_at_its_next_blocking_point() {
         assert!(h.join().unwrap_err().is_killed());
     });
 }
+
+/// Runs `test` in a watched child (a regression hangs) and returns its stderr.
+fn watched(test: &str) -> String {
+    let out = common::run_child_watched(test, &[], false, Duration::from_secs(60));
+    assert!(
+        out.success && out.stdout.contains("CHILD OK"),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stderr
+}
+
+/// A `with_timeout` armed inside a destructor that runs while a kill unwinds the
+/// greenlet fires as usual (its scope catches it inside the destructor). It used to be
+/// ignored (nothing was raised while the thread was panicking), so the destructor's
+/// wait never ended and `kill` never returned.
+#[test]
+fn a_timeout_inside_a_destructor_fires_during_a_kill() {
+    if !common::is_child() {
+        watched("a_timeout_inside_a_destructor_fires_during_a_kill");
+        return;
+    }
+    struct TimedDrop(Arc<std::sync::Mutex<Option<bool>>>);
+    impl Drop for TimedDrop {
+        fn drop(&mut self) {
+            let r = grove::with_timeout(Duration::from_millis(20), || grove::Event::new().wait());
+            *self.0.lock().unwrap() = Some(r.is_err());
+        }
+    }
+    let rt = grove::Runtime::builder().workers(2).build().unwrap();
+    let elapsed = Arc::new(std::sync::Mutex::new(None));
+    let started = Latch::new();
+    let (e2, s2) = (elapsed.clone(), started.clone());
+    let h = rt.spawn(move || {
+        let _d = TimedDrop(e2);
+        s2.set();
+        grove::Event::new().wait();
+    });
+    started.wait();
+    assert!(h.greenlet().kill_timeout(Duration::from_secs(30)));
+    assert_eq!(*elapsed.lock().unwrap(), Some(true), "the timeout fired");
+    assert!(h.join().unwrap_err().is_killed());
+    println!("CHILD OK");
+}
+
+/// A greenlet-local whose destructor blocks, in a killed greenlet, runs to completion:
+/// the kill is not raised again once the greenlet's body has ended (it used to cut the
+/// destructor short and report "panicked: <non-string panic payload>").
+#[test]
+fn a_blocking_local_destructor_completes_in_a_killed_greenlet() {
+    if !common::is_child() {
+        let stderr = watched("a_blocking_local_destructor_completes_in_a_killed_greenlet");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        return;
+    }
+    static DONE: AtomicBool = AtomicBool::new(false);
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            grove::sleep(Duration::from_millis(20));
+            DONE.store(true, Ordering::SeqCst);
+        }
+    }
+    grove::greenlet_local! {
+        static SLOW: SlowDrop = SlowDrop;
+    }
+    let rt = grove::Runtime::builder().workers(2).build().unwrap();
+    let started = Latch::new();
+    let s2 = started.clone();
+    let h = rt.spawn(move || {
+        SLOW.with(|_| ());
+        s2.set();
+        grove::Event::new().wait();
+    });
+    started.wait();
+    assert!(h.greenlet().kill_timeout(Duration::from_secs(30)));
+    assert!(DONE.load(Ordering::SeqCst), "the destructor ran to its end");
+    assert!(h.join().unwrap_err().is_killed());
+    println!("CHILD OK");
+}

@@ -9,8 +9,8 @@
 //! so nested timeouts never catch each other's).
 //!
 //! # The protocol
-//! 1. Each greenlet header has an interrupt word (`irq::Word`, loom-checked): `0`
-//!    none, a *final* interrupt (kill, deadlock, shutdown) or the id of a timeout scope.
+//! 1. Each greenlet header has an interrupt word (`irq::Word`, loom-checked): a
+//!    *final* interrupt (kill, deadlock, shutdown) and a pending timeout (a scope id).
 //! 2. The interrupter sets the word, then wakes the greenlet through its ordinary
 //!    waker (so a parked greenlet runs; a running one sees it at its next park).
 //! 3. Every blocking point — [`park`](crate::park) and [`yield_now`](crate::yield_now),
@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 
 use crate::irq::DEADLOCK;
 pub(crate) use crate::irq::KILL;
-use crate::irq::{is_final, Scope, FIRST_SCOPE, IN_CLEANUP};
+use crate::irq::{final_of, scope_of, Scope, FIRST_SCOPE, IN_CLEANUP};
 use crate::task::{Header, TaskRef};
 use crate::worker::with_local;
 
@@ -110,8 +110,8 @@ pub(crate) enum Side {
 /// as a yield rather than park (step 5: a final interrupt it caught is raised again
 /// after the switch).
 pub(crate) fn checkpoint(h: &Header, side: Side) -> bool {
-    let v = h.interrupt.load();
-    if v == 0 {
+    let w = h.interrupt.load();
+    if w == 0 {
         return false;
     }
     // Own unwinding: right after a switch, the greenlet is exactly as it suspended (no
@@ -120,37 +120,39 @@ pub(crate) fn checkpoint(h: &Header, side: Side) -> bool {
     // assume the worst (and `defer_interrupt` retries once the thread is clear).
     let unwinding = std::thread::panicking()
         && !(side == Side::After && h.irq.load(Ordering::Relaxed) & IRQ_CLEAN != 0);
-    if is_final(v) {
-        let irq = h.irq.load(Ordering::Relaxed);
-        if irq & IRQ_FINISHING != 0 {
-            return false; // step 4
-        }
+    let fin = final_of(w);
+    let irq = h.irq.load(Ordering::Relaxed);
+    if fin != 0 && irq & IRQ_FINISHING == 0 {
         if unwinding {
-            crate::worker::defer_interrupt();
-            return false; // step 4
-        }
-        if irq & IRQ_DELIVERED != 0 {
-            // Step 5: it caught the unwind and blocked again.
-            if irq & IRQ_WARNED == 0 {
-                h.irq.store(irq | IRQ_WARNED, Ordering::Relaxed);
-                warn_caught(h, v);
+            crate::worker::defer_interrupt(); // step 4
+        } else {
+            if irq & IRQ_DELIVERED != 0 {
+                // Step 5: it caught the unwind and blocked again.
+                if irq & IRQ_WARNED == 0 {
+                    h.irq.store(irq | IRQ_WARNED, Ordering::Relaxed);
+                    warn_caught(h, fin);
+                }
+                if side == Side::Before {
+                    return true;
+                }
             }
-            if side == Side::Before {
-                return true;
-            }
+            h.irq.store(irq | IRQ_DELIVERED, Ordering::Relaxed);
+            raise_final(fin);
         }
-        h.irq.store(irq | IRQ_DELIVERED, Ordering::Relaxed);
-        raise_final(v);
     }
-    if unwinding && v & IN_CLEANUP == 0 {
+    let scope = scope_of(w);
+    if scope == 0 {
+        return false;
+    }
+    if unwinding && scope & IN_CLEANUP == 0 {
         // Step 4: an outer scope's timeout, inside a destructor.
         crate::worker::defer_interrupt();
         return false;
     }
-    if h.interrupt.take_scope(v) {
-        panic::resume_unwind(Box::new(TimeoutSignal(v)));
+    if h.interrupt.take_scope(scope) {
+        panic::resume_unwind(Box::new(TimeoutSignal(scope)));
     }
-    // Replaced in between (by a final interrupt, or taken back by its scope's end).
+    // Changed in between (a final interrupt came, or the scope ended): look again.
     checkpoint(h, side)
 }
 

@@ -1,47 +1,58 @@
 //! The interrupt word and timeout scopes: the loom-checked core of `interrupt`.
 //!
-//! Every greenlet header holds one [`Word`]: `0` (nothing pending), one of the *final*
-//! interrupts [`KILL`], [`DEADLOCK`], [`SHUTDOWN`], or the id of a timeout scope. The
-//! rules, each one RMW on the word:
-//! 1. A final interrupt is never replaced by a timeout, and never taken back: the
-//!    greenlet unwinds from its next blocking point and, if it catches the unwind, from
-//!    every blocking point after (see `interrupt`). `SHUTDOWN` beats everything (the
-//!    runtime is going away); `KILL` beats a deadlock and any timeout; `DEADLOCK` only
-//!    fills an empty word.
-//! 2. A timeout only fills an empty word ([`Scope::fire`]), and only while its scope is
-//!    active: the check of `active` and the fill happen under the scope's lock, and
-//!    [`Scope::end`] clears `active` under the same lock *before* it takes its id back.
-//!    So once `end` has returned, the id is not in the word and never will be. (The
-//!    older lock-free version set the word, then re-read `active` to take it back: a
-//!    checkpoint between the two took a stale id; `loom-tests/tests/interrupt.rs` finds
-//!    that interleaving at once.)
-//! 3. The greenlet takes a pending timeout with a CAS back to `0` ([`Word::take_scope`]),
-//!    so each timeout is delivered at most once, and a final interrupt that arrives in
-//!    between wins.
+//! Every greenlet header holds one [`Word`] with two parts: a *final* interrupt
+//! ([`KILL`], [`DEADLOCK`] or [`SHUTDOWN`], in the top two bits) and a pending timeout
+//! (the id of its scope, in the other bits). Two parts, because a timeout armed inside
+//! a destructor that runs while a kill unwinds the greenlet must still be able to fire
+//! while that kill stays pending. The rules, each one RMW on the word:
+//! 1. A final interrupt is never taken back: the greenlet unwinds from its next
+//!    blocking point and, if it catches the unwind, from every blocking point after
+//!    (see `interrupt`). `SHUTDOWN` beats everything (the runtime is going away);
+//!    `KILL` beats a deadlock; `DEADLOCK` only fills an empty final part.
+//! 2. A timeout only fills an empty timeout part ([`Scope::fire`]; an earlier, outer
+//!    timeout is already on its way), and only while its scope is active: the check of
+//!    `active` and the fill happen under the scope's lock, and [`Scope::end`] clears
+//!    `active` under the same lock *before* it takes its id back. So once `end` has
+//!    returned, the id is not in the word and never will be. (The older lock-free
+//!    version set the word, then re-read `active` to take it back: a checkpoint between
+//!    the two took a stale id; `loom-tests/tests/interrupt.rs` finds that interleaving
+//!    at once.)
+//! 3. The greenlet takes a pending timeout with an RMW that clears the timeout part
+//!    only if it still holds that id ([`Word::take_scope`]), so each timeout is
+//!    delivered at most once.
 
 #![allow(unreachable_pub)]
 
 use crate::loom::{AtomicU64, Mutex, Ordering};
 
-/// The word's value for a kill.
+/// The final part's value for a kill.
 pub const KILL: u64 = 1;
 /// A detected deadlock (see `deadlock`): final like a kill, reported as a deadlock.
 pub const DEADLOCK: u64 = 2;
 /// A shutdown unwinding the greenlet: final, beats every other interrupt.
 pub const SHUTDOWN: u64 = 3;
-/// First timeout scope id; ids are process-unique and never one of the finals.
-pub const FIRST_SCOPE: u64 = 4;
+/// Where the final part lives in the word.
+const FINAL_SHIFT: u32 = 62;
+/// The timeout part: a scope id, 0 if none.
+const SCOPE_MASK: u64 = (1 << FINAL_SHIFT) - 1;
+/// First timeout scope id; ids are process-unique and below [`IN_CLEANUP`].
+pub const FIRST_SCOPE: u64 = 1;
 /// Set in the id of a scope armed inside a destructor running during an unwind: such a
 /// scope's timeout may be raised while the thread unwinds (its catch is inside that
 /// destructor), unlike every other interrupt.
-pub const IN_CLEANUP: u64 = 1 << 63;
+pub const IN_CLEANUP: u64 = 1 << (FINAL_SHIFT - 1);
 
-/// True for `KILL`, `DEADLOCK` and `SHUTDOWN`.
-pub fn is_final(v: u64) -> bool {
-    matches!(v, KILL | DEADLOCK | SHUTDOWN)
+/// The final part of a loaded word (0, `KILL`, `DEADLOCK` or `SHUTDOWN`).
+pub fn final_of(w: u64) -> u64 {
+    w >> FINAL_SHIFT
 }
 
-/// A greenlet's pending interrupt.
+/// The timeout part of a loaded word (0 or a scope id).
+pub fn scope_of(w: u64) -> u64 {
+    w & SCOPE_MASK
+}
+
+/// A greenlet's pending interrupts.
 #[derive(Debug, Default)]
 pub struct Word(AtomicU64);
 
@@ -51,38 +62,56 @@ impl Word {
         Word(AtomicU64::new(0))
     }
 
-    /// The pending interrupt (0: none).
+    /// Both parts (see [`final_of`] and [`scope_of`]); 0: nothing pending.
     pub fn load(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
 
-    /// Rule 1 for a kill: replaces anything but a shutdown. True if the word now holds
-    /// `KILL`.
-    pub fn kill(&self) -> bool {
+    /// Sets the final part to `f` if `allow(current final part)`; true if it did.
+    fn set_final(&self, f: u64, allow: impl Fn(u64) -> bool) -> bool {
         self.0
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                (v != SHUTDOWN).then_some(KILL)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                allow(final_of(w)).then_some(scope_of(w) | (f << FINAL_SHIFT))
             })
             .is_ok()
     }
 
-    /// Rule 1 for a deadlock: only fills an empty word. True if it did.
+    /// Rule 1 for a kill: replaces anything but a shutdown. True if `KILL` is now set.
+    pub fn kill(&self) -> bool {
+        self.set_final(KILL, |f| f != SHUTDOWN)
+    }
+
+    /// Rule 1 for a deadlock: only fills an empty final part. True if it did.
     pub fn deadlock(&self) -> bool {
-        self.0
-            .compare_exchange(0, DEADLOCK, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.set_final(DEADLOCK, |f| f == 0)
     }
 
     /// Rule 1 for a shutdown: replaces anything. True if it was not already pending.
     pub fn shutdown(&self) -> bool {
-        self.0.swap(SHUTDOWN, Ordering::AcqRel) != SHUTDOWN
+        let prev = self.0.fetch_or(SHUTDOWN << FINAL_SHIFT, Ordering::AcqRel);
+        final_of(prev) != SHUTDOWN
     }
 
-    /// Rule 3: takes the pending timeout `id` (as loaded); false if something else
-    /// replaced it meanwhile.
+    /// Rule 3: takes the pending timeout `id`; false if it is no longer the pending one.
     pub fn take_scope(&self, id: u64) -> bool {
+        self.clear_scope(id)
+    }
+
+    /// Clears the timeout part if it holds `id`.
+    fn clear_scope(&self, id: u64) -> bool {
         self.0
-            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (scope_of(w) == id).then_some(w & !SCOPE_MASK)
+            })
+            .is_ok()
+    }
+
+    /// Rule 2, the timer's side: fills an empty timeout part with `id`.
+    fn fill_scope(&self, id: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (scope_of(w) == 0).then_some(w | id)
+            })
             .is_ok()
     }
 }
@@ -114,19 +143,13 @@ impl Scope {
     /// True if it did (the caller then wakes the greenlet).
     pub fn fire(&self, word: &Word) -> bool {
         let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        *active
-            && word
-                .0
-                .compare_exchange(0, self.id, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+        *active && word.fill_scope(self.id)
     }
 
     /// The scope ended (on the greenlet): from now on `fire` does nothing, and our id, if
     /// pending, is taken back.
     pub fn end(&self, word: &Word) {
         *self.active.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        let _ = word
-            .0
-            .compare_exchange(self.id, 0, Ordering::AcqRel, Ordering::Acquire);
+        word.clear_scope(self.id);
     }
 }

@@ -25,15 +25,31 @@ use crate::worker::with_local;
 
 /// One greenlet's (or plain thread's) locals: `(key, value)`, few enough for a scan.
 #[derive(Default)]
-pub(crate) struct LocalMap(Vec<(usize, Box<dyn Any>)>);
+pub(crate) struct LocalMap {
+    entries: Vec<(usize, Box<dyn Any>)>,
+    /// Keys whose value has been (or is being) dropped at the greenlet's end: using
+    /// them again is refused, as std refuses a destroyed `thread_local!`, instead of
+    /// creating a value that the next round of drops would have to drop again.
+    destroyed: Vec<usize>,
+}
 
 impl LocalMap {
     fn get(&self, key: usize) -> Option<*const dyn Any> {
-        self.0
+        self.entries
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| &**v as *const dyn Any)
     }
+}
+
+/// A greenlet-local used again by a destructor that runs after its value was dropped.
+#[cold]
+fn destroyed() -> ! {
+    panic!(
+        "grove: a greenlet-local was used after its value was dropped (a greenlet-local's \
+         destructor uses it, or one dropped before it); like std's thread_local!, it cannot \
+         be accessed during or after its destruction"
+    )
 }
 
 thread_local! {
@@ -96,7 +112,7 @@ impl<T: 'static> GreenletLocal<T> {
                 return v; // the initializer itself created it (re-entrant init)
             }
             let ptr = &*value as *const dyn Any;
-            m.0.push((key, value));
+            m.entries.push((key, value));
             ptr
         })
     }
@@ -115,11 +131,13 @@ impl Header {
         init: impl FnOnce() -> Box<dyn Any>,
     ) -> *const dyn Any {
         // SAFETY: exclusive per the caller's contract; the borrow ends before `init`.
-        if let Some(v) = unsafe { self.locals_mut() }
-            .as_ref()
-            .and_then(|m| m.get(key))
-        {
-            return v;
+        if let Some(m) = unsafe { self.locals_mut() }.as_ref() {
+            if let Some(v) = m.get(key) {
+                return v;
+            }
+            if m.destroyed.contains(&key) {
+                destroyed();
+            }
         }
         let value = init();
         // SAFETY: as above; `init` has returned, so no other borrow is live.
@@ -128,12 +146,15 @@ impl Header {
             return v; // created by a re-entrant initializer
         }
         let ptr = &*value as *const dyn Any;
-        map.0.push((key, value));
+        map.entries.push((key, value));
         ptr
     }
 
-    /// Drops this greenlet's locals, on its own stack at the end of its body. Values
-    /// whose destructors touch locals again get a fresh map, dropped in turn.
+    /// Drops this greenlet's locals, on its own stack at the end of its body, in the
+    /// order they were created. A destructor may create a local not created yet (it is
+    /// dropped in turn); one that uses a local already dropped (its own included)
+    /// panics, contained and reported like any panicking destructor here (std's
+    /// `thread_local!` refuses the same access).
     ///
     /// # Safety
     /// Only the greenlet itself may call this, once its closure has finished.
@@ -143,13 +164,25 @@ impl Header {
     /// `catch_unwind`, and a panic is reported on stderr, naming the greenlet, and
     /// contained (the other values are still dropped).
     pub(crate) unsafe fn drop_locals(&self) {
-        // SAFETY: exclusive per the caller's contract; the map is taken out before any
-        // destructor runs, so none can observe it half-dropped.
-        while let Some(mut map) = unsafe { self.locals_mut() }.take() {
-            for (_, value) in map.0.drain(..) {
-                crate::task::drop_contained(self, "a greenlet-local value", value);
+        loop {
+            // SAFETY: exclusive per the caller's contract; the entry is taken out and its
+            // key marked destroyed before its destructor runs, and no borrow of the map is
+            // held while it does.
+            let next = unsafe { self.locals_mut() }.as_mut().and_then(|m| {
+                if m.entries.is_empty() {
+                    return None;
+                }
+                let (key, value) = m.entries.remove(0);
+                m.destroyed.push(key);
+                Some(value)
+            });
+            match next {
+                Some(value) => crate::task::drop_contained(self, "a greenlet-local value", value),
+                None => break,
             }
         }
+        // SAFETY: as above; every destructor has returned.
+        drop(unsafe { self.locals_mut() }.take());
     }
 }
 

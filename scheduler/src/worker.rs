@@ -631,7 +631,7 @@ impl Local {
     /// First run: take this worker as home, give it a stack, register it.
     fn start(&self, task: &TaskRef) -> Option<Co> {
         let h = task.header();
-        if h.interrupt.load() == crate::interrupt::KILL {
+        if crate::irq::final_of(h.interrupt.load()) == crate::interrupt::KILL {
             // Killed before it ever ran: it never will.
             task.cancel_unstarted(JoinError::killed(h.display_name()));
             self.finish(task.clone());
