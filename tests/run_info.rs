@@ -207,18 +207,49 @@ fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
         for h in hs {
             h.join().unwrap();
         }
-        // Timers go through the reactor, and their wakes come from its thread.
+        // Three parks woken from another thread, ordered by states rather than time:
+        // the thread sets the event only once a dump shows this greenlet parked.
+        let me = grove::current().id();
+        let handle = grove::Handle::try_current().unwrap();
+        for _ in 0..3 {
+            let ev = Event::new();
+            let (e2, h2) = (ev.clone(), handle.clone());
+            let setter = std::thread::spawn(move || {
+                while !h2
+                    .dump()
+                    .greenlets
+                    .iter()
+                    .any(|g| g.id == me && g.state == GreenletState::Parked)
+                {
+                    std::thread::yield_now();
+                }
+                e2.set();
+            });
+            ev.wait();
+            setter.join().unwrap();
+        }
+        // Timers go through the reactor. A sleep whose deadline has passed before it
+        // parks returns at once and leaves its timer to fire later, so the timer counts
+        // are awaited below rather than assumed here.
         for _ in 0..3 {
             grove::sleep(Duration::from_millis(1));
         }
     });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.reactor_metrics().timers_fired < before.reactor.timers_fired + 3 {
+        assert!(Instant::now() < deadline, "{:#?}", rt.metrics());
+        std::thread::yield_now();
+    }
     let m = rt.metrics();
     let sum = |f: fn(&grove::WorkerMetrics) -> u64| m.workers.iter().map(f).sum::<u64>();
     assert!(sum(|w| w.spawned) >= N, "{m:#?}");
     assert!(sum(|w| w.finished) > N, "children and main: {m:#?}");
     assert!(sum(|w| w.runs) > N, "{m:#?}");
-    assert!(sum(|w| w.parks) >= 3, "the sleeps at least: {m:#?}");
-    assert!(sum(|w| w.remote_wakes) >= 3, "timer wakes: {m:#?}");
+    assert!(sum(|w| w.parks) >= 3, "the event waits at least: {m:#?}");
+    assert!(
+        sum(|w| w.remote_wakes) >= 3,
+        "the events set by a thread: {m:#?}"
+    );
     assert_eq!(m.live_greenlets, 0);
     assert_eq!(m.stalls, None);
     assert!(m.reactor.timers_fired >= 3, "{m:#?}");

@@ -130,3 +130,24 @@ fn timeout_outside_a_greenlet_names_the_function() {
     let msg = p.downcast_ref::<String>().unwrap();
     assert!(msg.contains("grove::Timeout::new"), "{msg}");
 }
+
+/// A timeout whose scope ends just as its timer fires never reaches code after the
+/// scope (issue 15 item 8: the timer used to set the word after the scope's clearing
+/// CAS had failed, and take it back only after re-reading `active`, so a blocking point
+/// in between took the stale id). The interleaving is rare in a stress run like this
+/// one; `loom-tests/tests/interrupt.rs` checks the protocol exhaustively.
+#[test]
+fn a_timeout_never_fires_after_its_scope_ended() {
+    let rt = grove::Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        for i in 0..2000u64 {
+            let scope = grove::Timeout::new(Duration::from_micros(i % 40));
+            let until = Instant::now() + Duration::from_micros(20);
+            while Instant::now() < until {
+                std::hint::spin_loop(); // no blocking point: the timer fires around here
+            }
+            drop(scope);
+            grove::yield_now(); // a blocking point outside any scope
+        }
+    });
+}
