@@ -139,6 +139,9 @@ pub use crate::timers::Timers;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::idle::{Idle, Parker};
+    pub use crate::irq::{
+        final_of, scope_of, Scope, Word, DEADLOCK, FIRST_SCOPE, IN_CLEANUP, KILL, SHUTDOWN,
+    };
     pub use crate::queue::{Injector, Steal, Stealer, Worker};
     pub use crate::spotlight::{Pinned, Spotlight};
     pub use crate::state::{State, Unpark, DONE, NOTIFIED, PARKED, RUNNING, SCHEDULED};
