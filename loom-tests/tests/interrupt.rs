@@ -54,9 +54,17 @@ fn timeout_never_lands_after_its_scope_ended() {
         }
         scope.end(word);
         // Every later blocking point: the id is never there again.
-        assert_ne!(scope_of(word.load()), ID, "a timeout landed after its scope");
+        assert_ne!(
+            scope_of(word.load()),
+            ID,
+            "a timeout landed after its scope"
+        );
         let fired = timer.join().unwrap();
-        assert_ne!(scope_of(word.load()), ID, "a timeout landed after its scope");
+        assert_ne!(
+            scope_of(word.load()),
+            ID,
+            "a timeout landed after its scope"
+        );
         assert!(taken <= usize::from(fired));
     });
 }
@@ -110,7 +118,10 @@ fn a_pending_kill_does_not_block_a_timeout() {
             thread::spawn(move || shared.1.fire(&shared.0))
         };
         assert!(killer.join().unwrap());
-        assert!(timer.join().unwrap(), "the timer always finds the timeout part free");
+        assert!(
+            timer.join().unwrap(),
+            "the timer always finds the timeout part free"
+        );
         let (word, scope) = &*shared;
         let w = word.load();
         assert_eq!((final_of(w), scope_of(w)), (KILL, ID));

@@ -54,8 +54,13 @@
 //! that lock in a destructor is parked mid-unwind). Where grove cannot tell, it assumes
 //! the worst and the worker wakes the greenlet again once no greenlet of its worker is
 //! mid-unwind (`worker::defer_interrupt`): the interrupt is delayed, never lost. A
-//! timeout counts as armed inside a destructor only when the unwinding is certainly the
-//! greenlet's own (`worker::unwinding_is_ours`); otherwise it waits like the others.
+//! timeout counts as armed inside a destructor when the unwinding is the greenlet's own
+//! as far as grove can tell: the thread was clear when the greenlet was resumed
+//! (`worker::unwinding_is_ours`), or grove raised a kill, deadlock or shutdown in it
+//! (the common case: several greenlets killed or shut down at once, each with a
+//! destructor that waits with a timeout). A greenlet that caught such an unwind and then
+//! arms a timeout while another greenlet of its worker is mid-unwind is the one case
+//! this guesses wrong; otherwise a timeout it cannot place waits like the others.
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -194,6 +199,17 @@ pub(crate) fn before_switch(h: &Header) {
     h.irq.store(irq, Ordering::Relaxed);
 }
 
+/// True if a timeout armed now is armed inside a destructor running during the current
+/// greenlet's own unwinding (step 4's exception): the thread is unwinding, and either it
+/// was not when the hub resumed this greenlet (so the unwinding is this greenlet's), or
+/// grove raised a final interrupt in this greenlet (so it is unwinding from that, unless
+/// it caught it: see "Own unwinding").
+fn armed_in_cleanup(h: &Header) -> bool {
+    std::thread::panicking()
+        && (crate::worker::unwinding_is_ours()
+            || h.irq.load(Ordering::Relaxed) & IRQ_DELIVERED != 0)
+}
+
 /// Step 4: the greenlet's body has ended (called on it, before its locals are dropped).
 pub(crate) fn body_finished(h: &Header) {
     let irq = h.irq.load(Ordering::Relaxed);
@@ -308,8 +324,7 @@ impl Timeout {
         let task = current_task("grove::Timeout::new");
         let timers = task.header().rt.timers.clone();
         let mut id = NEXT_SCOPE.fetch_add(1, Ordering::Relaxed);
-        if crate::worker::unwinding_is_ours() {
-            // Armed in a destructor running during this greenlet's own unwinding.
+        if armed_in_cleanup(task.header()) {
             id |= IN_CLEANUP;
         }
         let fire = Arc::new(Fire {
