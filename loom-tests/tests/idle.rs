@@ -23,7 +23,8 @@
 //!   `Parker::park`, `unpark_worker_by_id`) and `run_task` (`end_search`, which wakes
 //!   another worker when the last searcher finds work). The LIFO slot and the
 //!   every-N-ticks fairness checks are left out: they only reorder local queues.
-//! * A greenlet that spawns is `Local::push_fresh`: push to the worker's own `fresh`
+//! * A greenlet that spawns is `Local::push_spawned` once the LIFO slot is taken:
+//!   `Local::requeue` of an unstarted greenlet, i.e. push to the worker's own `fresh`
 //!   deque, then `Shared::notify_parked`. A CPU-bound greenlet that keeps its worker
 //!   busy is modelled by blocking that worker thread until the spawned work is done,
 //!   so only its peers can run it.
@@ -48,6 +49,13 @@
 //! last-searcher re-check, no StoreLoad fence before `worker_to_notify` reads the
 //! counters, a notified sleeper not counted as searching or as unparked, `Parker` without
 //! its lock hand-off or its `notify_one`, or with the old `store(EMPTY)`.
+//!
+//! # What is not the production code
+//! The queues, `Idle` and `Parker` are the runtime's own; the loop around them is a
+//! step-by-step copy of `Local::run`, because the hub itself (`worker::Local`) is tied
+//! to corosensei stacks and the `Arc<dyn Runnable>` greenlet type and cannot run under
+//! loom. Driving the real hub needs the hub core generic over an opaque runnable
+//! (issue 13); until then this copy must be kept in step with `worker.rs` by hand.
 //!
 //! # Bounds
 //! At most three items and three workers. The three-worker models use at most two
@@ -333,7 +341,7 @@ impl Local {
             }
             Item::SpawnAndHold(children) => {
                 for _ in 0..children {
-                    // Local::push_fresh.
+                    // Local::push_spawned -> Local::requeue.
                     self.remote().fresh.push(Item::Child);
                     shared.notify_parked();
                 }

@@ -17,13 +17,17 @@
 //!   back on its `ready` queue. Between parks it finds the greenlet again the way
 //!   `Local::next_task` does (`ready`, then the inbox) and, finding nothing, sleeps on
 //!   its `Parker` as `Local::sleep` does.
-//! * A **waker** thread is `TaskWaker::wake` (`scheduler/src/task.rs`) on another
+//! * A **waker** thread is `Task::wake` (`impl Wake for Task`, `scheduler/src/task.rs`) on another
 //!   thread (the reactor, another worker, a plain thread): `State::unpark`, and on
 //!   `Unpark::Schedule` `schedule_woken` → `Shared::push_remote`
 //!   (`scheduler/src/runtime.rs`), i.e. push to the home worker's inbox, then unpark
 //!   the home worker's `Parker`.
 //! * A **stale** waker is one left over from an earlier wait: it may fire at any time,
 //!   including before `start_running` and after `complete`.
+//!
+//! The state word, inbox and parker are the runtime's own; the hub's side is a copy of
+//! `Local::run_task`'s steps (see `idle.rs`, "What is not the production code", for
+//! why, and what would lift it: issue 13).
 //!
 //! # Properties asserted
 //! * Exactly one queue insertion per park: the hub's failed `complete_park` or one
@@ -88,7 +92,7 @@ impl Home {
         }
     }
 
-    /// `TaskWaker::wake` from a thread that is not the home worker. Returns `true` if
+    /// `Task::wake` from a thread that is not the home worker. Returns `true` if
     /// this wake queued the greenlet.
     fn wake(&self, id: usize) -> bool {
         match self.state.unpark() {

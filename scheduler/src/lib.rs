@@ -70,6 +70,7 @@ pub(crate) fn write_report(args: std::fmt::Arguments<'_>) {
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
 
+mod gate;
 mod idle;
 mod irq;
 mod loom;
@@ -138,6 +139,7 @@ pub use crate::timers::Timers;
 #[cfg(grove_loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::gate::Gate;
     pub use crate::idle::{Idle, Parker};
     pub use crate::irq::{
         final_of, scope_of, Scope, Word, DEADLOCK, FIRST_SCOPE, IN_CLEANUP, KILL, SHUTDOWN,

@@ -8,7 +8,7 @@
 
 #[cfg(grove_loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Condvar, Mutex,
 };
 #[cfg(grove_loom)]
@@ -16,7 +16,7 @@ pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(grove_loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Condvar, Mutex,
 };
 #[cfg(not(grove_loom))]

@@ -8,12 +8,13 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::panic;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::JoinError;
+use crate::gate::Gate;
 use crate::greenlet::{self, JoinHandle};
 use crate::idle::{Idle, Parker};
 use crate::monitor::{Monitor, StallHook, StallReport};
@@ -93,8 +94,8 @@ pub(crate) struct Remote {
     /// Started greenlets homed here that have suspended (see `run_info`).
     pub(crate) registry: Mutex<Registry>,
     /// The hub has exited (step 6 of `worker`'s "Shutdown"): whoever pushes to `inbox`
-    /// now must drain it too.
-    pub(crate) exited: AtomicBool,
+    /// now must drain it too (see `gate`).
+    pub(crate) exited: Gate,
 }
 
 /// State shared by all workers of a runtime and by every greenlet header.
@@ -119,8 +120,8 @@ pub(crate) struct Shared {
     pub(crate) monitor: Option<Arc<Monitor>>,
     /// Serializes spotlight readers (the monitor and dumps; see `spotlight`).
     readers: Mutex<()>,
-    /// Hubs must stop.
-    shutdown: AtomicBool,
+    /// Hubs must stop; whoever pushes to `injector` now must drain it too (see `gate`).
+    shutdown: Gate,
     /// How long hubs wait for greenlets that block while being unwound at shutdown
     /// (see [`Builder::shutdown_grace`]).
     grace: Duration,
@@ -169,7 +170,7 @@ impl Shared {
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
+        self.shutdown.is_closed()
     }
 
     /// When hubs stop waiting for greenlets being unwound (`None`: never).
@@ -238,10 +239,8 @@ impl Shared {
         let w = &self.workers[home];
         w.inbox.push(task);
         w.parker.unpark();
-        // Pairs with the hub's `exit`: either its drain sees our push, or we see
-        // `exited` (both sides: store or push, SeqCst fence, then load or drain).
-        fence(Ordering::SeqCst);
-        if w.exited.load(Ordering::SeqCst) {
+        // Pairs with the hub's `exit` (see `gate`).
+        if w.exited.closed_after_push() {
             while w.inbox.steal().success().is_some() {}
         }
     }
@@ -259,7 +258,7 @@ impl Shared {
                 self.outside_spawned.fetch_add(1, Ordering::Release);
             }
         }
-        if self.shutdown.load(Ordering::SeqCst) {
+        if self.shutdown.is_closed() {
             cancel_unstarted(self, worker, task);
             return;
         }
@@ -269,10 +268,8 @@ impl Shared {
         }
         self.injector.push(task);
         self.notify_parked();
-        // Pairs with `begin_shutdown`: either its drain sees our push, or we see the
-        // flag (both sides: store or push, SeqCst fence, then load or drain).
-        fence(Ordering::SeqCst);
-        if self.shutdown.load(Ordering::SeqCst) {
+        // Pairs with `begin_shutdown` (see `gate`).
+        if self.shutdown.closed_after_push() {
             self.drain_injector();
         }
     }
@@ -300,8 +297,7 @@ impl Shared {
                 *d = Some(Instant::now().checked_add(grace.unwrap_or(self.grace)));
             }
         }
-        self.shutdown.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        self.shutdown.close();
         self.drain_injector();
         for w in self.workers.iter() {
             w.parker.unpark();
@@ -494,7 +490,7 @@ impl Builder {
                 parker: Parker::new(),
                 counters: Arc::default(),
                 registry: Mutex::default(),
-                exited: AtomicBool::new(false),
+                exited: Gate::new(),
             })
             .collect();
         let threshold = match self.monitor {
@@ -515,7 +511,7 @@ impl Builder {
             detect_deadlock: self.detect_deadlock,
             monitor,
             readers: Mutex::new(()),
-            shutdown: AtomicBool::new(false),
+            shutdown: Gate::new(),
             grace: self.shutdown_grace,
             deadline: Mutex::new(None),
             pid: current_pid(),
@@ -659,7 +655,7 @@ impl Runtime {
         if shared.in_forked_child() {
             // The threads exist only in the parent: joining them would wait forever.
             // Forget their handles (the parent still owns the threads) and give up.
-            shared.shutdown.store(true, Ordering::SeqCst);
+            shared.shutdown.close();
             std::mem::forget(self.monitor.take());
             self.threads.drain(..).for_each(std::mem::forget);
             return false;

@@ -851,8 +851,7 @@ impl Local {
     /// Step 6: from now on wakes for our greenlets are dropped by their senders.
     fn exit(&self) {
         let me = self.remote();
-        me.exited.store(true, Ordering::SeqCst);
-        crate::loom::fence(Ordering::SeqCst);
+        me.exited.close();
         while let Steal::Success(t) = me.inbox.steal() {
             drop(t);
         }
