@@ -70,6 +70,7 @@ pub(crate) fn write_report(args: std::fmt::Arguments<'_>) {
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
 
+mod completion;
 mod gate;
 mod idle;
 mod irq;
@@ -139,6 +140,7 @@ pub use crate::timers::Timers;
 #[cfg(grove_loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::completion::{Completed, Completion};
     pub use crate::gate::Gate;
     pub use crate::idle::{Idle, Parker};
     pub use crate::irq::{

@@ -8,16 +8,16 @@
 
 #[cfg(grove_loom)]
 pub(crate) use loom::sync::{
-    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
-    Condvar, Mutex,
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    Condvar, Mutex, MutexGuard,
 };
 #[cfg(grove_loom)]
 pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(grove_loom))]
 pub(crate) use std::sync::{
-    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
-    Condvar, Mutex,
+    atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
+    Condvar, Mutex, MutexGuard,
 };
 #[cfg(not(grove_loom))]
 pub(crate) use std::thread::yield_now;

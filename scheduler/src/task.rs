@@ -15,7 +15,7 @@
 //! | `locals`                  | the greenlet itself, on its own stack             |
 //! | `output`                  | written by the greenlet before `DONE`; then owned |
 //! |                           | by the `JoinHandle` (or the reporter if detached) |
-//! | `links`                   | anyone, under its mutex                          |
+//! | `completion`              | anyone (module `completion`: flags and mutexes)  |
 //!
 //! # Completion: one joiner slot, plus links for everyone else
 //! The owner's `join` uses the single `join_waker` slot (no allocation, no list: the
@@ -47,12 +47,13 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Wake;
 use std::task::Waker;
 
 use corosensei::{Coroutine, Yielder};
 
+use crate::completion::Completion;
 use crate::error::JoinError;
 use crate::runtime::Shared;
 use crate::stack::GreenStack;
@@ -73,15 +74,6 @@ pub(crate) type TaskRef = Arc<dyn Runnable>;
 
 /// `home` before the greenlet first runs: any worker may take it.
 pub(crate) const NO_HOME: usize = usize::MAX;
-
-// `join_flags` bits. COMPLETE and DETACHED: whoever sets the second of the two owns the
-// output for reporting. WAITING: a joiner's waker is in `join_waker`, so `complete` must
-// take the lock to wake it; without it, completing costs no lock at all.
-const JOIN_COMPLETE: u8 = 1;
-const JOIN_DETACHED: u8 = 2;
-const JOIN_WAITING: u8 = 4;
-/// `links` may be non-empty: `complete` must drain it.
-const JOIN_LINKED: u8 = 8;
 
 /// Link ids are unique in the process (so an id from one greenlet never unlinks
 /// another's link), starting at 1.
@@ -125,10 +117,9 @@ pub(crate) struct Header {
     /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
     /// abandons (leaks) its stack instead of unwinding it (`worker::Local::shutdown`).
     pub(crate) in_foreign: AtomicBool,
-    join_flags: AtomicU8,
-    join_waker: Mutex<Option<Waker>>,
-    /// Completion observers other than the owner's join, by link id.
-    links: Mutex<Vec<(u64, Link)>>,
+    /// The joiner's waker slot and the other observers' links (module `completion`,
+    /// loom-checked).
+    completion: Completion<Link>,
     /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
     /// Written at construction, taken once by the hub that first runs the greenlet.
     prealloc: UnsafeCell<Option<GreenStack>>,
@@ -179,9 +170,7 @@ impl Header {
             irq: AtomicU8::new(0),
             waiting_on: AtomicPtr::new(std::ptr::null_mut()),
             in_foreign: AtomicBool::new(false),
-            join_flags: AtomicU8::new(0),
-            join_waker: Mutex::new(None),
-            links: Mutex::new(Vec::new()),
+            completion: Completion::new(),
             prealloc: UnsafeCell::new(prealloc),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -276,20 +265,12 @@ impl Header {
     /// output for reporting.
     pub(crate) fn complete(&self) -> bool {
         self.state.complete();
-        // One RMW orders us against `register_joiner`'s and `link`'s: whichever comes
-        // second sees the other's bit (the joiner then does not park; we then wake its
-        // waker; likewise for links, step 2 of "Completion").
-        let prev = self.join_flags.fetch_or(JOIN_COMPLETE, Ordering::AcqRel);
-        if prev & JOIN_WAITING != 0 {
-            let waker = lock_waker(&self.join_waker).take();
-            if let Some(w) = waker {
-                w.wake();
-            }
+        let done = self.completion.complete();
+        if let Some(w) = done.waker {
+            w.wake();
         }
-        if prev & JOIN_LINKED != 0 {
-            self.fire_links();
-        }
-        prev & JOIN_DETACHED != 0
+        self.fire_all(done.links);
+        done.detached
     }
 
     /// Step 1 of "Completion": adds an observer. If the greenlet has already finished,
@@ -300,56 +281,33 @@ impl Header {
             fire(self, link);
             return id;
         }
-        lock_links(&self.links).push((id, link));
-        // Pushed before LINKED is published: a `complete` that sees LINKED finds it.
-        let prev = self.join_flags.fetch_or(JOIN_LINKED, Ordering::AcqRel);
-        if prev & JOIN_COMPLETE != 0 {
-            // Step 3: `complete` came first and will not look at `links` again.
-            self.fire_links();
-        }
+        // Step 3: if `complete` came first, we fire what it will not look at again.
+        let late = self.completion.link(id, link);
+        self.fire_all(late);
         id
     }
 
     /// Removes a link that has not fired; returns `false` if it fired (or is firing).
     pub(crate) fn unlink(&self, id: u64) -> bool {
-        let mut links = lock_links(&self.links);
-        match links.iter().position(|(i, _)| *i == id) {
-            Some(pos) => {
-                // `remove`, not `swap_remove`: links fire in the order they were added.
-                let removed = links.remove(pos);
-                drop(links);
-                // Dropped outside the lock: a callback's captures may have destructors
-                // of their own.
-                drop(removed);
-                true
-            }
-            None => false,
-        }
+        // Dropped here, outside the lock: a callback's captures may have destructors of
+        // their own.
+        self.completion.unlink(id).is_some()
     }
 
     /// Takes the `OnKill` hooks (for `kill_nowait` to run).
     pub(crate) fn take_kill_hooks(&self) -> Vec<Callback> {
-        if self.join_flags.load(Ordering::Acquire) & JOIN_LINKED == 0 {
-            return Vec::new();
-        }
-        let mut links = lock_links(&self.links);
-        let (hooks, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *links)
+        self.completion
+            .take_if(|l| matches!(l, Link::OnKill(_)))
             .into_iter()
-            .partition(|(_, l)| matches!(l, Link::OnKill(_)));
-        *links = rest;
-        drop(links);
-        hooks
-            .into_iter()
-            .filter_map(|(_, l)| match l {
+            .filter_map(|l| match l {
                 Link::OnKill(f) => Some(f),
                 _ => None,
             })
             .collect()
     }
 
-    /// Steps 2–3: drains the links and fires them outside the mutex.
-    fn fire_links(&self) {
-        let links = std::mem::take(&mut *lock_links(&self.links));
+    /// Steps 2–3: fires drained links, outside every lock.
+    fn fire_all(&self, links: Vec<(u64, Link)>) {
         for (_, link) in links {
             fire(self, link);
         }
@@ -358,34 +316,13 @@ impl Header {
     /// The handle was dropped. Returns `true` if the greenlet already completed, in
     /// which case the caller owns the output for reporting.
     pub(crate) fn detach(&self) -> bool {
-        self.join_flags.fetch_or(JOIN_DETACHED, Ordering::AcqRel) & JOIN_COMPLETE != 0
+        self.completion.detach()
     }
 
     /// Registers the joiner's waker; returns `false` if the greenlet is already done.
     pub(crate) fn register_joiner(&self, waker: &Waker) -> bool {
-        {
-            let mut slot = lock_waker(&self.join_waker);
-            match &mut *slot {
-                Some(w) if w.will_wake(waker) => {}
-                other => *other = Some(waker.clone()),
-            }
-        }
-        // Stored before WAITING is published: a `complete` that sees WAITING finds it.
-        let prev = self.join_flags.fetch_or(JOIN_WAITING, Ordering::AcqRel);
-        prev & JOIN_COMPLETE == 0
+        self.completion.register_joiner(waker)
     }
-}
-
-/// Locks the joiner's waker slot, ignoring poison: no user code runs under it (the
-/// wakers stored there are grove's own), so it is consistent even if a holder panicked.
-fn lock_waker(m: &Mutex<Option<Waker>>) -> std::sync::MutexGuard<'_, Option<Waker>> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Locks the link list, ignoring poison: a callback never runs under this lock, so a
-/// poisoned lock (a panicking waker's clone) still holds a consistent list.
-fn lock_links(m: &Mutex<Vec<(u64, Link)>>) -> std::sync::MutexGuard<'_, Vec<(u64, Link)>> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Fires one link of a finished greenlet. A panicking callback is reported on stderr
