@@ -11,12 +11,13 @@ use std::future::Future;
 use std::panic::Location;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Wake;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use crate::delayed::DelayedSlot;
 use crate::error::{JoinError, SpawnError};
 use crate::runtime::{check_stack_size, Handle};
 use crate::stack::GreenStack;
@@ -284,25 +285,13 @@ fn submit(handle: &Handle, task: TaskRef) {
     handle.shared.push_new(task);
 }
 
-/// A greenlet waiting for its `spawn_later` delay, not yet queued anywhere.
-///
-/// 1. The timer holds the only strong reference; its wake queues the greenlet as an
-///    ordinary spawn (so it starts on whichever worker is free then).
-/// 2. A kill runs the greenlet's `OnKill` hook (holding a `Weak`): it cancels the
-///    timer and queues the greenlet at once; the hub then sees the kill before the
-///    first run and cancels it, so it never runs and its join reports `Killed`.
-/// 3. Whichever of 1 and 2 takes `task` first wins; the other finds `None`.
-/// 4. If the timer service drops the timer without waking it (a runtime's shutdown),
-///    `Drop` resolves the greenlet as cancelled by shutdown, so no join hangs.
+/// A greenlet waiting for its `spawn_later` delay, not yet queued anywhere: the timer
+/// holds the only strong reference (so a timer service that drops it unfired, at a
+/// shutdown, cancels the greenlet), the kill hook a `Weak`. The hand-off between them is
+/// `delayed::DelayedSlot` (loom-checked; its steps 0–4 are cited below).
 struct Delayed {
-    state: Mutex<DelayedState>,
+    slot: DelayedSlot<TaskRef>,
     timers: Arc<dyn crate::Timers>,
-}
-
-struct DelayedState {
-    task: Option<TaskRef>,
-    timer: Option<u128>,
-    hook: u64,
 }
 
 impl Delayed {
@@ -314,11 +303,7 @@ impl Delayed {
             .expect("grove::spawn_later: no representable deadline");
         let h = task.header();
         let delayed = Arc::new(Delayed {
-            state: Mutex::new(DelayedState {
-                task: None,
-                timer: None,
-                hook: 0,
-            }),
+            slot: DelayedSlot::new(),
             timers: timers.clone(),
         });
         let weak: Weak<Delayed> = Arc::downgrade(&delayed);
@@ -327,46 +312,30 @@ impl Delayed {
                 d.start_now(true);
             }
         })));
-        {
-            let mut st = lock_delayed(&delayed.state);
-            st.task = Some(task);
-            st.hook = hook;
-        }
+        // Step 0.
+        delayed.slot.store(task, hook);
         let key = timers.add(deadline, Waker::from(delayed.clone()));
-        let mut st = lock_delayed(&delayed.state);
-        if st.task.is_some() {
-            st.timer = Some(key);
-        } else {
-            // Fired at once, or killed before we got here: nothing left to time.
-            drop(st);
+        if !delayed.slot.timer_added(key) {
+            // Fired at once: nothing left to time.
             timers.cancel(key);
         }
     }
 
     /// Steps 1–3: queue the greenlet now (by the timer, or by a kill that also cancels
     /// the timer).
-    fn start_now(&self, cancel_timer: bool) {
-        let (task, timer, hook) = {
-            let mut st = lock_delayed(&self.state);
-            (st.task.take(), st.timer.take(), st.hook)
-        };
-        let Some(task) = task else {
+    fn start_now(&self, by_kill: bool) {
+        let Some(taken) = self.slot.take(by_kill) else {
             return;
         };
-        if cancel_timer {
-            if let Some(key) = timer {
-                self.timers.cancel(key);
-            }
-        } else {
-            task.header().unlink(hook);
+        if let Some(key) = taken.cancel_timer {
+            self.timers.cancel(key);
         }
-        let rt = task.header().rt.clone();
-        rt.push_new(task);
+        if let Some(hook) = taken.unlink_hook {
+            taken.task.header().unlink(hook);
+        }
+        let rt = taken.task.header().rt.clone();
+        rt.push_new(taken.task);
     }
-}
-
-fn lock_delayed(m: &Mutex<DelayedState>) -> std::sync::MutexGuard<'_, DelayedState> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Wake for Delayed {
@@ -382,11 +351,7 @@ impl Wake for Delayed {
 impl Drop for Delayed {
     fn drop(&mut self) {
         // Step 4.
-        let st = self
-            .state
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(task) = st.task.take() {
+        if let Some(task) = self.slot.leftover() {
             let h = task.header();
             task.cancel_unstarted(JoinError::shutdown(h.display_name()));
             if h.complete() {

@@ -71,6 +71,7 @@ pub(crate) fn write_report(args: std::fmt::Arguments<'_>) {
 }
 
 mod completion;
+mod delayed;
 mod gate;
 mod idle;
 mod irq;
@@ -141,6 +142,7 @@ pub use crate::timers::Timers;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::completion::{Completed, Completion};
+    pub use crate::delayed::{DelayedSlot, Taken};
     pub use crate::gate::Gate;
     pub use crate::idle::{Idle, Parker};
     pub use crate::irq::{
