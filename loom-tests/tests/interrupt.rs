@@ -28,6 +28,10 @@
 //!   (`set_final(KILL, |_| true)`) or `Word::deadlock` overwrites a kill.
 //! * `a_pending_kill_does_not_block_a_timeout` fails with the old single-part word
 //!   (a timeout only filled an empty word, so a pending kill blocked it forever).
+//!
+//! # Bounds
+//! Two or three threads, a handful of operations each: exhaustive under the CI's
+//! `LOOM_MAX_PREEMPTIONS=3`, in about a second (measured on the two-core CI machine).
 
 use grove_scheduler::__loom::{final_of, scope_of, Scope, Word, DEADLOCK, KILL, SHUTDOWN};
 use loom::sync::Arc;
