@@ -229,7 +229,7 @@ pub(crate) fn threshold_from_env() -> Option<Duration> {
     match parse_threshold(&v) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("grove: {e}; blocking monitor left off");
+            report!("grove: {e}; blocking monitor left off");
             None
         }
     }
@@ -302,11 +302,13 @@ impl Monitor {
         }
         match &self.hook {
             Some(hook) => {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&r))).is_err() {
-                    eprintln!("grove: the on_stall hook panicked; report was: {r}");
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&r)))
+                {
+                    crate::task::dispose_payload(p);
+                    report!("grove: the on_stall hook panicked; report was: {r}");
                 }
             }
-            None => eprintln!("{r}"),
+            None => report!("{r}"),
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn install() {
 /// thread then dies by a plain `SIGSEGV`, without the report.
 pub(crate) fn ensure_altstack() {
     if let Err(e) = try_ensure_altstack() {
-        eprintln!(
+        report!(
             "grove: cannot set up an alternate signal stack ({e}); a greenlet stack overflow \
              on this thread will crash without naming the greenlet"
         );
