@@ -45,7 +45,7 @@
 //!    still runnable (`R`) at S2. So every thread slept through the whole window, and the
 //!    syscall read at S1 describes the same sleep as S2's state.
 //! 5. The main greenlet is still parked: deliver the deadlock interrupt to it (like a kill, it
-//!    unwinds from its blocking point; its join reports [`JoinError::is_deadlock`]).
+//!    unwinds from its blocking point; its join reports [`JoinError::is_deadlock`](crate::JoinError::is_deadlock)).
 //!
 //! Why that is enough: at S2 nothing can wake a futex sleeper but a running thread of the
 //! process, and none runs; the driver holds no timer and no I/O waiter (step 3, and it slept
