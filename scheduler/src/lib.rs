@@ -31,8 +31,12 @@
 //! * `stack`, `overflow`: guarded stacks and the overflow reporter (`unsafe`).
 //! * `control`: waiting on and killing many greenlets (`joinall`, `iwait`, `killall`),
 //!   built on completion links (`JoinHandle::on_finish`).
-//! * `interrupt`: kill and `Timeout`, delivered at blocking points; `timers`: the
-//!   hook through which the owner (the `grove` facade) provides timers.
+//! * `interrupt`: kill, shutdown and `Timeout`, delivered at blocking points, on the
+//!   interrupt word of `irq` (loom-checked); `timers`: the hook through which the owner
+//!   (the `grove` facade) provides timers.
+//! * `completion`: the joiner's waker slot, links and detach-vs-complete (loom-checked);
+//!   `delayed`: `spawn_later`'s timer/kill/shutdown hand-off (loom-checked); `gate`:
+//!   the shutdown drains' push/close handshake (loom-checked).
 //! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
 //!   `greenlet`: the user API.
 //! * `spotlight`: which greenlet each worker runs, readable from other threads
