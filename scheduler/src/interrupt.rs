@@ -47,7 +47,7 @@
 //! Step 4 needs to know whether *this greenlet* is unwinding, and
 //! `std::thread::panicking()` counts per OS thread: a greenlet suspended in the middle of
 //! an unwind (a destructor that blocks) leaves it true for every greenlet its worker
-//! runs meanwhile. So each blocking point records, as it switches away, whether the
+//! runs meanwhile. So every switch away (`Header::suspend`) records whether the
 //! thread was unwinding (`before_switch`); right after the switch back, a greenlet that
 //! suspended clean is known not to be unwinding, whatever the thread says, and takes its
 //! interrupt (this is how a shutdown unwinds a lock's holder while a greenlet waiting for
@@ -187,8 +187,8 @@ fn warn_caught(h: &Header, v: u64) {
     );
 }
 
-/// Called by a blocking point just before it switches away: records whether the
-/// greenlet is certainly not unwinding (see `IRQ_CLEAN`).
+/// Called by every switch away (`Header::suspend`): records whether the greenlet is
+/// certainly not unwinding (see `IRQ_CLEAN`).
 pub(crate) fn before_switch(h: &Header) {
     let irq = h.irq.load(Ordering::Relaxed);
     let irq = if std::thread::panicking() {

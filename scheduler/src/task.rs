@@ -253,6 +253,9 @@ impl Header {
     /// Must be called on this greenlet's own stack (it is the current greenlet of
     /// this thread), after `set_yielder`.
     pub(crate) unsafe fn suspend(&self, why: Suspend) {
+        // Every switch away records whether the greenlet was unwinding (`interrupt`,
+        // "Own unwinding"), whichever blocking point it comes from.
+        crate::interrupt::before_switch(self);
         let y = self.yielder.get();
         debug_assert!(!y.is_null(), "suspend: greenlet has no yielder");
         // SAFETY: the yielder lives on this coroutine's stack as long as the coroutine

@@ -904,7 +904,6 @@ pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
         why
     };
     h.waiting_on.store(what, Ordering::Relaxed);
-    crate::interrupt::before_switch(h);
     // SAFETY: as above: we are on `h`'s own stack.
     unsafe { h.suspend(why) };
     crate::interrupt::checkpoint(h, Side::After);
