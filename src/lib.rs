@@ -206,11 +206,17 @@ impl RuntimeBuilder {
         // Keeps the hooks' object files in the program (see `grove_monkey::link`).
         #[cfg(feature = "monkey")]
         grove_monkey::link();
-        let reactor = grove_reactor::Reactor::start()?;
+        // The reactor batches its wakes per worker (one unpark per worker per batch), and the
+        // workers harvest its poll and its due timers themselves (no thread hop for their own
+        // greenlets); it sleeps in `epoll_wait` only while no worker watches.
+        let reactor = grove_reactor::Reactor::start_with_wake_scope(|wakes| {
+            grove_scheduler::batch_wakes(wakes)
+        })?;
         let sched = self
             .inner
             .extension(Arc::new(reactor.handle()))
             .timers(Arc::new(ReactorTimers(reactor.handle())))
+            .driver(Arc::new(ReactorDriver(reactor.handle())))
             .build()?;
         Ok(Runtime {
             sched: Some(sched),
@@ -239,6 +245,30 @@ impl grove_scheduler::Timers for ReactorTimers {
 
     fn os_thread_ids(&self) -> Vec<u32> {
         self.0.os_thread_id().into_iter().collect()
+    }
+}
+
+/// The reactor's poll and timers, as the workers' poll hook: a worker that runs dry (and a busy
+/// one every 64 ticks) harvests ready events and due timers itself, so its own greenlets are
+/// woken with a local push; see `grove_scheduler::Driver`.
+#[derive(Debug)]
+struct ReactorDriver(grove_reactor::Handle);
+
+impl grove_scheduler::Driver for ReactorDriver {
+    fn poll(&self) -> usize {
+        self.0.poll_now()
+    }
+
+    fn begin_watching(&self) {
+        self.0.begin_watching();
+    }
+
+    fn end_watching(&self) {
+        self.0.end_watching();
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.0.next_timer()
     }
 }
 

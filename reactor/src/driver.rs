@@ -1,23 +1,43 @@
 //! The reactor thread, its shared state and the [`Handle`] other threads use to reach it.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
-use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::metrics::{self, Counters, ReactorMetrics};
 use crate::registration::Registration;
 use crate::scheduled_io::{shutdown_error, Ready, ScheduledIo};
+use crate::sys::{self, EventBuf, Harvested};
 use crate::timer::{Due, Insert, TimerKey, TimerQueue};
+use crate::watch::{Rouse, Sleep, Watch};
 
-/// Token of the `mio::Waker` that interrupts the poll. Slab tokens never reach it (their top bit
-/// is clear).
+/// Token of the `mio::Waker` that interrupts the outer poll's sleep.
 const WAKE_TOKEN: Token = Token(usize::MAX);
+
+/// Token of the shared (inner) poll's descriptor in the reactor's outer poll.
+const INNER_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Events one worker harvest takes at most (one `epoll_wait`): bounds the time a busy worker
+/// spends waking greenlets before it runs its own again.
+const WORKER_EVENTS: usize = 256;
+
+/// How long watchers may go without harvesting before the reactor harvests itself (a worker
+/// stuck in a greenlet that never yields; Go's `sysmon` does the same every 10 ms).
+const STALE_WATCH: Duration = Duration::from_millis(1);
+
+/// What wraps every batch of wakes (timers fired, events dispatched) on any thread, so that the
+/// owner can batch them (grove's scheduler defers its cross-worker unparks to the end of the
+/// batch: one per worker instead of one per wake). The default just runs the batch.
+pub type WakeScope = fn(&mut dyn FnMut());
 
 /// Events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -34,11 +54,21 @@ const GENERATION_MASK: usize = (usize::MAX >> 1) >> INDEX_BITS;
 
 /// State shared by the reactor thread, every [`Handle`] and every [`Registration`].
 pub(crate) struct Shared {
-    /// A clone of the poll's registry (a `dup` of the epoll fd): registration runs on the
-    /// caller's thread, since `Registry` is `Sync`.
+    /// A clone of the shared (inner) poll's registry (a `dup` of its epoll fd): registration runs
+    /// on the caller's thread, since `Registry` is `Sync`, and workers harvest through its fd.
     pub(crate) registry: Registry,
-    /// Interrupts the reactor's `poll`.
+    /// Interrupts the reactor's sleep in the outer poll.
     waker: mio::Waker,
+    /// Who sleeps in the kernel (module `watch`).
+    watch: Watch,
+    /// The reactor thread, for unparking it from an aside sleep. Set first thing by the thread.
+    thread: OnceLock<Thread>,
+    /// Worker harvests so far: the reactor's stale-watch check compares it across its sleep.
+    harvests: AtomicU64,
+    /// Live registrations (kept under the slab lock): a worker skips the `epoll_wait` if none.
+    pub(crate) registrations: AtomicUsize,
+    /// Wraps every batch of wakes.
+    scope: WakeScope,
     /// Token → readiness state of every registered source.
     pub(crate) slab: Mutex<IoSlab>,
     pub(crate) timers: TimerQueue,
@@ -52,12 +82,59 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Interrupts the reactor's sleep.
+    /// Makes the reactor look again (protocol step N of `watch`): an earlier timer, shutdown.
     fn notify(&self) {
-        metrics::add(&self.counters.notifications, 1);
-        // An eventfd write cannot fail short of fd exhaustion corrupting the process; mio
-        // handles the one ordinary failure (counter overflow) itself.
-        let _ = self.waker.wake();
+        let rouse = self.watch.notify();
+        self.rouse(rouse);
+    }
+
+    /// Does what a [`Rouse`] asks.
+    fn rouse(&self, rouse: Rouse) {
+        match rouse {
+            Rouse::Nothing => {}
+            Rouse::Unpark => {
+                metrics::add(&self.counters.notifications, 1);
+                // Set before the reactor ever sleeps aside, so present whenever `Unpark` is asked.
+                if let Some(t) = self.thread.get() {
+                    t.unpark();
+                }
+            }
+            Rouse::Interrupt => {
+                metrics::add(&self.counters.notifications, 1);
+                // An eventfd write cannot fail short of fd exhaustion corrupting the process;
+                // mio handles the one ordinary failure (counter overflow) itself.
+                let _ = self.waker.wake();
+            }
+        }
+    }
+
+    /// Sets the readiness of each harvested event and wakes what it satisfies (steps D1–D3):
+    /// tokens are resolved under the slab lock (once per batch), bits set and wakers woken
+    /// outside it, so `register` never waits behind a waker. Returns how many wakers it woke.
+    fn dispatch(
+        &self,
+        events: impl Iterator<Item = Harvested>,
+        ready: &mut Vec<(Arc<ScheduledIo>, Ready)>,
+    ) -> usize {
+        {
+            let slab = self.lock_slab();
+            for (token, readiness) in events {
+                if readiness.is_empty() {
+                    continue;
+                }
+                if let Some(io) = slab.get(Token(token)) {
+                    ready.push((io.clone(), readiness));
+                }
+            }
+        }
+        let events = ready.len();
+        let mut woken = 0;
+        for (io, readiness) in ready.drain(..) {
+            woken += io.dispatch(readiness);
+        }
+        metrics::add(&self.counters.wakes, woken);
+        metrics::add(&self.counters.events_dispatched, events);
+        woken
     }
 
     pub(crate) fn lock_slab(&self) -> MutexGuard<'_, IoSlab> {
@@ -94,7 +171,7 @@ impl IoSlab {
         }
     }
 
-    fn insert(&mut self, io: Arc<ScheduledIo>) -> io::Result<Token> {
+    fn insert(&mut self, io: Arc<ScheduledIo>, count: &AtomicUsize) -> io::Result<Token> {
         if self.closed {
             return Err(shutdown_error());
         }
@@ -115,7 +192,9 @@ impl IoSlab {
         };
         let slot = &mut self.slots[index];
         slot.io = Some(io);
-        Ok(Token(index | (slot.generation << INDEX_BITS)))
+        let token = Token(index | (slot.generation << INDEX_BITS));
+        count.store(self.len(), Ordering::Relaxed);
+        Ok(token)
     }
 
     fn get(&self, token: Token) -> Option<&Arc<ScheduledIo>> {
@@ -126,8 +205,8 @@ impl IoSlab {
         slot.io.as_ref()
     }
 
-    /// Removes the entry for `token`, if it is still there.
-    pub(crate) fn remove(&mut self, token: Token) -> Option<Arc<ScheduledIo>> {
+    /// Removes the entry for `token`, if it is still there; `count` is the live count to update.
+    pub(crate) fn remove(&mut self, token: Token, count: &AtomicUsize) -> Option<Arc<ScheduledIo>> {
         let index = token.0 & INDEX_MASK;
         let slot = self.slots.get_mut(index)?;
         if slot.generation != token.0 >> INDEX_BITS {
@@ -136,6 +215,7 @@ impl IoSlab {
         let io = slot.io.take()?;
         slot.generation = (slot.generation + 1) & GENERATION_MASK;
         self.free.push(index);
+        count.store(self.len(), Ordering::Relaxed);
         Some(io)
     }
 
@@ -160,12 +240,33 @@ pub struct Reactor {
 impl Reactor {
     /// Creates the poll and spawns the `grove-reactor` thread.
     pub fn start() -> io::Result<Reactor> {
-        let poll = Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN)?;
+        Reactor::start_with_wake_scope(|wakes| wakes())
+    }
+
+    /// Like [`start`](Self::start), with every batch of wakes (timers fired, events dispatched,
+    /// on the reactor thread or in [`Handle::poll_now`]) run inside `scope`, which must call
+    /// its argument exactly once. grove's runtime passes its scheduler's wake batching here.
+    pub fn start_with_wake_scope(scope: WakeScope) -> io::Result<Reactor> {
+        // The shared poll: every source is registered here, and workers harvest it directly.
+        let inner = Poll::new()?;
+        let registry = inner.registry().try_clone()?;
+        // The reactor's own poll: the shared poll's descriptor (readable when it holds events)
+        // and the eventfd that interrupts the reactor. Kept apart so that no worker's harvest
+        // can swallow a notification meant for the reactor (module `watch`).
+        let outer = Poll::new()?;
+        let waker = mio::Waker::new(outer.registry(), WAKE_TOKEN)?;
+        let inner_fd = registry.as_raw_fd();
+        outer
+            .registry()
+            .register(&mut SourceFd(&inner_fd), INNER_TOKEN, Interest::READABLE)?;
         let shared = Arc::new(Shared {
             registry,
             waker,
+            watch: Watch::new(),
+            thread: OnceLock::new(),
+            harvests: AtomicU64::new(0),
+            registrations: AtomicUsize::new(0),
+            scope,
             slab: Mutex::new(IoSlab::new()),
             timers: TimerQueue::new(),
             shutdown: AtomicBool::new(false),
@@ -174,7 +275,7 @@ impl Reactor {
         });
         let thread = thread::Builder::new().name("grove-reactor".into()).spawn({
             let shared = shared.clone();
-            move || run(&shared, poll)
+            move || run(&shared, outer, inner)
         })?;
         Ok(Reactor {
             shared,
@@ -302,13 +403,97 @@ impl Handle {
         interest: Interest,
     ) -> io::Result<Registration> {
         let io = Arc::new(ScheduledIo::new());
-        let token = self.shared.lock_slab().insert(io.clone())?;
+        let token = self
+            .shared
+            .lock_slab()
+            .insert(io.clone(), &self.shared.registrations)?;
         if let Err(err) = self.shared.registry.register(source, token, interest) {
-            let removed = self.shared.lock_slab().remove(token);
+            let removed = self
+                .shared
+                .lock_slab()
+                .remove(token, &self.shared.registrations);
             drop(removed);
             return Err(err);
         }
         Ok(Registration::new(self.shared.clone(), io, token))
+    }
+
+    /// Harvests, without blocking, what is ready now and wakes it on the calling thread: one
+    /// batch of due timers and one zero-timeout `epoll_wait` on the shared poll (at most 256
+    /// events; Linux and Android only, elsewhere only timers). Returns how many wakers it woke.
+    ///
+    /// Meant for the threads that run what the wakers wake (grove's workers call it when they
+    /// run out of work and every few dozen ticks while busy): a waker that queues its task on
+    /// the calling thread then costs no cross-thread wake at all. Each edge-triggered event is
+    /// handed by the kernel to exactly one harvester, so any number of threads may call this
+    /// beside the reactor. Costs one atomic load and a clock read when nothing is due and
+    /// nothing is registered.
+    pub fn poll_now(&self) -> usize {
+        thread_local! {
+            static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+        }
+        let shared = &*self.shared;
+        if shared.shutdown.load(Ordering::Acquire) {
+            return 0;
+        }
+        SCRATCH.with(|scratch| {
+            // A waker that itself polls (re-entrancy) finds the scratch busy: nothing to do.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                return 0;
+            };
+            let Scratch {
+                buf,
+                events,
+                ready,
+                wakers,
+            } = &mut *scratch;
+            let mut woken = 0;
+            (shared.scope)(&mut || {
+                // 1. One batch of due timers, if the hint says there may be any.
+                let now = Instant::now();
+                if shared.timers.maybe_due(now) {
+                    let fired = shared.timers.fire_due_by_worker(now, wakers, FIRE_BATCH);
+                    metrics::add(&shared.counters.timers_fired, fired);
+                    metrics::add(&shared.counters.timers_by_workers, fired);
+                    woken += fired;
+                    shared.wake_all(wakers);
+                }
+                // 2. One zero-timeout harvest of the shared poll, if anything is registered.
+                if sys::SUPPORTED && shared.registrations.load(Ordering::Relaxed) > 0 {
+                    if let Ok(n) = sys::harvest(shared.registry.as_raw_fd(), buf, events) {
+                        if n > 0 {
+                            metrics::add(&shared.counters.events_by_workers, n);
+                            woken += shared.dispatch(events.drain(..), ready);
+                        }
+                    }
+                }
+            });
+            shared.harvests.fetch_add(1, Ordering::Relaxed);
+            woken
+        })
+    }
+
+    /// The calling thread starts watching: it is awake and will call
+    /// [`poll_now`](Self::poll_now) when it runs out of work and every few dozen ticks
+    /// otherwise, and it will call [`end_watching`](Self::end_watching) before it sleeps.
+    /// While anyone watches, the reactor thread does not sleep in `epoll_wait` (it would be
+    /// woken for events the watchers take); see the `watch` module (step W1).
+    pub fn begin_watching(&self) {
+        self.shared.watch.watcher_arrives();
+    }
+
+    /// The calling thread stops watching, after its last [`poll_now`](Self::poll_now) found
+    /// nothing (step W2): if it was the last watcher, the reactor thread is roused to sleep in
+    /// `epoll_wait`, so an event arriving from now on still wakes someone.
+    pub fn end_watching(&self) {
+        let rouse = self.shared.watch.watcher_leaves();
+        self.shared.rouse(rouse);
+    }
+
+    /// The earliest pending timer's deadline, or `None` if no timer is pending. An estimate
+    /// that is never later than the truth (it may be a cancelled timer's); no lock.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.shared.timers.due_hint()
     }
 
     /// True once shutdown has begun.
@@ -358,8 +543,28 @@ impl fmt::Debug for Handle {
     }
 }
 
+/// A harvester's reusable buffers.
+struct Scratch {
+    buf: EventBuf,
+    events: Vec<Harvested>,
+    ready: Vec<(Arc<ScheduledIo>, Ready)>,
+    wakers: Vec<Waker>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            buf: EventBuf::with_capacity(WORKER_EVENTS),
+            events: Vec::with_capacity(WORKER_EVENTS),
+            ready: Vec::with_capacity(WORKER_EVENTS),
+            wakers: Vec::with_capacity(FIRE_BATCH),
+        }
+    }
+}
+
 /// Body of the `grove-reactor` thread: the loop described in the crate documentation.
-fn run(shared: &Shared, mut poll: Poll) {
+fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
+    let _ = shared.thread.set(thread::current());
     shared
         .os_tid
         .store(current_os_tid().unwrap_or(0), Ordering::Release);
@@ -368,22 +573,28 @@ fn run(shared: &Shared, mut poll: Poll) {
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
     let mut wakers = Vec::with_capacity(FIRE_BATCH);
     let mut ready: Vec<(Arc<ScheduledIo>, Ready)> = Vec::with_capacity(EVENTS_CAPACITY);
+    // The stale-watch check: the worker harvest count last seen, and when it last moved.
+    let mut seen_harvests = shared.harvests.load(Ordering::Relaxed);
+    let mut harvests_moved = Instant::now();
     loop {
         metrics::add(&shared.counters.polls, 1);
 
         // 1. Fire every due timer, a batch per lock acquisition, and learn the next deadline
         //    (which becomes the planned wake, step T1).
-        let next = loop {
-            let due = shared
-                .timers
-                .fire_due(Instant::now(), &mut wakers, FIRE_BATCH);
-            let fired = wakers.len();
-            shared.wake_all(&mut wakers);
-            metrics::add(&shared.counters.timers_fired, fired);
-            if let Due::Idle(next) = due {
-                break next;
-            }
-        };
+        let mut next = None;
+        (shared.scope)(&mut || {
+            next = loop {
+                let due = shared
+                    .timers
+                    .fire_due(Instant::now(), &mut wakers, FIRE_BATCH);
+                let fired = wakers.len();
+                shared.wake_all(&mut wakers);
+                metrics::add(&shared.counters.timers_fired, fired);
+                if let Due::Idle(next) = due {
+                    break next;
+                }
+            };
+        });
 
         // 2. Stop if asked (step S3). Checked after the timer scan and before the sleep; S1's
         //    notification interrupts a sleep that began before the flag was raised.
@@ -391,38 +602,89 @@ fn run(shared: &Shared, mut poll: Poll) {
             return;
         }
 
-        // 3. Sleep until the next deadline, an I/O event or a notification. mio rounds the
-        //    timeout *up* to whole milliseconds, so the sleep never ends before the deadline
-        //    and a timer due in under a millisecond costs one short sleep, not a spin. If the
-        //    deadline passed while we were waking wakers, the timeout is zero and step 1 fires it.
-        let timeout = next.map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        if let Err(err) = poll.poll(&mut events, timeout) {
+        // 3. Sleep until the next deadline, aside while workers watch the poll, in the kernel
+        //    otherwise (module `watch`, step R1). A notification since the scan cancels the
+        //    sleep: loop and scan again.
+        let Some(sleep) = shared.watch.prepare_sleep() else {
+            continue;
+        };
+        let now = Instant::now();
+        match sleep {
+            Sleep::Aside => {
+                metrics::add(&shared.counters.sleeps_aside, 1);
+                let mut timeout = STALE_WATCH;
+                if let Some(deadline) = next {
+                    timeout = timeout.min(deadline.saturating_duration_since(now));
+                }
+                thread::park_timeout(timeout);
+                shared.watch.woke();
+                // The stale-watch check: no worker harvested for STALE_WATCH (one is stuck in
+                // a greenlet that does not yield): harvest for them.
+                let harvests = shared.harvests.load(Ordering::Relaxed);
+                let now = Instant::now();
+                if harvests != seen_harvests {
+                    seen_harvests = harvests;
+                    harvests_moved = now;
+                } else if now.duration_since(harvests_moved) >= STALE_WATCH
+                    && shared.watch.watchers() > 0
+                {
+                    harvests_moved = now;
+                    metrics::add(&shared.counters.stale_harvests, 1);
+                    harvest(shared, &mut inner, &mut events, &mut ready);
+                }
+            }
+            Sleep::Kernel => {
+                // mio rounds the timeout *up* to whole milliseconds, so the sleep never ends
+                // before the deadline and a timer due in under a millisecond costs one short
+                // sleep, not a spin. If the deadline passed while we were waking wakers, the
+                // timeout is zero and step 1 fires it.
+                let timeout = next.map(|deadline| deadline.saturating_duration_since(now));
+                let polled = outer.poll(&mut events, timeout);
+                shared.watch.woke();
+                if let Err(err) = polled {
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        panic!("grove-reactor: mio::Poll::poll failed: {err}");
+                    }
+                }
+                // 4. Harvest the shared poll until it is empty (its readiness in the outer poll
+                //    is edge-triggered: what is left now would not be reported again).
+                harvest(shared, &mut inner, &mut events, &mut ready);
+                seen_harvests = shared.harvests.load(Ordering::Relaxed);
+                harvests_moved = Instant::now();
+            }
+        }
+    }
+}
+
+/// The reactor thread's harvest: the shared poll, without blocking, until it is empty; each
+/// batch dispatched (steps D1–D3) inside the wake scope.
+fn harvest(
+    shared: &Shared,
+    inner: &mut Poll,
+    events: &mut Events,
+    ready: &mut Vec<(Arc<ScheduledIo>, Ready)>,
+) {
+    loop {
+        if let Err(err) = inner.poll(events, Some(Duration::ZERO)) {
             if err.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             panic!("grove-reactor: mio::Poll::poll failed: {err}");
         }
-
-        // 4. Dispatch readiness: resolve tokens under the slab lock, then set bits and wake
-        //    outside it (steps D1–D3), so `register` never waits behind a waker.
-        {
-            let slab = shared.lock_slab();
-            for event in events.iter() {
-                if event.token() == WAKE_TOKEN {
-                    continue;
-                }
-                let readiness = Ready::from_mio(event);
-                if readiness.is_empty() {
-                    continue;
-                }
-                if let Some(io) = slab.get(event.token()) {
-                    ready.push((io.clone(), readiness));
-                }
-            }
+        let n = events.iter().count();
+        if n == 0 {
+            return;
         }
-        for (io, readiness) in ready.drain(..) {
-            metrics::add(&shared.counters.wakes, io.dispatch(readiness));
-            metrics::add(&shared.counters.events_dispatched, 1);
+        (shared.scope)(&mut || {
+            shared.dispatch(
+                events
+                    .iter()
+                    .map(|event| (event.token().0, Ready::from_mio(event))),
+                ready,
+            );
+        });
+        if n < EVENTS_CAPACITY {
+            return;
         }
     }
 }

@@ -163,13 +163,16 @@ mod driver;
 mod loom;
 mod metrics;
 mod registration;
+mod sys;
 // `pub` items in these two modules are reachable only through `__loom` under `cfg(grove_loom)`.
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
 mod scheduled_io;
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
 mod timer;
+#[cfg_attr(not(grove_loom), allow(unreachable_pub))]
+mod watch;
 
-pub use driver::{Handle, Reactor};
+pub use driver::{Handle, Reactor, WakeScope};
 pub use metrics::ReactorMetrics;
 pub use registration::Registration;
 pub use timer::TimerKey;
@@ -189,4 +192,5 @@ pub enum Direction {
 pub mod __loom {
     pub use crate::scheduled_io::{Ready, ScheduledIo};
     pub use crate::timer::{Due, Insert, TimerQueue};
+    pub use crate::watch::{Rouse, Sleep, Watch};
 }

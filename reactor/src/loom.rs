@@ -1,7 +1,7 @@
 //! Synchronization shim: `std` types normally, `loom` types under `cfg(grove_loom)`.
 //!
-//! Only the racy protocol types ([`ScheduledIo`](crate::scheduled_io::ScheduledIo) and
-//! [`TimerQueue`](crate::timer::TimerQueue)) take their atomics and locks from here, so that the
+//! Only the racy protocol types ([`ScheduledIo`](crate::scheduled_io::ScheduledIo),
+//! [`TimerQueue`](crate::timer::TimerQueue) and [`Watch`](crate::watch::Watch)) take their atomics and locks from here, so that the
 //! loom models in `loom-tests/tests/reactor.rs` explore every interleaving of them. The driver
 //! (thread, `mio::Poll`, slab) uses `std` directly: it is never run inside a loom model.
 //!
@@ -11,12 +11,12 @@ use std::sync::PoisonError;
 
 #[cfg(grove_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     Mutex, MutexGuard,
 };
 #[cfg(not(grove_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     Mutex, MutexGuard,
 };
 

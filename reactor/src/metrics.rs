@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReactorMetrics {
-    /// Iterations of the reactor loop (each ends in one `mio::Poll::poll` call). Grows by about
-    /// one per millisecond while timers are due, and stays put while the reactor is idle.
+    /// Iterations of the reactor loop (each ends in one sleep: in `epoll_wait`, or aside while
+    /// workers watch). Grows by about one per millisecond while timers are due, and stays put
+    /// while the reactor is idle.
     pub polls: u64,
-    /// Times another thread interrupted the reactor's sleep (`mio::Waker::wake`): an earlier
-    /// timer than planned, or shutdown.
+    /// Times another thread interrupted the reactor's sleep (an eventfd write, or an unpark of
+    /// an aside sleep): an earlier timer than planned, shutdown, or the last watching worker
+    /// going to sleep.
     pub notifications: u64,
     /// I/O readiness events dispatched to registrations.
     pub events_dispatched: u64,
@@ -25,6 +27,18 @@ pub struct ReactorMetrics {
     pub timers_cancelled: u64,
     /// Wakers woken, for any reason: I/O, timers, shutdown.
     pub wakes: u64,
+    /// Of `timers_fired`, those fired by a worker's [`Handle::poll_now`](crate::Handle::poll_now)
+    /// (woken on the worker's own thread) rather than by the reactor thread.
+    pub timers_by_workers: u64,
+    /// Of `events_dispatched`, those harvested by a worker's
+    /// [`Handle::poll_now`](crate::Handle::poll_now) rather than by the reactor thread.
+    pub events_by_workers: u64,
+    /// Times the reactor slept aside (on its thread parker, not in `epoll_wait`) because
+    /// workers were watching the poll.
+    pub sleeps_aside: u64,
+    /// Times the reactor found that no watching worker had harvested for a millisecond and
+    /// harvested for them.
+    pub stale_harvests: u64,
     /// Timers pending now.
     pub timers_pending: u64,
     /// Sources registered now.
@@ -43,6 +57,10 @@ pub(crate) struct Counters {
     pub(crate) timers_fired: AtomicU64,
     pub(crate) timers_cancelled: AtomicU64,
     pub(crate) wakes: AtomicU64,
+    pub(crate) timers_by_workers: AtomicU64,
+    pub(crate) events_by_workers: AtomicU64,
+    pub(crate) sleeps_aside: AtomicU64,
+    pub(crate) stale_harvests: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -63,6 +81,10 @@ impl Counters {
             timers_fired: get(&self.timers_fired),
             timers_cancelled: get(&self.timers_cancelled),
             wakes: get(&self.wakes),
+            timers_by_workers: get(&self.timers_by_workers),
+            events_by_workers: get(&self.events_by_workers),
+            sleeps_aside: get(&self.sleeps_aside),
+            stale_harvests: get(&self.stale_harvests),
             timers_pending: 0,
             registrations: 0,
         }

@@ -35,6 +35,23 @@
 //!
 //! A cancelled timer may leave the reactor planning an earlier wake than needed; it then wakes
 //! once, finds nothing due, and plans again. That is cheaper than making `cancel` notify.
+//!
+//! # Workers fire too
+//!
+//! A worker that harvests events also fires what is due, a batch at a time, so a timer whose
+//! greenlet lives on that worker is woken with a local push instead of a hop through the reactor
+//! thread. Two things keep this cheap and keep T3 true:
+//!
+//! * **The due hint**: an atomic copy of the earliest deadline in the heap (possibly a cancelled
+//!   one, so never later than the truth), updated under the lock by every insert and scan. A
+//!   worker takes the lock only when the hint says something is due: one relaxed load and a
+//!   clock read otherwise.
+//! * **A worker's scan never touches `planned`** ([`TimerQueue::fire_due_by_worker`]). The
+//!   reactor sleeps until what *its* last scan planned (or earlier, if notified); inserts compare
+//!   against `planned`, which only the reactor's scans raise. A worker's scan only removes
+//!   timers, which can make the reactor wake early and find nothing, never late. (Had a worker's
+//!   `Due::More` set `planned = now` as the reactor's does, an insert after it would stay silent
+//!   while the reactor slept on towards its older, later plan.)
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -42,7 +59,7 @@ use std::fmt;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::loom::{lock, Mutex};
+use crate::loom::{lock, AtomicU64, Mutex, Ordering};
 
 /// Identifies one timer for [`Handle::cancel_timer`](crate::Handle::cancel_timer).
 ///
@@ -188,6 +205,10 @@ impl State {
 /// The reactor's timers, shared by the reactor thread and every thread that adds or cancels.
 pub struct TimerQueue {
     state: Mutex<State>,
+    /// Nanoseconds from `epoch` to the earliest deadline in the heap (`u64::MAX`: none); see
+    /// "Workers fire too". Written under the lock, read without it.
+    due_hint: AtomicU64,
+    epoch: Instant,
 }
 
 impl TimerQueue {
@@ -203,7 +224,40 @@ impl TimerQueue {
                 planned: None,
                 shut_down: false,
             }),
+            due_hint: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
         }
+    }
+
+    /// `at` as nanoseconds since `epoch`, saturating (an instant before it is 0).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Records the heap's earliest entry as the due hint (under the lock).
+    fn update_hint(&self, st: &State) {
+        let hint = st
+            .heap
+            .peek()
+            .map_or(u64::MAX, |top| self.nanos(top.deadline));
+        self.due_hint.store(hint, Ordering::Release);
+    }
+
+    /// The due hint as an instant: never later than the earliest live deadline; `None` if no
+    /// timer is pending.
+    pub fn due_hint(&self) -> Option<Instant> {
+        match self.due_hint.load(Ordering::Acquire) {
+            u64::MAX => None,
+            nanos => self
+                .epoch
+                .checked_add(std::time::Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// True if a timer may be due at `now`: one atomic load, no lock. Never false while a live
+    /// timer is due (the hint is never later than the earliest live deadline).
+    pub fn maybe_due(&self, now: Instant) -> bool {
+        self.due_hint.load(Ordering::Acquire) <= self.nanos(now)
     }
 
     /// Adds a timer (protocol step T2). O(log n).
@@ -240,6 +294,10 @@ impl TimerQueue {
             slot,
         });
         st.live += 1;
+        let at = self.nanos(deadline);
+        if at < self.due_hint.load(Ordering::Relaxed) {
+            self.due_hint.store(at, Ordering::Release);
+        }
         let notify = st.planned.is_none_or(|planned| deadline < planned);
         if notify {
             st.planned = Some(deadline);
@@ -272,13 +330,27 @@ impl TimerQueue {
     /// Moves the wakers of up to `limit` timers with `deadline <= now` into `out`, earliest
     /// first (protocol step T1). The caller wakes them after this returns (outside the lock).
     pub fn fire_due(&self, now: Instant, out: &mut Vec<Waker>, limit: usize) -> Due {
+        self.fire(now, out, limit, true)
+    }
+
+    /// A worker's scan ("Workers fire too"): like [`fire_due`](Self::fire_due), but leaves the
+    /// reactor's planned wake alone. Returns how many it moved into `out`.
+    pub fn fire_due_by_worker(&self, now: Instant, out: &mut Vec<Waker>, limit: usize) -> usize {
+        let before = out.len();
+        let _ = self.fire(now, out, limit, false);
+        out.len() - before
+    }
+
+    fn fire(&self, now: Instant, out: &mut Vec<Waker>, limit: usize, plan: bool) -> Due {
         let mut st = lock(&self.state);
         let mut fired = 0;
-        loop {
+        let due = loop {
             let Some(&top) = st.heap.peek() else {
-                st.planned = None;
+                if plan {
+                    st.planned = None;
+                }
                 st.release_memory_if_idle();
-                return Due::Idle(None);
+                break Due::Idle(None);
             };
             if !st.is_live(&top) {
                 // Garbage left by `cancel`: discard it so the planned wake is a live deadline.
@@ -286,20 +358,26 @@ impl TimerQueue {
                 continue;
             }
             if top.deadline > now {
-                st.planned = Some(top.deadline);
-                return Due::Idle(Some(top.deadline));
+                if plan {
+                    st.planned = Some(top.deadline);
+                }
+                break Due::Idle(Some(top.deadline));
             }
             if fired == limit {
                 // The reactor rescans before sleeping, so inserts meanwhile need not notify.
-                st.planned = Some(now);
-                return Due::More;
+                if plan {
+                    st.planned = Some(now);
+                }
+                break Due::More;
             }
             st.heap.pop();
             if let Some(waker) = st.take(top.slot) {
                 out.push(waker);
                 fired += 1;
             }
-        }
+        };
+        self.update_hint(&st);
+        due
     }
 
     /// Shuts the queue down: moves every pending waker into `out` (to be woken by the caller)
@@ -311,6 +389,7 @@ impl TimerQueue {
         st.free.clear();
         st.live = 0;
         st.planned = None;
+        self.due_hint.store(u64::MAX, Ordering::Release);
         let slots = std::mem::take(&mut st.slots);
         drop(st);
         out.extend(slots.into_iter().filter_map(|slot| slot.waker));

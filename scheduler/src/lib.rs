@@ -33,7 +33,8 @@
 //!   built on completion links (`JoinHandle::on_finish`).
 //! * `interrupt`: kill, shutdown and `Timeout`, delivered at blocking points, on the
 //!   interrupt word of `irq` (loom-checked); `timers`: the hook through which the owner
-//!   (the `grove` facade) provides timers.
+//!   (the `grove` facade) provides timers; `driver`: the worker-side poll hook (hubs
+//!   harvest I/O events and due timers themselves) and per-worker wake batching.
 //! * `completion`: the joiner's waker slot, links and detach-vs-complete (loom-checked);
 //!   `delayed`: `spawn_later`'s timer/kill/shutdown hand-off (loom-checked); `gate`:
 //!   the shutdown drains' push/close handshake (loom-checked).
@@ -89,6 +90,8 @@ mod control;
 #[cfg(not(grove_loom))]
 pub mod deadlock;
 #[cfg(not(grove_loom))]
+mod driver;
+#[cfg(not(grove_loom))]
 mod error;
 #[cfg(not(grove_loom))]
 mod greenlet;
@@ -115,6 +118,8 @@ mod worker;
 
 #[cfg(not(grove_loom))]
 pub use crate::control::{iwait, iwait_deadline, iwait_timeout, joinall, killall, wait_any, Iwait};
+#[cfg(not(grove_loom))]
+pub use crate::driver::{batch_wakes, Driver};
 #[cfg(not(grove_loom))]
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::driver::Driver;
 use crate::error::JoinError;
 use crate::gate::Gate;
 use crate::greenlet::{self, JoinHandle};
@@ -114,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) extension: Option<Arc<dyn Any + Send + Sync>>,
     /// Timers for timeouts, if the owner provided them.
     pub(crate) timers: Option<Arc<dyn Timers>>,
+    /// The worker-side poll hook, if the owner provided one (see `driver`).
+    pub(crate) driver: Option<Arc<dyn Driver>>,
     /// `block_on` checks for deadlocks while it waits (see `deadlock`).
     pub(crate) detect_deadlock: bool,
     /// The blocking monitor's state, if it is on (see `monitor`).
@@ -321,6 +324,7 @@ pub struct Builder {
     thread_name: String,
     extension: Option<Arc<dyn Any + Send + Sync>>,
     timers: Option<Arc<dyn Timers>>,
+    driver: Option<Arc<dyn Driver>>,
     detect_deadlock: bool,
     /// `None`: not decided here (the environment decides); `Some(None)`: off.
     monitor: Option<Option<Duration>>,
@@ -357,6 +361,7 @@ impl Builder {
             thread_name: "grove-worker".to_string(),
             extension: None,
             timers: None,
+            driver: None,
             detect_deadlock: true,
             monitor: None,
             on_stall: None,
@@ -411,6 +416,14 @@ impl Builder {
     /// `park_timeout`). The `grove` facade plugs in its reactor.
     pub fn timers(mut self, timers: Arc<dyn Timers>) -> Builder {
         self.timers = Some(timers);
+        self
+    }
+
+    /// The worker-side poll hook: workers harvest I/O events and due timers through it when
+    /// they run dry and every few dozen ticks, waking their own greenlets without a thread
+    /// hop (see the `driver` module). The `grove` facade plugs in its reactor.
+    pub fn driver(mut self, driver: Arc<dyn Driver>) -> Builder {
+        self.driver = Some(driver);
         self
     }
 
@@ -508,6 +521,7 @@ impl Builder {
             outside_finished: AtomicU64::new(0),
             extension: self.extension,
             timers: self.timers,
+            driver: self.driver,
             detect_deadlock: self.detect_deadlock,
             monitor,
             readers: Mutex::new(()),

@@ -76,17 +76,25 @@
 //! # Returning a stack ([`StackPool::put`])
 //! 1. Push it on the pool. A `Vec` push.
 //! 2. Above 64 pooled, hand the 32 oldest to the global list (one lock, no syscall).
-//! 3. The global list keeps 256 warm stacks; the oldest beyond that are decommitted with
-//!    `MADV_DONTNEED` and kept as cold stacks, so a spike's memory returns to the kernel while
-//!    its addresses (and guards, which `MADV_DONTNEED` preserves) are reused.
-//! 4. *When* they are decommitted: not on the way back (step 3 would then cost a
-//!    `madvise` — a syscall plus a TLB shootdown IPI to every core running the process — per
-//!    finished greenlet, in the middle of the burst of finishing greenlets: 100,000 sleepers
-//!    spent most of their wall time there), but by [`StackAllocator::trim`], which an idle
-//!    worker calls before it sleeps. `trim` takes the oldest excess stacks, sorts them by
-//!    address and gives back each run of adjacent slots with one `madvise` (Madvise mode: the
-//!    guard pages in between keep their markers). Only past [`DEFER_LIMIT`] excess stacks, in
-//!    a runtime that never idles, does the return path trim inline.
+//! 3. The global list keeps the 256 most recently returned stacks warm; older ones move to its
+//!    *excess* set, keyed by address, where they stay committed (and are reused before cold
+//!    ones) until they are decommitted. Still no syscall: a `BTreeMap` insert per stack.
+//! 4. *When* and *how* they are decommitted. Never on the way back: a `madvise` is a syscall plus
+//!    a TLB shootdown IPI to every core running the process, and on the return path it lands in
+//!    the middle of a burst of finishing greenlets (100,000 sleepers once spent most of their
+//!    wall time there, and their p99 lateness grew past 250 ms because due timers waited behind
+//!    it). Instead [`StackAllocator::trim_slice`] gives back **one run of adjacent slots** (at
+//!    most [`TRIM_RUN`] of them, one `madvise`; in Madvise mode the guard pages in between keep
+//!    their markers), the lowest-addressed run of the excess set. Because the set is ordered by
+//!    address, the stacks of a spike, which were carved in address order, come back as long
+//!    runs: about one `madvise` per 64 stacks instead of one per stack. Who calls it:
+//!    - a worker going idle, one slice at a time, checking before each slice that no wake is
+//!      pending for it and that no timer is due within [`TRIM_TIMER_MARGIN`] (the `Driver` hook
+//!      says when the next one is); so a slice (~10-50 µs) is the longest a due timer or a new
+//!      event can wait behind decommitting;
+//!    - a busy worker that never idles, one slice every few hundred ticks, and only while more
+//!      than [`DEFER_LIMIT`] stacks wait (so a runtime that never idles still gives memory back,
+//!      a slice at a time, between greenlets).
 //!
 //! Warm stacks are not checked for depth: at most 64 per pool plus 256 globally stay committed,
 //! so one deep call pins at most that many stacks' worth of pages, and only until the next spike
@@ -111,7 +119,7 @@
 //!   unmaps its chunks (Madvise) or its stacks (Mprotect): memory never disappears under a
 //!   running greenlet.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
@@ -139,13 +147,16 @@ const BATCH: usize = 32;
 /// Warm stacks the global list keeps; older ones are decommitted.
 const GLOBAL_WARM_WATERMARK: usize = 256;
 
-/// Excess warm stacks (beyond [`GLOBAL_WARM_WATERMARK`]) left for an idle worker's
-/// [`StackAllocator::trim`]; past this many, returning stacks trims inline.
-const DEFER_LIMIT: usize = 16 * 1024;
+/// Excess stacks (beyond [`GLOBAL_WARM_WATERMARK`]) left for idle workers; past this many, busy
+/// workers also decommit, one [`StackAllocator::trim_slice`] every few hundred ticks.
+pub(crate) const DEFER_LIMIT: usize = 16 * 1024;
 
-/// Stacks one [`StackAllocator::trim`] call of an idle worker decommits at most (about
-/// 0.1–0.5 ms of `madvise`), so work that arrives meanwhile is not held long.
-pub(crate) const TRIM_BATCH: usize = 128;
+/// Most slots one [`StackAllocator::trim_slice`] gives back (one `madvise` of at most
+/// `TRIM_RUN` adjacent slots): bounds how long work that arrives meanwhile waits.
+pub(crate) const TRIM_RUN: usize = 64;
+
+/// An idle worker stops decommitting when a timer is due within this margin.
+pub(crate) const TRIM_TIMER_MARGIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Slots in the first chunk; each later chunk doubles, up to [`MAX_CHUNK_SLOTS`].
 const FIRST_CHUNK_SLOTS: usize = 64;
@@ -548,10 +559,27 @@ struct Carver {
 /// Stacks returned beyond the pools' watermarks.
 #[derive(Debug, Default)]
 struct GlobalList {
-    /// Committed stacks, oldest at the front.
+    /// The most recently returned committed stacks, oldest at the front; at most
+    /// [`GLOBAL_WARM_WATERMARK`].
     warm: VecDeque<Slot>,
+    /// Committed stacks pushed out of `warm`, waiting to be decommitted, by address (step 4).
+    excess: BTreeMap<usize, Slot>,
     /// Decommitted stacks.
     cold: Vec<Slot>,
+}
+
+impl GlobalList {
+    fn len(&self) -> usize {
+        self.warm.len() + self.excess.len() + self.cold.len()
+    }
+
+    /// Takes the most recently returned stack: warm, then excess (still committed), then cold.
+    fn pop(&mut self) -> Option<Slot> {
+        self.warm
+            .pop_back()
+            .or_else(|| self.excess.pop_last().map(|(_, s)| s))
+            .or_else(|| self.cold.pop())
+    }
 }
 
 /// A pool's published length, read only by [`StackAllocator::stats`]. Padded to its own cache
@@ -574,8 +602,8 @@ pub(crate) struct StackAllocator {
     /// Madvise mode only.
     carver: Mutex<Carver>,
     global: Mutex<GlobalList>,
-    /// Warm stacks of `global` beyond [`GLOBAL_WARM_WATERMARK`], as last seen under its lock:
-    /// lets [`needs_trim`](Self::needs_trim) answer without the lock.
+    /// Size of `global`'s excess set, as last seen under its lock: lets
+    /// [`needs_trim`](Self::needs_trim) answer without the lock.
     excess: AtomicUsize,
     /// Slots that exist as stacks (guard installed / mapped): live + pooled.
     slots: AtomicUsize,
@@ -720,7 +748,7 @@ impl StackAllocator {
         };
         let (global, decommitted) = {
             let g = lock(&self.global);
-            (g.warm.len() + g.cold.len(), g.cold.len())
+            (g.len(), g.cold.len())
         };
         let pooled = local + global;
         StackStats {
@@ -765,82 +793,90 @@ impl StackAllocator {
         s.top.get() - s.lo.get() == self.slot_len
     }
 
-    /// Takes the most recently returned stack of the global list, warm before cold.
+    /// Takes the most recently returned stack of the global list, committed before cold.
     fn pop_global(&self) -> Option<Slot> {
         let mut g = lock(&self.global);
-        g.warm.pop_back().or_else(|| g.cold.pop())
+        let s = g.pop();
+        self.excess.store(g.excess.len(), Ordering::Relaxed);
+        s
     }
 
-    /// Moves up to `max` stacks from the global list to `out`, cold ones first and the most
-    /// recently returned warm one last (so a LIFO pops it first). Returns how many moved.
+    /// Moves up to `max` stacks from the global list to `out`, committed ones before cold ones,
+    /// the most recently returned warm one last (so a LIFO pops it first). Returns how many moved.
     fn take_global(self: &Arc<Self>, out: &mut Vec<GreenStack>, max: usize) -> usize {
         let mut g = lock(&self.global);
         let warm = g.warm.len().min(max);
-        let cold = g.cold.len().min(max - warm);
+        let excess = g.excess.len().min(max - warm);
+        let cold = g.cold.len().min(max - warm - excess);
         let cold_from = g.cold.len() - cold;
         out.extend(g.cold.drain(cold_from..).map(|s| self.stack(s)));
+        for _ in 0..excess {
+            let (_, s) = g.excess.pop_last().expect("counted above");
+            out.push(self.stack(s));
+        }
         let warm_from = g.warm.len() - warm;
         out.extend(g.warm.drain(warm_from..).map(|s| self.stack(s)));
-        warm + cold
+        self.excess.store(g.excess.len(), Ordering::Relaxed);
+        warm + excess + cold
     }
 
-    /// Adds returned slots to the global list (step 3). Decommitting the excess is left to
-    /// [`trim`](Self::trim) (step 4), unless it has piled up past [`DEFER_LIMIT`].
+    /// Adds returned slots to the global list (step 3): the newest stay warm, the oldest beyond
+    /// the watermark move to the excess set. No syscall: decommitting is [`trim_slice`]'s
+    /// (step 4), never the return path's.
+    ///
+    /// [`trim_slice`]: Self::trim_slice
     fn push_global(&self, slots: impl Iterator<Item = Slot>) {
-        let excess = {
-            let mut g = lock(&self.global);
-            g.warm.extend(slots);
-            let excess = g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK);
-            self.excess.store(excess, Ordering::Relaxed);
-            excess
-        };
-        if excess > DEFER_LIMIT {
-            self.trim(excess - DEFER_LIMIT / 2);
+        let mut g = lock(&self.global);
+        g.warm.extend(slots);
+        while g.warm.len() > GLOBAL_WARM_WATERMARK {
+            let s = g.warm.pop_front().expect("longer than the watermark");
+            g.excess.insert(s.lo.get(), s);
         }
+        self.excess.store(g.excess.len(), Ordering::Relaxed);
     }
 
-    /// True if warm stacks beyond the watermark wait to be decommitted: one relaxed load, for
-    /// the idle path to decide whether to call [`trim`](Self::trim).
+    /// True if stacks beyond the watermark wait to be decommitted: one relaxed load, for the
+    /// hub to decide whether to call [`trim_slice`](Self::trim_slice).
     #[inline]
     pub(crate) fn needs_trim(&self) -> bool {
         self.excess.load(Ordering::Relaxed) > 0
     }
 
-    /// Step 4: decommits up to `max` of the oldest warm stacks beyond the watermark, one
-    /// `madvise` per run of adjacent slots, outside the lock. Returns how many it decommitted.
-    pub(crate) fn trim(&self, max: usize) -> usize {
-        let mut batch: Vec<Slot> = {
+    /// How many stacks wait to be decommitted (a relaxed load).
+    #[inline]
+    pub(crate) fn trim_pending(&self) -> usize {
+        self.excess.load(Ordering::Relaxed)
+    }
+
+    /// Step 4, one slice: decommits the lowest-addressed run of adjacent excess slots, at most
+    /// [`TRIM_RUN`] of them, with one `madvise` outside the lock (one slot per call in Mprotect
+    /// mode, where every stack is its own mapping). Returns how many it decommitted.
+    pub(crate) fn trim_slice(&self) -> usize {
+        let mut run: Vec<Slot> = Vec::new();
+        {
             let mut g = lock(&self.global);
-            let n = g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK).min(max);
-            let batch = g.warm.drain(..n).collect();
-            self.excess.store(
-                g.warm.len().saturating_sub(GLOBAL_WARM_WATERMARK),
-                Ordering::Relaxed,
-            );
-            batch
-        };
-        if batch.is_empty() {
-            return 0;
-        }
-        batch.sort_unstable_by_key(|s| s.lo);
-        let mut i = 0;
-        while i < batch.len() {
-            // The run batch[i..j]: slots that follow each other in memory. In Mprotect mode
-            // every stack is its own mapping, so each is given back alone.
-            let mut j = i + 1;
-            while self.mode == GuardMode::Madvise
-                && j < batch.len()
-                && batch[j].lo.get() == batch[j - 1].lo.get() + self.slot_len
-            {
-                j += 1;
+            while run.len() < TRIM_RUN {
+                let Some(entry) = g.excess.first_entry() else {
+                    break;
+                };
+                let adjacent = run.last().is_none_or(|prev: &Slot| {
+                    self.mode == GuardMode::Madvise && *entry.key() == prev.lo.get() + self.slot_len
+                });
+                if !adjacent {
+                    break;
+                }
+                run.push(entry.remove());
             }
-            let from = batch[i].lo.get() + self.page;
-            let to = batch[j - 1].lo.get() + self.page + self.size;
-            self.decommit(from, to - from);
-            i = j;
+            self.excess.store(g.excess.len(), Ordering::Relaxed);
         }
-        let n = batch.len();
-        lock(&self.global).cold.append(&mut batch);
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return 0;
+        };
+        let from = first.lo.get() + self.page;
+        let to = last.lo.get() + self.page + self.size;
+        self.decommit(from, to - from);
+        let n = run.len();
+        lock(&self.global).cold.append(&mut run);
         n
     }
 
@@ -1018,7 +1054,7 @@ impl Drop for StackAllocator {
                 }
             }
             GuardMode::Mprotect => {
-                for s in g.warm.iter().chain(g.cold.iter()) {
+                for s in g.warm.iter().chain(g.excess.values()).chain(g.cold.iter()) {
                     // SAFETY: see above: the stack is pooled, hence unused.
                     unsafe { unmap(s.lo.get(), self.slot_len) };
                 }
@@ -1617,9 +1653,20 @@ mod tests {
             for s in stacks {
                 pool.put(s);
             }
-            // What an idle worker does before it sleeps (step 4).
+            // What an idle worker does before it sleeps (step 4), one slice at a time.
+            let mut slices = 0;
             while a.needs_trim() {
-                assert!(a.trim(TRIM_BATCH) > 0);
+                let n = a.trim_slice();
+                assert!((1..=TRIM_RUN).contains(&n), "{mode:?}: a slice of {n}");
+                slices += 1;
+            }
+            if mode == GuardMode::Madvise {
+                // Carved in address order, returned as a spike: long runs, one madvise each.
+                let bound = N / TRIM_RUN + GLOBAL_WARM_WATERMARK + LOCAL_HIGH_WATERMARK + 32;
+                assert!(
+                    slices <= bound,
+                    "{mode:?}: {slices} slices for {N} stacks: runs not coalesced"
+                );
             }
             let after = rss();
             let st = a.stats();
@@ -1650,6 +1697,56 @@ mod tests {
             );
             touch(s, USED);
             assert_eq!(a.stats().mappings, st.mappings, "no new mappings for reuse");
+        }
+    }
+
+    /// Returning stacks never decommits (no syscall on the return path, however many pile up),
+    /// and stacks returned in scrambled order still come back as address runs.
+    #[test]
+    fn the_return_path_never_decommits_and_trim_coalesces_runs() {
+        for mode in modes() {
+            // More than DEFER_LIMIT beyond every watermark: the old return path trimmed inline.
+            let n = DEFER_LIMIT + GLOBAL_WARM_WATERMARK + LOCAL_HIGH_WATERMARK + 4 * BATCH;
+            if mode == GuardMode::Mprotect && n * 2 + maps() + 1024 > max_map_count().unwrap_or(0) {
+                continue; // two mappings per stack: this many would hit vm.max_map_count
+            }
+            let a = alloc(mode, 16 * 1024);
+            let mut pool = StackPool::new(a.clone());
+            let mut stacks: Vec<_> = (0..n).map(|_| pool.get().unwrap()).collect();
+            // Scramble the return order (a fixed xorshift shuffle), as timers finishing do.
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            for i in (1..stacks.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                stacks.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            for s in stacks {
+                pool.put(s);
+            }
+            let st = a.stats();
+            assert_eq!(st.decommitted, 0, "{mode:?}: the return path decommitted");
+            assert!(a.trim_pending() > DEFER_LIMIT, "{mode:?}: {st:?}");
+            let pending = a.trim_pending();
+            let mut slices = 0;
+            let mut done = 0;
+            while a.needs_trim() {
+                let k = a.trim_slice();
+                assert!((1..=TRIM_RUN).contains(&k));
+                done += k;
+                slices += 1;
+            }
+            assert_eq!(done, pending);
+            assert_eq!(a.stats().decommitted, pending);
+            if mode == GuardMode::Madvise {
+                // Runs end at TRIM_RUN and at the holes left by the stacks kept warm (and at
+                // chunk boundaries): far fewer slices than stacks.
+                let bound = pending / TRIM_RUN + GLOBAL_WARM_WATERMARK + LOCAL_HIGH_WATERMARK + 32;
+                assert!(
+                    slices <= bound,
+                    "{slices} slices for {pending} stacks: runs not coalesced"
+                );
+            }
         }
     }
 

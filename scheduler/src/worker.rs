@@ -304,6 +304,7 @@ impl Local {
         overflow::install();
         overflow::ensure_altstack();
         let _local = SetLocal::new(&self);
+        self.begin_watching();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             // The flag is checked before taking every greenlet: once shutdown begins, no
             // queued greenlet may start (tests/shutdown.rs holds us to it).
@@ -314,6 +315,8 @@ impl Local {
                 }
                 if let Some(t) = self.next_task() {
                     self.run_task(t);
+                } else if self.poll_driver() {
+                    // Events or timers woke greenlets (`driver`, step 1): look again.
                 } else if let Some(t) = self.search() {
                     self.run_task(t);
                 } else {
@@ -324,6 +327,7 @@ impl Local {
         if let Err(payload) = outcome {
             self.failed("its scheduling loop", payload);
         }
+        self.end_watching();
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| self.shutdown())) {
             self.failed("its shutdown", payload);
             self.abandon_all();
@@ -381,6 +385,12 @@ impl Local {
 
     /// Queues a started greenlet woken by code running on its home worker.
     fn push_woken(&self, t: TaskRef) {
+        if self.current.borrow().is_none() {
+            // Woken by the hub itself (a harvest of events or timers, `driver`): in order,
+            // behind what is ready; the LIFO slot is for a greenlet's direct hand-off.
+            self.ready.borrow_mut().push_back(t);
+            return;
+        }
         if let Some(prev) = self.lifo.replace(Some(t)) {
             self.requeue(prev);
         }
@@ -418,6 +428,8 @@ impl Local {
     fn next_task(&self) -> Option<TaskRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
+        // Harvest I/O and timers, give back stacks (`driver`, step 2).
+        self.maintain(tick);
 
         // Fairness: outside spawns, remote wakes and unstarted greenlets get a turn
         // even when local work never runs out.
@@ -545,17 +557,18 @@ impl Local {
         // thief this reads only our own lines, so the busy peer is not slowed.
         let me = &shared.workers[self.index];
         // Idle time is when pooled stacks beyond the watermark are given back to the kernel
-        // (`stack` module, step 4), a batch at a time, stopping as soon as work arrives.
-        while shared.stacks.needs_trim() && !me.parker.is_notified() {
-            shared.stacks.trim(crate::stack::TRIM_BATCH);
-        }
+        // (`stack` module, step 4), a run at a time, stopping as soon as work or a timer is due.
+        self.idle_trim();
         for _ in 0..SPIN_BEFORE_PARK {
             if me.parker.is_notified() {
                 break;
             }
             std::hint::spin_loop();
         }
+        // `driver`, step 3: whoever watches the poll last hands it to the reactor.
+        self.end_watching();
         me.parker.park();
+        self.begin_watching();
         if !shared.idle.unpark_worker_by_id(self.index) {
             // A publisher took us off the sleeper list and counted us as searching.
             self.searching.set(true);
@@ -877,7 +890,10 @@ pub(crate) fn schedule_woken(task: TaskRef) {
         _ => {
             let rt = task.header().rt.clone();
             Counters::bump_shared(&rt.workers[home].counters.woken_remote);
-            rt.push_remote(home, task);
+            // Inside a wake batch (`driver`), the push and unpark wait for the batch's end.
+            if let Some(task) = crate::driver::defer_remote(task) {
+                rt.push_remote(home, task);
+            }
         }
     })
 }

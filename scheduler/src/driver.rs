@@ -1,0 +1,200 @@
+//! The worker-side poll hook: how a hub harvests I/O events and due timers itself, and how
+//! wakes to other workers are batched.
+//!
+//! The scheduler knows nothing of I/O (layering: the reactor wakes plain `Waker`s). The owner of
+//! the runtime (the `grove` facade, with its reactor) plugs in a [`Driver`] through
+//! [`RuntimeBuilder::driver`](crate::RuntimeBuilder::driver), as it plugs in [`Timers`].
+//!
+//! # Vocabulary
+//! * **harvest**: [`Driver::poll`]: take what is ready now (events, due timers) without blocking
+//!   and wake it on this thread. A wake of a greenlet homed here is a local push (the LIFO slot
+//!   or `ready`): no futex, no IPI. A wake of a greenlet homed elsewhere goes to its home inbox.
+//! * **watching**: a hub that is awake promises to harvest when it runs dry and every
+//!   [`POLL_MASK`]` + 1` ticks while busy ([`Driver::begin_watching`] when it wakes,
+//!   [`Driver::end_watching`] before it sleeps). While anyone watches, the driver's own thread
+//!   need not sleep in the kernel, where every event would wake it for nothing.
+//! * **wake batch**: [`batch_wakes`]: inside it, a wake aimed at another worker is queued and
+//!   that worker's inbox push and unpark happen once per worker at the end of the batch.
+//!
+//! # Where the hub calls it (one step a line, as `worker` reads)
+//! 1. Out of local work (`next_task` found nothing): harvest before stealing (Go's
+//!    `findrunnable` polls the network before it steals); if anything was woken, look again.
+//! 2. Every [`POLL_MASK`]` + 1` ticks while busy (tokio's `event_interval`): harvest, so a busy
+//!    worker's sockets do not wait for it to run dry.
+//! 3. Before sleeping: `end_watching` after the last harvest, then park; `begin_watching` on
+//!    waking. The driver decides who sleeps in the kernel (grove-reactor's `watch` module has
+//!    the protocol and its loom model): an event that arrives after the last harvest is either
+//!    taken by a worker still watching or wakes the driver's thread, never stranded.
+//!
+//! # Stacks between greenlets (step 4 of the `stack` module)
+//! The hub is also where pooled stacks beyond the watermark are given back, and it must never
+//! delay due work doing so: an idle worker decommits one run of adjacent stacks (one
+//! `madvise`) at a time and stops as soon as a wake is pending for it or a timer is due within
+//! [`TRIM_TIMER_MARGIN`]; a busy worker decommits one run every [`TRIM_MASK`]` + 1` ticks, and
+//! only once more than `DEFER_LIMIT` stacks wait.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::stack::{DEFER_LIMIT, TRIM_TIMER_MARGIN};
+use crate::task::TaskRef;
+use crate::worker::Local;
+
+#[cfg(doc)]
+use crate::timers::Timers;
+
+/// A busy hub harvests every `POLL_MASK + 1` ticks (tokio's `event_interval` is 61).
+pub(crate) const POLL_MASK: u32 = 63;
+/// A busy hub gives back one run of stacks every `TRIM_MASK + 1` ticks, if many wait.
+pub(crate) const TRIM_MASK: u32 = 255;
+
+/// The I/O and timer driver, as the workers see it: harvest without blocking, and say when
+/// this worker watches. grove implements it with its reactor.
+pub trait Driver: Send + Sync + fmt::Debug + 'static {
+    /// Takes what is ready now (I/O events, due timers) without blocking and wakes it on the
+    /// calling thread. Returns how many wakers it woke. Called by hubs between greenlets.
+    fn poll(&self) -> usize;
+
+    /// The calling worker is awake: it will call [`poll`](Self::poll) when it runs dry and
+    /// every few dozen ticks, and [`end_watching`](Self::end_watching) before it sleeps.
+    fn begin_watching(&self);
+
+    /// The calling worker is about to sleep, after a [`poll`](Self::poll) that found nothing.
+    /// The driver must make sure that someone will notice events from now on.
+    fn end_watching(&self);
+
+    /// The earliest pending timer's deadline, if any; may be early, never late. An idle worker
+    /// stops giving stacks back shortly before it.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+thread_local! {
+    /// Wakes aimed at other workers, deferred to the end of the current [`batch_wakes`]:
+    /// `None` outside a batch.
+    static BATCH: RefCell<Option<Vec<TaskRef>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with wakes of greenlets homed on other workers batched: each is queued in its home
+/// inbox when `f` returns, and each worker that received any is unparked once, instead of once
+/// per wake. Wakes of greenlets homed on the calling worker are pushed locally as always. A
+/// nested call runs `f` inside the outer batch.
+///
+/// grove's reactor runs every batch of timers and events it fires inside this.
+pub fn batch_wakes<R>(f: impl FnOnce() -> R) -> R {
+    let outer = BATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.is_some() {
+            return true;
+        }
+        *b = Some(Vec::new());
+        false
+    });
+    if outer {
+        return f();
+    }
+    // Flush even if `f` unwinds (a panicking waker): no wake may be lost.
+    struct Flush;
+    impl Drop for Flush {
+        fn drop(&mut self) {
+            flush();
+        }
+    }
+    let _flush = Flush;
+    f()
+}
+
+/// Ends the batch: queues every deferred wake, one unpark per (runtime, worker).
+fn flush() {
+    let Some(mut tasks) = BATCH.with(|b| b.borrow_mut().take()) else {
+        return;
+    };
+    // Group by (runtime, home worker): stable, so wakes keep their order per worker.
+    let key = |t: &TaskRef| {
+        let h = t.header();
+        (
+            Arc::as_ptr(&h.rt) as usize,
+            h.home.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    tasks.sort_by_key(key);
+    let mut rest = tasks.into_iter().peekable();
+    while let Some(t) = rest.next() {
+        let (rt, home) = (t.header().rt.clone(), key(&t).1);
+        let last = rest.peek().is_none_or(|next| key(next) != key(&t));
+        if last {
+            // The group's last push unparks the worker (and drains the inbox if the runtime
+            // closed meanwhile, which covers the group's earlier pushes too).
+            rt.push_remote(home, t);
+        } else {
+            rt.workers[home].inbox.push(t);
+        }
+    }
+}
+
+/// Defers the remote wake of `task` to the end of the current batch; hands it back if no
+/// batch is open on this thread.
+pub(crate) fn defer_remote(task: TaskRef) -> Option<TaskRef> {
+    BATCH.with(|b| match b.borrow_mut().as_mut() {
+        Some(batch) => {
+            batch.push(task);
+            None
+        }
+        None => Some(task),
+    })
+}
+
+impl Local {
+    /// Step 1 and 2: harvests through the driver, if there is one. True if it woke anything.
+    pub(crate) fn poll_driver(&self) -> bool {
+        match &self.shared.driver {
+            Some(d) => batch_wakes(|| d.poll()) > 0,
+            None => false,
+        }
+    }
+
+    /// The periodic work of a busy hub, on `tick`: a harvest (step 2), and a slice of stack
+    /// trimming when very many stacks wait.
+    pub(crate) fn maintain(&self, tick: u32) {
+        if tick & POLL_MASK == 37 {
+            self.poll_driver();
+        }
+        if tick & TRIM_MASK == 141 && self.shared.stacks.trim_pending() > DEFER_LIMIT {
+            self.shared.stacks.trim_slice();
+        }
+    }
+
+    /// Step 3, before the park.
+    pub(crate) fn end_watching(&self) {
+        if let Some(d) = &self.shared.driver {
+            d.end_watching();
+        }
+    }
+
+    /// Step 3, on waking (and when the hub starts).
+    pub(crate) fn begin_watching(&self) {
+        if let Some(d) = &self.shared.driver {
+            d.begin_watching();
+        }
+    }
+
+    /// An idle worker gives back pooled stacks, one run at a time, until none wait, a wake is
+    /// pending for this worker, or a timer is about to be due.
+    pub(crate) fn idle_trim(&self) {
+        let shared = &*self.shared;
+        let me = &shared.workers[self.index];
+        while shared.stacks.needs_trim() && !me.parker.is_notified() {
+            if let Some(next) = shared.driver.as_ref().and_then(|d| d.next_deadline()) {
+                if next.saturating_duration_since(Instant::now()) < TRIM_TIMER_MARGIN {
+                    return;
+                }
+            }
+            if shared.stacks.trim_slice() == 0 {
+                return;
+            }
+        }
+    }
+}
