@@ -208,7 +208,7 @@ pub(crate) fn start(
 
 /// The harness's servers, each started at its first use and kept for the run.
 pub(crate) struct Servers<'a> {
-    rt: &'a Runtimes,
+    pub(crate) rt: &'a Runtimes,
     started: RefCell<HashMap<(&'static str, Proto), SocketAddr>>,
 }
 
@@ -252,6 +252,36 @@ const NET_METRICS: [Metric; 3] = [
     },
 ];
 
+/// `GROVE_COMPARE_METRICS=1`: after each grove repetition of a network bench, print how the
+/// reactor and the workers shared the events and wakes (to stderr).
+fn show_metrics() -> bool {
+    std::env::var_os("GROVE_COMPARE_METRICS").is_some_and(|v| v == "1")
+}
+
+fn print_grove_metrics(a: &grove::Metrics, b: &grove::Metrics, round_trips: u64) {
+    let (ra, rb) = (&a.reactor, &b.reactor);
+    let per = |x: u64| x as f64 / round_trips.max(1) as f64;
+    let remote: u64 = b.workers.iter().map(|w| w.remote_wakes).sum::<u64>()
+        - a.workers.iter().map(|w| w.remote_wakes).sum::<u64>();
+    let runs: Vec<u64> = b
+        .workers
+        .iter()
+        .zip(&a.workers)
+        .map(|(b, a)| b.runs - a.runs)
+        .collect();
+    eprintln!(
+        "\n  grove per round trip: events {:.2} (by workers {:.2}), reactor loops {:.3} \
+         (aside {:.3}, stale harvests {:.4}), notifications {:.3}, remote wakes {:.2}; runs per worker {runs:?}",
+        per(rb.events_dispatched - ra.events_dispatched),
+        per(rb.events_by_workers - ra.events_by_workers),
+        per(rb.polls - ra.polls),
+        per(rb.sleeps_aside - ra.sleeps_aside),
+        per(rb.stale_harvests - ra.stale_harvests),
+        per(rb.notifications - ra.notifications),
+        per(remote),
+    );
+}
+
 /// One network bench: `conns` closed-loop connections against each runtime's server.
 fn net_bench<'a>(
     name: &str,
@@ -267,8 +297,12 @@ fn net_bench<'a>(
             let addr = servers
                 .addr(runtime, proto)
                 .map_err(|e| format!("server: {e}"))?;
+            let before = (runtime == "grove" && show_metrics()).then(|| servers.rt.grove.metrics());
             let load = loadgen::run(addr, conns, client_threads, duration, proto.exchange())
                 .map_err(|e| format!("load generator: {e}"))?;
+            if let Some(before) = before {
+                print_grove_metrics(&before, &servers.rt.grove.metrics(), load.round_trips);
+            }
             if load.round_trips == 0 {
                 return Err("no round trip completed".into());
             }

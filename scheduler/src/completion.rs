@@ -132,6 +132,11 @@ impl<L> Completion<L> {
         self.flags.fetch_or(DETACHED, Ordering::AcqRel) & COMPLETE != 0
     }
 
+    /// True once the handle was dropped (a hint for placement: nobody will join).
+    pub fn is_detached(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & DETACHED != 0
+    }
+
     /// Registers the joiner's waker; false if the greenlet already completed (the
     /// joiner must not park).
     pub fn register_joiner(&self, waker: &Waker) -> bool {

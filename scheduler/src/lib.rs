@@ -38,6 +38,8 @@
 //! * `completion`: the joiner's waker slot, links and detach-vs-complete (loom-checked);
 //!   `delayed`: `spawn_later`'s timer/kill/shutdown hand-off (loom-checked); `gate`:
 //!   the shutdown drains' push/close handshake (loom-checked).
+//! * `placement`: where a detached greenlet (a connection handler) first runs, and so
+//!   lives: the least loaded worker, not necessarily its spawner's.
 //! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
 //!   `greenlet`: the user API.
 //! * `spotlight`: which greenlet each worker runs, readable from other threads
@@ -103,6 +105,8 @@ mod local;
 pub mod monitor;
 #[cfg(not(grove_loom))]
 mod overflow;
+#[cfg(not(grove_loom))]
+mod placement;
 #[cfg(not(grove_loom))]
 mod run_info;
 #[cfg(not(grove_loom))]

@@ -322,6 +322,11 @@ impl Header {
         self.completion.detach()
     }
 
+    /// True once the handle was dropped (nobody will join): a hint for placement.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.completion.is_detached()
+    }
+
     /// Registers the joiner's waker; returns `false` if the greenlet is already done.
     pub(crate) fn register_joiner(&self, waker: &Waker) -> bool {
         self.completion.register_joiner(waker)

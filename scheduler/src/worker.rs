@@ -163,6 +163,8 @@ pub(crate) struct Counters {
     /// The greenlet this worker is running (see `spotlight`). Next to `run`, which
     /// the hub also writes per resume: one cache line for both.
     pub(crate) spot: Spotlight<Header>,
+    /// Started, unfinished greenlets homed here (gauge; see `placement`).
+    pub(crate) homed: std::sync::atomic::AtomicUsize,
 }
 
 impl Counters {
@@ -577,6 +579,10 @@ impl Local {
 
     fn run_task(&self, task: TaskRef) {
         self.end_search();
+        // A detached greenlet's first run may be handed to a less loaded worker (`placement`).
+        let Some(task) = self.place(task) else {
+            return;
+        };
         let counters = &*self.counters;
         let h = task.header();
         // SAFETY: we took `task` off a run queue, so this hub owns it; a started greenlet
@@ -666,6 +672,7 @@ impl Local {
         h.guard.0.store(lo, Ordering::Relaxed);
         h.guard.1.store(hi, Ordering::Relaxed);
         h.home.store(self.index, Ordering::Relaxed);
+        crate::placement::gauge_add(&self.counters.homed, 1);
         // The registry entry is made at the first suspend (see `keep_alive`), so a
         // greenlet that runs to completion in one go never touches it.
         let body: *const dyn Runnable = Arc::as_ptr(task);
@@ -697,6 +704,9 @@ impl Local {
 
     fn finish(&self, task: TaskRef) {
         let h = task.header();
+        if h.home.load(Ordering::Relaxed) == self.index {
+            crate::placement::gauge_add(&self.counters.homed, usize::MAX); // -1
+        }
         // Step 2 of `spotlight`: no reader may still be looking at it when our
         // references go (the registry's below, `task` at the end).
         self.counters.spot.release(h);
