@@ -210,7 +210,7 @@ impl RuntimeBuilder {
         // workers harvest its poll and its due timers themselves (no thread hop for their own
         // greenlets); it sleeps in `epoll_wait` only while no worker watches.
         let reactor = grove_reactor::Reactor::start_with_wake_scope(|wakes| {
-            grove_scheduler::batch_wakes(wakes)
+            grove_scheduler::batch_wakes_to_workers(wakes)
         })?;
         let sched = self
             .inner

@@ -36,8 +36,11 @@ const STALE_WATCH: Duration = Duration::from_millis(1);
 
 /// What wraps every batch of wakes (timers fired, events dispatched) on any thread, so that the
 /// owner can batch them (grove's scheduler defers its cross-worker unparks to the end of the
-/// batch: one per worker instead of one per wake). The default just runs the batch.
-pub type WakeScope = fn(&mut dyn FnMut());
+/// batch: one per worker instead of one per wake). It must call its argument exactly once, and
+/// return `true` if the batch unparked threads that watch the poll ([`Handle::begin_watching`]):
+/// the reactor thread then sleeps aside, leaving the events to them. The default runs the batch
+/// and returns `false`.
+pub type WakeScope = fn(&mut dyn FnMut()) -> bool;
 
 /// Events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -240,7 +243,10 @@ pub struct Reactor {
 impl Reactor {
     /// Creates the poll and spawns the `grove-reactor` thread.
     pub fn start() -> io::Result<Reactor> {
-        Reactor::start_with_wake_scope(|wakes| wakes())
+        Reactor::start_with_wake_scope(|wakes| {
+            wakes();
+            false
+        })
     }
 
     /// Like [`start`](Self::start), with every batch of wakes (timers fired, events dispatched,
@@ -448,7 +454,7 @@ impl Handle {
                 wakers,
             } = &mut *scratch;
             let mut woken = 0;
-            (shared.scope)(&mut || {
+            let _ = (shared.scope)(&mut || {
                 // 1. One batch of due timers, if the hint says there may be any.
                 let now = Instant::now();
                 if shared.timers.maybe_due(now) {
@@ -576,13 +582,16 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
     // The stale-watch check: the worker harvest count last seen, and when it last moved.
     let mut seen_harvests = shared.harvests.load(Ordering::Relaxed);
     let mut harvests_moved = Instant::now();
+    // Whether the last harvest's wakes unparked a watcher on its way (step R1' of `watch`).
+    let mut harvest_woke = false;
     loop {
         metrics::add(&shared.counters.polls, 1);
 
         // 1. Fire every due timer, a batch per lock acquisition, and learn the next deadline
         //    (which becomes the planned wake, step T1).
         let mut next = None;
-        (shared.scope)(&mut || {
+        // Whether a batch unparked a watcher on its way (step R1' of `watch`).
+        let mut woke_watchers = (shared.scope)(&mut || {
             next = loop {
                 let due = shared
                     .timers
@@ -605,7 +614,8 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
         // 3. Sleep until the next deadline, aside while workers watch the poll, in the kernel
         //    otherwise (module `watch`, step R1). A notification since the scan cancels the
         //    sleep: loop and scan again.
-        let Some(sleep) = shared.watch.prepare_sleep() else {
+        woke_watchers |= std::mem::take(&mut harvest_woke);
+        let Some(sleep) = shared.watch.prepare_sleep(woke_watchers) else {
             continue;
         };
         let now = Instant::now();
@@ -630,7 +640,7 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
                 {
                     harvests_moved = now;
                     metrics::add(&shared.counters.stale_harvests, 1);
-                    harvest(shared, &mut inner, &mut events, &mut ready);
+                    harvest_woke = harvest(shared, &mut inner, &mut events, &mut ready);
                 }
             }
             Sleep::Kernel => {
@@ -648,7 +658,7 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
                 }
                 // 4. Harvest the shared poll until it is empty (its readiness in the outer poll
                 //    is edge-triggered: what is left now would not be reported again).
-                harvest(shared, &mut inner, &mut events, &mut ready);
+                harvest_woke = harvest(shared, &mut inner, &mut events, &mut ready);
                 seen_harvests = shared.harvests.load(Ordering::Relaxed);
                 harvests_moved = Instant::now();
             }
@@ -657,13 +667,15 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
 }
 
 /// The reactor thread's harvest: the shared poll, without blocking, until it is empty; each
-/// batch dispatched (steps D1–D3) inside the wake scope.
+/// batch dispatched (steps D1–D3) inside the wake scope. Returns whether the scope reported
+/// unparking a watcher.
 fn harvest(
     shared: &Shared,
     inner: &mut Poll,
     events: &mut Events,
     ready: &mut Vec<(Arc<ScheduledIo>, Ready)>,
-) {
+) -> bool {
+    let mut woke_watchers = false;
     loop {
         if let Err(err) = inner.poll(events, Some(Duration::ZERO)) {
             if err.kind() == io::ErrorKind::Interrupted {
@@ -673,9 +685,9 @@ fn harvest(
         }
         let n = events.iter().count();
         if n == 0 {
-            return;
+            return woke_watchers;
         }
-        (shared.scope)(&mut || {
+        woke_watchers |= (shared.scope)(&mut || {
             shared.dispatch(
                 events
                     .iter()
@@ -684,7 +696,7 @@ fn harvest(
             );
         });
         if n < EVENTS_CAPACITY {
-            return;
+            return woke_watchers;
         }
     }
 }

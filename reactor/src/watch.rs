@@ -39,6 +39,14 @@
 //! * **R1** (reactor, before sleeping): read the watcher count, choose `ASIDE` if it is
 //!   non-zero, else `KERNEL`, and compare-and-swap the state `RUNNING → mode`. If the swap fails,
 //!   `NOTIFIED` was set: clear it and start the loop again (fire timers, choose again).
+//! * **R1'** The reactor also chooses `ASIDE` when its last batch of wakes unparked a worker (the
+//!   wake scope says so). That worker has not counted itself yet, but it will: it wakes, increments
+//!   the count (W1), and before it sleeps again decrements it (W2), which rouses an `ASIDE` reactor
+//!   if it was the last. Without R1' the reactor, having just woken the worker that is about to
+//!   watch, would go back to the kernel and be woken by the very events that worker was going to
+//!   harvest: the extra hop again, on every event batch of a lightly loaded server. (A wake that
+//!   lands on another runtime's worker, whose W2 rouses another reactor, costs at most one
+//!   stale-watch interval before this reactor chooses again.)
 //! * **R2** (reactor, after waking): swap the state to `RUNNING`, clearing `NOTIFIED`.
 //! * **W1** (worker waking): increment the watcher count.
 //! * **W2** (worker about to sleep, after its last harvest found nothing): decrement the watcher
@@ -158,9 +166,10 @@ impl Watch {
     }
 
     /// R1: how the reactor should sleep, or `None` if it was notified meanwhile (it must loop:
-    /// fire timers, then ask again).
-    pub fn prepare_sleep(&self) -> Option<Sleep> {
-        let (mode, sleep) = if self.watchers.load(SeqCst) > 0 {
+    /// fire timers, then ask again). `expect_watcher`: the reactor has just unparked a worker
+    /// (R1', see the module docs), which counts as a watcher on its way.
+    pub fn prepare_sleep(&self, expect_watcher: bool) -> Option<Sleep> {
+        let (mode, sleep) = if expect_watcher || self.watchers.load(SeqCst) > 0 {
             (ASIDE, Sleep::Aside)
         } else {
             (KERNEL, Sleep::Kernel)
@@ -201,13 +210,13 @@ mod tests {
         let w = Watch::new();
         w.watcher_arrives();
         w.watcher_arrives();
-        assert_eq!(w.prepare_sleep(), Some(Sleep::Aside));
+        assert_eq!(w.prepare_sleep(false), Some(Sleep::Aside));
         assert_eq!(w.watcher_leaves(), Rouse::Nothing, "not the last");
         assert_eq!(w.watcher_leaves(), Rouse::Unpark);
         // Already roused: a notify need not unpark again.
         assert_eq!(w.notify(), Rouse::Nothing);
         w.woke();
-        assert_eq!(w.prepare_sleep(), Some(Sleep::Kernel));
+        assert_eq!(w.prepare_sleep(false), Some(Sleep::Kernel));
         w.watcher_arrives();
         assert_eq!(w.watcher_leaves(), Rouse::Nothing, "in the kernel already");
         assert_eq!(w.notify(), Rouse::Interrupt);
@@ -219,9 +228,15 @@ mod tests {
         let w = Watch::new();
         w.watcher_arrives();
         assert_eq!(w.watcher_leaves(), Rouse::Nothing);
-        assert_eq!(w.prepare_sleep(), None, "the rouse was lost");
+        assert_eq!(w.prepare_sleep(false), None, "the rouse was lost");
         assert_eq!(w.notify(), Rouse::Nothing);
-        assert_eq!(w.prepare_sleep(), None, "the notify was lost");
-        assert_eq!(w.prepare_sleep(), Some(Sleep::Kernel));
+        assert_eq!(w.prepare_sleep(false), None, "the notify was lost");
+        assert_eq!(
+            w.prepare_sleep(true),
+            Some(Sleep::Aside),
+            "a worker on its way"
+        );
+        w.woke();
+        assert_eq!(w.prepare_sleep(false), Some(Sleep::Kernel));
     }
 }

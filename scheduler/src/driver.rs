@@ -49,6 +49,11 @@ use crate::timers::Timers;
 pub(crate) const POLL_MASK: u32 = 63;
 /// A busy hub gives back one run of stacks every `TRIM_MASK + 1` ticks, if many wait.
 pub(crate) const TRIM_MASK: u32 = 255;
+/// Harvests an idle hub makes while it spins before sleeping.
+pub(crate) const IDLE_POLLS: u32 = 4;
+/// Pause instructions an idle hub spends watching its own parker before sleeping (a few µs
+/// without a driver; with one, split between [`IDLE_POLLS`] harvests).
+pub(crate) const SPIN_BEFORE_PARK: u32 = 512;
 
 /// The I/O and timer driver, as the workers see it: harvest without blocking, and say when
 /// this worker watches. grove implements it with its reactor.
@@ -82,9 +87,19 @@ thread_local! {
 /// inbox when `f` returns, and each worker that received any is unparked once, instead of once
 /// per wake. Wakes of greenlets homed on the calling worker are pushed locally as always. A
 /// nested call runs `f` inside the outer batch.
-///
-/// grove's reactor runs every batch of timers and events it fires inside this.
 pub fn batch_wakes<R>(f: impl FnOnce() -> R) -> R {
+    batch(f).0
+}
+
+/// [`batch_wakes`] for a driver's own thread: also says whether the batch sent any worker a
+/// wake (so a worker is on its way, or already awake, and will harvest; see
+/// [`Driver::begin_watching`]). grove's reactor runs every batch of timers and events it fires
+/// inside this. A nested call reports `false` (the outer batch sends the wakes).
+pub fn batch_wakes_to_workers(f: impl FnOnce()) -> bool {
+    batch(f).1 > 0
+}
+
+fn batch<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let outer = BATCH.with(|b| {
         let mut b = b.borrow_mut();
         if b.is_some() {
@@ -94,23 +109,28 @@ pub fn batch_wakes<R>(f: impl FnOnce() -> R) -> R {
         false
     });
     if outer {
-        return f();
+        return (f(), 0);
     }
     // Flush even if `f` unwinds (a panicking waker): no wake may be lost.
-    struct Flush;
+    struct Flush(usize);
     impl Drop for Flush {
         fn drop(&mut self) {
-            flush();
+            self.0 = flush();
         }
     }
-    let _flush = Flush;
-    f()
+    let mut guard = Flush(0);
+    let r = f();
+    guard.0 = flush();
+    let woke = guard.0;
+    std::mem::forget(guard);
+    (r, woke)
 }
 
-/// Ends the batch: queues every deferred wake, one unpark per (runtime, worker).
-fn flush() {
+/// Ends the batch: queues every deferred wake, one unpark per (runtime, worker). Returns how
+/// many workers it sent wakes to.
+fn flush() -> usize {
     let Some(mut tasks) = BATCH.with(|b| b.borrow_mut().take()) else {
-        return;
+        return 0;
     };
     // Group by (runtime, home worker): stable, so wakes keep their order per worker.
     let key = |t: &TaskRef| {
@@ -121,6 +141,7 @@ fn flush() {
         )
     };
     tasks.sort_by_key(key);
+    let mut workers = 0;
     let mut rest = tasks.into_iter().peekable();
     while let Some(t) = rest.next() {
         let (rt, home) = (t.header().rt.clone(), key(&t).1);
@@ -129,10 +150,12 @@ fn flush() {
             // The group's last push unparks the worker (and drains the inbox if the runtime
             // closed meanwhile, which covers the group's earlier pushes too).
             rt.push_remote(home, t);
+            workers += 1;
         } else {
             rt.workers[home].inbox.push(t);
         }
     }
+    workers
 }
 
 /// Defers the remote wake of `task` to the end of the current batch; hands it back if no
@@ -179,6 +202,32 @@ impl Local {
         if let Some(d) = &self.shared.driver {
             d.begin_watching();
         }
+    }
+
+    /// Before sleeping, with nothing to run: watches its own parker for a few microseconds
+    /// and harvests the driver [`IDLE_POLLS`] times meanwhile (Go's spinning `M`, which polls
+    /// the network before it sleeps): on a busy server the next event usually arrives within
+    /// that window, and taking it here saves the reactor's wake-up and a futex wake of this
+    /// worker. Returns `true` if a harvest woke something (do not sleep).
+    pub(crate) fn spin_before_park(&self) -> bool {
+        let me = &self.shared.workers[self.index];
+        let polls = if self.shared.driver.is_some() {
+            IDLE_POLLS
+        } else {
+            0
+        };
+        for round in 0..=polls {
+            for _ in 0..SPIN_BEFORE_PARK / (polls + 1) {
+                if me.parker.is_notified() {
+                    return false;
+                }
+                std::hint::spin_loop();
+            }
+            if round < polls && self.poll_driver() {
+                return true;
+            }
+        }
+        false
     }
 
     /// An idle worker gives back pooled stacks, one run at a time, until none wait, a wake is

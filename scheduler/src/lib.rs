@@ -123,7 +123,7 @@ mod worker;
 #[cfg(not(grove_loom))]
 pub use crate::control::{iwait, iwait_deadline, iwait_timeout, joinall, killall, wait_any, Iwait};
 #[cfg(not(grove_loom))]
-pub use crate::driver::{batch_wakes, Driver};
+pub use crate::driver::{batch_wakes, batch_wakes_to_workers, Driver};
 #[cfg(not(grove_loom))]
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]

@@ -77,8 +77,6 @@ const GLOBAL_MASK: u32 = 63;
 const INBOX_MASK: u32 = 15;
 /// Every 32 ticks, an unstarted greenlet runs ahead of started ones.
 const FRESH_MASK: u32 = 31;
-/// Pause instructions spent watching our own parker before sleeping (a few µs).
-const SPIN_BEFORE_PARK: u32 = 256;
 
 thread_local! {
     /// The hub state of the worker running on this thread, or null.
@@ -561,16 +559,12 @@ impl Local {
         // Idle time is when pooled stacks beyond the watermark are given back to the kernel
         // (`stack` module, step 4), a run at a time, stopping as soon as work or a timer is due.
         self.idle_trim();
-        for _ in 0..SPIN_BEFORE_PARK {
-            if me.parker.is_notified() {
-                break;
-            }
-            std::hint::spin_loop();
+        if !self.spin_before_park() {
+            // `driver`, step 3: whoever watches the poll last hands it to the reactor.
+            self.end_watching();
+            me.parker.park();
+            self.begin_watching();
         }
-        // `driver`, step 3: whoever watches the poll last hands it to the reactor.
-        self.end_watching();
-        me.parker.park();
-        self.begin_watching();
         if !shared.idle.unpark_worker_by_id(self.index) {
             // A publisher took us off the sleeper list and counted us as searching.
             self.searching.set(true);
