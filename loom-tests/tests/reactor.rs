@@ -1,6 +1,15 @@
 //! Loom models of grove-reactor's racy protocols (step names refer to the crate docs of
-//! `grove_reactor`): a waiter registering its waker vs. an event arriving (W vs. D), a clear after
-//! `WouldBlock` vs. a new event (C vs. D), and timer insert vs. fire vs. cancel (T).
+//! `grove_reactor`): a waiter registering its waker vs. an event arriving (W vs. D, including
+//! D2's lock-free skip when no waiting bit is set), a clear after `WouldBlock` vs. a new event
+//! (C vs. D), timer insert vs. fire vs. cancel (T), a worker's timer scan vs. the reactor's plan,
+//! and a late event vs. the slab slot's next occupant. (Who sleeps in the kernel: `watch.rs`.)
+//!
+//! `late_event_never_reaches_the_next_occupant` was checked to fail with `IoSlab::remove` not
+//! bumping the slot's generation; `worker_scan_never_makes_the_reactor_oversleep` with
+//! `fire_due_by_worker` setting `planned = now` when it stops, as the reactor's scan does on a
+//! full batch;
+//! `poll_ready_vs_dispatch` with W3 publishing the waiting bit by a store after a separate load
+//! instead of one read-modify-write.
 //!
 //! Run with:
 //! `RUSTFLAGS="--cfg grove_loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p grove-loom-tests --release --test reactor`
@@ -9,7 +18,7 @@
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use grove_reactor::__loom::{Due, Insert, Ready, ScheduledIo, TimerQueue};
+use grove_reactor::__loom::{Due, Insert, IoSlab, Ready, ScheduledIo, TimerQueue};
 use grove_reactor::{Direction, TimerKey};
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
@@ -279,5 +288,74 @@ fn insert_during_firing_burst_is_never_overslept() {
                 "silent insert overslept: planned {planned:?}"
             );
         }
+    });
+}
+
+/// A harvester resolved an event's token (under the slab lock, as `Shared::dispatch` does) while
+/// the registration is dropped and a new source takes the same slot: the late event is either
+/// dispatched to the old registration's state or dropped, never given to the new occupant.
+#[test]
+fn late_event_never_reaches_the_next_occupant() {
+    loom::model(|| {
+        let slab = Arc::new(Mutex::new(IoSlab::new()));
+        let old = std::sync::Arc::new(ScheduledIo::new());
+        let token = slab.lock().unwrap().insert(old.clone()).unwrap();
+
+        let harvester = {
+            let slab = slab.clone();
+            thread::spawn(move || {
+                let io = slab.lock().unwrap().get(token).cloned();
+                if let Some(io) = io {
+                    io.dispatch(Ready::READABLE);
+                }
+            })
+        };
+        // The owner deregisters; a new source is registered and reuses the slot.
+        let removed = slab.lock().unwrap().remove(token);
+        assert!(removed.is_some());
+        let new = std::sync::Arc::new(ScheduledIo::new());
+        let _ = slab.lock().unwrap().insert(new.clone()).unwrap();
+        harvester.join().unwrap();
+
+        assert!(
+            !new.readiness().is_ready(Direction::Read),
+            "a late event reached the slot's next occupant"
+        );
+        assert!(slab.lock().unwrap().get(token).is_none());
+    });
+}
+
+/// "Workers fire too" (module `timer`): a worker's scan races an insert while the reactor sleeps
+/// until what its own last scan planned. If the insert did not notify, that plan must not be
+/// later than the new deadline: a worker's scan never changes what inserts compare against.
+#[test]
+fn worker_scan_never_makes_the_reactor_oversleep() {
+    loom::model(|| {
+        let q = Arc::new(TimerQueue::new());
+        let now = Instant::now();
+        let deadline = now + Duration::from_millis(1);
+        let later = now + Duration::from_millis(5);
+        let (_, waker) = CountingWaker::new();
+        let _ = queued(q.insert(now, waker.clone()));
+        let _ = queued(q.insert(later, waker));
+        // The reactor's scan: fires the due timer, then sleeps until `later`.
+        let (due, fired) = fire(&q, now, 8);
+        assert_eq!((due, fired), (Due::Idle(Some(later)), 1));
+
+        let worker = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut out = Vec::new();
+                q.fire_due_by_worker(now, &mut out, 1)
+            })
+        };
+        let (count, waker) = CountingWaker::new();
+        let (_, notify) = queued(q.insert(deadline, waker));
+        assert_eq!(worker.join().unwrap(), 0, "nothing was due");
+        assert_eq!(count.wakes(), 0);
+        assert!(
+            notify,
+            "an insert earlier than the reactor's planned wake stayed silent"
+        );
     });
 }

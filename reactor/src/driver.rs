@@ -15,7 +15,8 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::metrics::{self, Counters, ReactorMetrics};
 use crate::registration::Registration;
-use crate::scheduled_io::{shutdown_error, Ready, ScheduledIo};
+use crate::scheduled_io::{Ready, ScheduledIo};
+use crate::slab::IoSlab;
 use crate::sys::{self, EventBuf, Harvested};
 use crate::timer::{Due, Insert, TimerKey, TimerQueue};
 use crate::watch::{Rouse, Sleep, Watch};
@@ -48,12 +49,6 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Timers fired per lock acquisition; bounds how long `add_timer` callers can wait on the lock
 /// while a burst of timers fires.
 const FIRE_BATCH: usize = 256;
-
-/// Low bits of a token: the slab index. The rest (minus the top bit): the slot's generation,
-/// so a late event for a dropped registration never reaches the slot's next occupant.
-const INDEX_BITS: u32 = if usize::BITS >= 64 { 32 } else { 20 };
-const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
-const GENERATION_MASK: usize = (usize::MAX >> 1) >> INDEX_BITS;
 
 /// State shared by the reactor thread, every [`Handle`] and every [`Registration`].
 pub(crate) struct Shared {
@@ -144,91 +139,27 @@ impl Shared {
         self.slab.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Inserts a registration's state; keeps `registrations` current.
+    fn slab_insert(&self, io: Arc<ScheduledIo>) -> io::Result<Token> {
+        let mut slab = self.lock_slab();
+        let token = slab.insert(io)?;
+        self.registrations.store(slab.len(), Ordering::Relaxed);
+        Ok(token)
+    }
+
+    /// Removes a registration's state, if `token` still names it; keeps `registrations` current.
+    pub(crate) fn slab_remove(&self, token: Token) -> Option<Arc<ScheduledIo>> {
+        let mut slab = self.lock_slab();
+        let io = slab.remove(token);
+        self.registrations.store(slab.len(), Ordering::Relaxed);
+        io
+    }
+
     /// Wakes and counts a batch of wakers, leaving `wakers` empty for reuse.
     fn wake_all(&self, wakers: &mut Vec<Waker>) {
         let n = wakers.len();
         wakers.drain(..).for_each(Waker::wake);
         metrics::add(&self.counters.wakes, n);
-    }
-}
-
-/// Slab of registrations. Vacant slots are chained through `free`.
-pub(crate) struct IoSlab {
-    slots: Vec<IoSlot>,
-    free: Vec<usize>,
-    /// Set under the lock at shutdown: later inserts fail.
-    closed: bool,
-}
-
-struct IoSlot {
-    generation: usize,
-    io: Option<Arc<ScheduledIo>>,
-}
-
-impl IoSlab {
-    fn new() -> IoSlab {
-        IoSlab {
-            slots: Vec::new(),
-            free: Vec::new(),
-            closed: false,
-        }
-    }
-
-    fn insert(&mut self, io: Arc<ScheduledIo>, count: &AtomicUsize) -> io::Result<Token> {
-        if self.closed {
-            return Err(shutdown_error());
-        }
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None if self.slots.len() < INDEX_MASK => {
-                self.slots.push(IoSlot {
-                    generation: 0,
-                    io: None,
-                });
-                self.slots.len() - 1
-            }
-            None => {
-                return Err(io::Error::other(
-                    "grove reactor: too many registered sources",
-                ))
-            }
-        };
-        let slot = &mut self.slots[index];
-        slot.io = Some(io);
-        let token = Token(index | (slot.generation << INDEX_BITS));
-        count.store(self.len(), Ordering::Relaxed);
-        Ok(token)
-    }
-
-    fn get(&self, token: Token) -> Option<&Arc<ScheduledIo>> {
-        let slot = self.slots.get(token.0 & INDEX_MASK)?;
-        if slot.generation != token.0 >> INDEX_BITS {
-            return None;
-        }
-        slot.io.as_ref()
-    }
-
-    /// Removes the entry for `token`, if it is still there; `count` is the live count to update.
-    pub(crate) fn remove(&mut self, token: Token, count: &AtomicUsize) -> Option<Arc<ScheduledIo>> {
-        let index = token.0 & INDEX_MASK;
-        let slot = self.slots.get_mut(index)?;
-        if slot.generation != token.0 >> INDEX_BITS {
-            return None;
-        }
-        let io = slot.io.take()?;
-        slot.generation = (slot.generation + 1) & GENERATION_MASK;
-        self.free.push(index);
-        count.store(self.len(), Ordering::Relaxed);
-        Some(io)
-    }
-
-    fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-
-    /// Every live registration's state.
-    fn iter(&self) -> impl Iterator<Item = &Arc<ScheduledIo>> {
-        self.slots.iter().filter_map(|slot| slot.io.as_ref())
     }
 }
 
@@ -409,15 +340,9 @@ impl Handle {
         interest: Interest,
     ) -> io::Result<Registration> {
         let io = Arc::new(ScheduledIo::new());
-        let token = self
-            .shared
-            .lock_slab()
-            .insert(io.clone(), &self.shared.registrations)?;
+        let token = self.shared.slab_insert(io.clone())?;
         if let Err(err) = self.shared.registry.register(source, token, interest) {
-            let removed = self
-                .shared
-                .lock_slab()
-                .remove(token, &self.shared.registrations);
+            let removed = self.shared.slab_remove(token);
             drop(removed);
             return Err(err);
         }
@@ -714,11 +639,8 @@ impl Drop for DrainOnExit<'_> {
         //     collect everything they hold, and wake it all outside the locks.
         let ios: Vec<Arc<ScheduledIo>> = {
             let mut slab = shared.lock_slab();
-            slab.closed = true;
-            slab.slots
-                .iter()
-                .filter_map(|slot| slot.io.clone())
-                .collect()
+            slab.close();
+            slab.iter().cloned().collect()
         };
         for io in ios {
             metrics::add(&shared.counters.wakes, io.shutdown());

@@ -53,8 +53,12 @@
 //! * **Slab of `Arc<ScheduledIo>` behind a mutex, tokens carrying a generation.** tokio uses the
 //!   `ScheduledIo`'s address as the token, which needs unsafe code and a protocol to keep the
 //!   entry alive until the driver has seen its deregistration. A generation in the token makes a
-//!   late event for a dropped registration harmless, in safe code. The reactor takes the slab
-//!   lock once per `poll` batch.
+//!   late event for a dropped registration harmless, in safe code (loom model
+//!   `late_event_never_reaches_the_next_occupant`). A harvester takes the slab lock once per
+//!   batch of events, never per event.
+//! * **Harvesting from any thread.** Workers take events from the shared poll themselves
+//!   ([`Handle::poll_now`]), and the reactor thread sleeps in `epoll_wait` only while no worker
+//!   watches; the `watch` module has that protocol and its loom models.
 //! * **Per-source state: an atomic word plus two waker slots under a small mutex**
 //!   (tokio's `ScheduledIo` shape). A lock-free `AtomicWaker` was rejected: the mutex is only
 //!   contended at the exact moment of the race it resolves, and it reduces the no-lost-wakeup
@@ -68,19 +72,25 @@
 //! # The reactor loop
 //!
 //! 1. Fire every timer whose deadline is `<= now`, in batches of 256 per lock acquisition, waking
-//!    each batch outside the lock; the scan ends by recording the earliest remaining deadline as
-//!    the planned wake (T1).
+//!    each batch outside the lock (inside the wake scope, so the owner can batch the wakes per
+//!    worker); the scan ends by recording the earliest remaining deadline as the planned wake
+//!    (T1).
 //! 2. If shutdown was requested, leave the loop (S3).
-//! 3. `poll` with a timeout of `planned wake - now`, which mio rounds **up** to whole
+//! 3. Choose how to sleep (module `watch`, steps R1/R1'): **aside** (the thread parker) while
+//!    workers watch the shared poll or a worker was just woken, for at most the time to the
+//!    planned wake or the 1 ms stale-watch interval, whichever is shorter; **in the kernel**
+//!    otherwise: `epoll_wait` on the reactor's outer poll (the shared poll's descriptor and the
+//!    reactor's eventfd) with a timeout of `planned wake - now`, which mio rounds **up** to whole
 //!    milliseconds (epoll's resolution). Rounding up means the reactor never wakes before a
 //!    deadline and then spins; a timer due within the next millisecond costs one sleep of one
 //!    millisecond. Mean lateness from the rounding is about half a millisecond, plus the
-//!    kernel's timer slack (~50 µs) and wake-up latency (measured in a release build on a
-//!    2-core VM: 100k timers scattered over one second fire 0.59 ms late on average, about two
-//!    loop iterations per millisecond, one notification in all). A `timerfd` would give
-//!    microsecond precision but needs unsafe FFI; rejected while the target is 1 ms.
-//! 4. Dispatch each event: look its token up under the slab lock, then set the readiness bits and
-//!    wake the satisfied wakers outside it (D1–D3).
+//!    kernel's timer slack (~50 µs) and wake-up latency. Workers also fire due timers when they
+//!    harvest (module `timer`, "Workers fire too"), so a busy runtime's timers rarely wait for
+//!    the reactor at all.
+//! 4. After a kernel sleep, harvest the shared poll until it is empty and dispatch each event:
+//!    look its token up under the slab lock, then set the readiness bits and wake the satisfied
+//!    wakers outside it (D1–D3). After an aside sleep, harvest only if no worker has harvested
+//!    for the stale-watch interval (a worker stuck in a greenlet that never yields).
 //!
 //! # Readiness protocol
 //!
@@ -89,20 +99,25 @@
 //! * **W1.** Load the state word. If the direction's bits (or shutdown) are set, return `Ready`,
 //!   remembering the tick seen (used by C1).
 //! * **W2.** Lock the waker slots and store the waker for this direction.
-//! * **W3.** Re-load the state word *under the lock*. If ready now, take the waker back and return
-//!   `Ready`; otherwise return `Pending`.
+//! * **W3.** Still under the lock, set the direction's *waiting* bit with a read-modify-write of
+//!   the state word, and check the state it returns. If ready now, clear the bit, take the
+//!   waker back and return `Ready`; otherwise return `Pending`.
 //!
-//! Reactor, per event (`ScheduledIo::dispatch`):
+//! Harvester (the reactor thread or a worker), per event (`ScheduledIo::dispatch`):
 //!
 //! * **D1.** In one atomic read-modify-write, OR in the event's bits and increment the tick.
-//! * **D2.** Lock the waker slots, take the wakers of the directions the bits satisfy, unlock.
+//! * **D2.** If the state D1 replaced has the waiting bit of a direction the bits satisfy: lock
+//!   the waker slots, take those wakers and clear their waiting bits, unlock. Otherwise skip the
+//!   lock: nobody waits (the per-event lock is taken only when there is a waker to take).
 //! * **D3.** Wake them.
 //!
-//! *No lost wakeup:* D1 precedes D2 and W2 precedes W3 in program order, and the lock orders the
-//! two critical sections. If D2's section comes first, D1 happens-before W3's load, which sees the
-//! bits. If W2/W3's section comes first, D2 finds the stored waker. Either the waiter returns
-//! `Ready` or its waker is woken (loom model `poll_ready_vs_dispatch`). Waking in D3 happens after
-//! the unlock, so a waker that takes locks of its own can never nest inside ours.
+//! *No lost wakeup:* W3's and D1's read-modify-writes on the state word are totally ordered. If
+//! D1 comes first, W3's returns its bits and the waiter returns `Ready`. If W3 comes first, D1
+//! returns the waiting bit, so D2 takes the lock, which orders it after W2/W3's section, and
+//! finds the waker. Waiting bits change only under the lock, together with the slots, so a set
+//! slot always has its bit set once the lock is released (loom models `poll_ready_vs_dispatch`,
+//! `dispatch_wakes_only_the_satisfied_direction`). Waking in D3 happens after the unlock, so a
+//! waker that takes locks of its own can never nest inside ours.
 //!
 //! Waiter, after an operation returned `WouldBlock` ([`Registration::clear_readiness`]):
 //!
@@ -163,6 +178,10 @@ mod driver;
 mod loom;
 mod metrics;
 mod registration;
+// `pub` items in the protocol modules below are reachable only through `__loom` under
+// `cfg(grove_loom)`.
+#[cfg_attr(not(grove_loom), allow(unreachable_pub))]
+mod slab;
 mod sys;
 // `pub` items in these two modules are reachable only through `__loom` under `cfg(grove_loom)`.
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
@@ -191,6 +210,7 @@ pub enum Direction {
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::scheduled_io::{Ready, ScheduledIo};
+    pub use crate::slab::IoSlab;
     pub use crate::timer::{Due, Insert, TimerQueue};
     pub use crate::watch::{Rouse, Sleep, Watch};
 }

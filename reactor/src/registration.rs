@@ -89,10 +89,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         // Late events for this token are ignored from now on: the slot's generation changes.
-        let removed = self
-            .shared
-            .lock_slab()
-            .remove(self.token, &self.shared.registrations);
+        let removed = self.shared.slab_remove(self.token);
         drop(removed);
     }
 }

@@ -9,7 +9,7 @@
 //! # The state word
 //!
 //! ```text
-//! | tick (usize::BITS - 7) | SHUTDOWN | W_ERROR | R_ERROR | W_CLOSED | R_CLOSED | WRITABLE | READABLE |
+//! | tick (usize::BITS - 9) | W_WAITING | R_WAITING | SHUTDOWN | W_ERROR | R_ERROR | W_CLOSED | R_CLOSED | WRITABLE | READABLE |
 //! ```
 //!
 //! * The readiness bits are set by `dispatch` (one mio event ORs in its bits) and cleared, per
@@ -18,11 +18,16 @@
 //!   cleared. The error bits are clearable: a socket error is consumed by the operation that
 //!   reports it (`SO_ERROR`), and a sticky bit would turn the next `WouldBlock` into a busy loop.
 //! * `SHUTDOWN` is set once, when the reactor stops, and makes every poll return an error.
+//! * `READ_WAITING` / `WRITE_WAITING` say that the direction's waker slot is (or may be)
+//!   occupied. They change only under the waker lock, together with the slot. `dispatch` learns
+//!   them from its own read-modify-write (D1) and skips the lock (D2) when no satisfied
+//!   direction has a waiter: the common case of a busy connection, whose reader finds data
+//!   without ever parking, costs one atomic operation per event and no lock.
 //! * `tick` counts events. `poll_ready` remembers the tick it saw when it returned `Ready`;
 //!   `clear_readiness` clears only if the tick is unchanged, i.e. only if no event arrived since
 //!   the readiness that the failed operation consumed. This is tokio's `ScheduledIo` scheme,
 //!   with the remembered tick kept per direction instead of being handed back by the caller.
-//!   57 bits of tick (25 on 32-bit targets) cannot wrap between a poll and its clear.
+//!   55 bits of tick (23 on 32-bit targets) cannot wrap between a poll and its clear.
 
 use std::fmt;
 use std::io;
@@ -48,8 +53,12 @@ const READY_MASK: usize =
     READABLE | WRITABLE | READ_CLOSED | WRITE_CLOSED | READ_ERROR | WRITE_ERROR;
 /// The reactor has shut down; set once, never cleared.
 const SHUTDOWN: usize = 1 << 6;
-/// The tick occupies every bit above `SHUTDOWN`.
-const TICK_SHIFT: u32 = 7;
+/// The reader's waker slot is occupied (changed only under the waker lock).
+const READ_WAITING: usize = 1 << 7;
+/// The writer's waker slot is occupied (changed only under the waker lock).
+const WRITE_WAITING: usize = 1 << 8;
+/// The tick occupies every bit above the waiting bits.
+const TICK_SHIFT: u32 = 9;
 /// Largest tick value; ticks wrap to 0 after it.
 const TICK_MAX: usize = usize::MAX >> TICK_SHIFT;
 
@@ -71,6 +80,26 @@ const fn clear_mask(dir: Direction) -> usize {
 
 const fn tick_of(state: usize) -> usize {
     state >> TICK_SHIFT
+}
+
+/// The waiting bit of a direction.
+const fn waiting(dir: Direction) -> usize {
+    match dir {
+        Direction::Read => READ_WAITING,
+        Direction::Write => WRITE_WAITING,
+    }
+}
+
+/// The waiting bits of the directions that readiness `bits` satisfies.
+const fn waiting_for(bits: usize) -> usize {
+    let mut w = 0;
+    if bits & ready_mask(Direction::Read) != 0 {
+        w |= READ_WAITING;
+    }
+    if bits & ready_mask(Direction::Write) != 0 {
+        w |= WRITE_WAITING;
+    }
+    w
 }
 
 const fn index(dir: Direction) -> usize {
@@ -220,8 +249,9 @@ impl ScheduledIo {
             return Poll::Ready(ready);
         }
 
-        // W2. Store the waker under the lock. Reuse the stored one if it would wake the same
-        // task (the common case of a task polling again), avoiding a clone.
+        // W2. Store the waker under the lock, then mark the direction waiting. Reuse the stored
+        // waker if it would wake the same task (the common case of a task polling again),
+        // avoiding a clone.
         let mut waiters = lock(&self.waiters);
         let slot = waiters.slot(dir);
         let same_task = slot.as_ref().is_some_and(|old| old.will_wake(cx.waker()));
@@ -230,15 +260,16 @@ impl ScheduledIo {
         } else {
             slot.replace(cx.waker().clone())
         };
-
-        // W3. Re-check under the lock. `dispatch` sets its bits (D1) *before* it takes this lock
-        // to look for wakers (D2), and the lock orders our critical section against its: either
-        // D2 ran before W2 and then D1 is visible here, or D2 runs after W2 and finds our waker.
-        // So an event is never lost between W1 and W2.
-        let state = self.state.load(Ordering::Acquire);
+        // W3. Re-check, with the read-modify-write that publishes the waiting bit. `dispatch`
+        // ORs in its bits (D1) with a read-modify-write of the same word, so the two are
+        // ordered: if D1 came first, this RMW returns its bits; if it came second, D1 returns
+        // our waiting bit and D2 takes the lock, which orders it after this section, and finds
+        // the waker. So an event is never lost between W1 and W2.
+        let state = self.state.fetch_or(waiting(dir), Ordering::AcqRel);
         let result = self.check(dir, state);
         let reclaimed = if result.is_some() {
             // Ready after all: take our waker back so it is not woken spuriously later.
+            self.state.fetch_and(!waiting(dir), Ordering::AcqRel);
             waiters.slot(dir).take()
         } else {
             None
@@ -288,19 +319,26 @@ impl ScheduledIo {
 
     /// Records the readiness of one event and wakes the waiters it satisfies (steps D1–D3).
     ///
-    /// Returns how many wakers were woken (0–2). Called by the reactor thread.
+    /// Returns how many wakers were woken (0–2). Called by whoever harvested the event: the
+    /// reactor thread or a worker. Takes the waker lock only if a satisfied direction has a
+    /// waiter (its waiting bit is set).
     pub fn dispatch(&self, ready: Ready) -> usize {
         let bits = ready.0 & READY_MASK;
         // D1. OR in the bits and bump the tick in one atomic step, so no `clear_readiness` can
         // slip between them. `AcqRel`: the release half publishes the bits to W1/W3's acquire
-        // loads; the acquire half keeps the read-modify-write chain with C1 ordered.
-        let _ = self
+        // loads; the acquire half keeps the read-modify-write chain with C1 and W3 ordered.
+        let prev = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
                 let tick = (tick_of(state) + 1) & TICK_MAX;
-                Some((tick << TICK_SHIFT) | (state & (SHUTDOWN | READY_MASK)) | bits)
-            });
-        // D2, D3. Take the satisfied wakers under the lock, wake them after releasing it.
+                Some((tick << TICK_SHIFT) | (state & !(TICK_MAX << TICK_SHIFT)) | bits)
+            })
+            .unwrap_or_else(|state| state);
+        // D2, D3. Take the satisfied wakers under the lock, wake them after releasing it; skip
+        // both if nobody waits in a satisfied direction.
+        if prev & waiting_for(bits) == 0 {
+            return 0;
+        }
         self.wake(bits)
     }
 
@@ -316,6 +354,9 @@ impl ScheduledIo {
     fn wake(&self, bits: usize) -> usize {
         let (reader, writer) = {
             let mut waiters = lock(&self.waiters);
+            // The slots empty under the lock, and their waiting bits with them.
+            self.state
+                .fetch_and(!waiting_for(bits & READY_MASK), Ordering::AcqRel);
             let reader = if bits & ready_mask(Direction::Read) != 0 {
                 waiters.reader.take()
             } else {
