@@ -56,6 +56,9 @@
 //!   the last join, and the mean and p99 *lateness* (time slept minus time asked, per
 //!   task), all lower is better. N = 100,000 for grove and tokio, 20,000 for may (its
 //!   guarded stacks cap it near 32k live coroutines), 2,000 OS threads.
+//! * `sleepers_burn`: the same, with two CPU-burning processes (this binary re-executed
+//!   with `GROVE_COMPARE_BURN` set) running beside each repetition: how late timers fire on
+//!   a machine that is busy with something else.
 //!
 //! Memory (issue 6), one child per runtime and repetition:
 //! * `idle_mem`: N tasks spawned (handles kept) and each blocked on an event (grove
@@ -304,7 +307,7 @@ fn benches<'a>(rt: &'a Runtimes, servers: &'a net::Servers<'a>, o: &Options) -> 
     .filter(|w| o.workers >= 2 || w.name != "ping_pong_2w")
     .map(Bench::from_workload)
     .collect();
-    v.push(timers::sleepers(rt));
+    v.extend(timers::sleepers_benches(rt));
     v.push(memory::idle_mem(o.quick, o.workers));
     v.extend(net::echo_benches(servers, o.quick, o.client_threads));
     v.push(redis_load::redis_bench(rt, o.quick));
@@ -387,6 +390,9 @@ fn run(benches: Vec<Bench<'_>>, o: &Options) -> Vec<report::Row> {
 }
 
 fn main() {
+    if std::env::var_os(timers::BURN_ENV).is_some() {
+        timers::burn_main();
+    }
     if let Ok(spec) = std::env::var(memory::CHILD_ENV) {
         memory::child_main(&spec);
     }

@@ -1,4 +1,8 @@
-//! `sleepers`: many tasks each sleeping a random 1-100 ms; wall time and lateness.
+//! `sleepers`: many tasks each sleeping a random 1-100 ms; wall time and lateness. And
+//! `sleepers_burn`: the same with two CPU-burning processes running beside it (each
+//! repetition starts them just before and kills them just after), so the runtime's threads
+//! compete for the 2 cores as they would on a busy machine: a runtime that stalls or sleeps
+//! through due timers shows it in the tail.
 
 use std::sync::Arc;
 use std::thread;
@@ -79,92 +83,162 @@ fn metrics(wall: Duration, mut late: Vec<u64>) -> Result<Vec<f64>, String> {
     Ok(vec![wall.as_nanos() as f64, mean, p99])
 }
 
-pub(crate) fn sleepers(rt: &Runtimes) -> Bench<'_> {
+/// Set in a child process that only burns CPU (see [`Burners`]).
+pub(crate) const BURN_ENV: &str = "GROVE_COMPARE_BURN";
+
+/// In a burner child: spin until killed.
+pub(crate) fn burn_main() -> ! {
+    let mut x = 0u64;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
+/// Two CPU-burning child processes (this binary re-executed with [`BURN_ENV`]), killed and
+/// reaped on drop.
+struct Burners(Vec<std::process::Child>);
+
+impl Burners {
+    fn start(n: usize) -> Result<Burners, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("burners: {e}"))?;
+        let mut children = Vec::with_capacity(n);
+        for _ in 0..n {
+            let child = std::process::Command::new(&exe)
+                .env(BURN_ENV, "1")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("burners: {e}"))?;
+            children.push(child);
+        }
+        // Let them get going (and the scheduler notice them) before the measurement.
+        thread::sleep(Duration::from_millis(50));
+        Ok(Burners(children))
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `f` with `burners` CPU-burning processes beside it (none if 0).
+fn beside<T>(burners: usize, f: impl FnOnce() -> T) -> Result<T, String> {
+    let _burners = if burners > 0 {
+        Some(Burners::start(burners)?)
+    } else {
+        None
+    };
+    Ok(f())
+}
+
+/// `sleepers`, and `sleepers_burn` with two burners beside it.
+pub(crate) fn sleepers_benches(rt: &Runtimes) -> Vec<Bench<'_>> {
+    vec![
+        sleepers(rt, "sleepers", 0),
+        sleepers(rt, "sleepers_burn", 2),
+    ]
+}
+
+fn sleepers<'a>(rt: &'a Runtimes, name: &str, burn: usize) -> Bench<'a> {
     let (d, may_d, thread_d) = (
         durations(SLEEPERS),
         durations(MAY_SLEEPERS),
         durations(THREAD_SLEEPERS),
     );
-    Bench::new("sleepers", &METRICS)
+    Bench::new(name, &METRICS)
         .runner("grove", SLEEPERS, move || {
             let d = d.clone();
-            let start = Instant::now();
-            let late = rt.grove.block_on(move || {
-                let hs: Vec<_> = (0..d.len())
-                    .map(|i| {
-                        let d = d.clone();
-                        grove::spawn(move || {
-                            let t = Instant::now();
-                            grove::sleep(d[i]);
-                            lateness(t, d[i])
+            beside(burn, || {
+                let start = Instant::now();
+                let late = rt.grove.block_on(move || {
+                    let hs: Vec<_> = (0..d.len())
+                        .map(|i| {
+                            let d = d.clone();
+                            grove::spawn(move || {
+                                let t = Instant::now();
+                                grove::sleep(d[i]);
+                                lateness(t, d[i])
+                            })
                         })
-                    })
-                    .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            metrics(start.elapsed(), late)
+                        .collect();
+                    hs.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                metrics(start.elapsed(), late)
+            })?
         })
         .runner("tokio", SLEEPERS, {
             let d = durations(SLEEPERS);
             move || {
                 let d = d.clone();
-                let start = Instant::now();
-                let late = rt
-                    .tokio
-                    .block_on(rt.tokio.spawn(async move {
-                        let hs: Vec<_> = (0..d.len())
-                            .map(|i| {
-                                let d = d.clone();
-                                tokio::spawn(async move {
-                                    let t = Instant::now();
-                                    tokio::time::sleep(d[i]).await;
-                                    lateness(t, d[i])
+                beside(burn, || {
+                    let start = Instant::now();
+                    let late = rt
+                        .tokio
+                        .block_on(rt.tokio.spawn(async move {
+                            let hs: Vec<_> = (0..d.len())
+                                .map(|i| {
+                                    let d = d.clone();
+                                    tokio::spawn(async move {
+                                        let t = Instant::now();
+                                        tokio::time::sleep(d[i]).await;
+                                        lateness(t, d[i])
+                                    })
                                 })
-                            })
-                            .collect();
-                        let mut late = Vec::with_capacity(hs.len());
-                        for h in hs {
-                            late.push(h.await.unwrap());
-                        }
-                        late
-                    }))
-                    .unwrap();
-                metrics(start.elapsed(), late)
+                                .collect();
+                            let mut late = Vec::with_capacity(hs.len());
+                            for h in hs {
+                                late.push(h.await.unwrap());
+                            }
+                            late
+                        }))
+                        .unwrap();
+                    metrics(start.elapsed(), late)
+                })?
             }
         })
         .runner("may", MAY_SLEEPERS, move || {
             let d = may_d.clone();
-            let start = Instant::now();
-            let late = may_go(move || {
-                let hs: Vec<_> = (0..d.len())
+            beside(burn, || {
+                let start = Instant::now();
+                let late = may_go(move || {
+                    let hs: Vec<_> = (0..d.len())
+                        .map(|i| {
+                            let d = d.clone();
+                            may_go(move || {
+                                let t = Instant::now();
+                                may::coroutine::sleep(d[i]);
+                                lateness(t, d[i])
+                            })
+                        })
+                        .collect();
+                    hs.into_iter().map(|h| h.join().unwrap()).collect()
+                })
+                .join()
+                .map_err(|_| "may sleepers panicked".to_string())?;
+                metrics(start.elapsed(), late)
+            })?
+        })
+        .runner("threads", THREAD_SLEEPERS, move || {
+            let thread_d = thread_d.clone();
+            beside(burn, move || {
+                let start = Instant::now();
+                let hs: Vec<_> = (0..thread_d.len())
                     .map(|i| {
-                        let d = d.clone();
-                        may_go(move || {
+                        let d = thread_d.clone();
+                        thread::spawn(move || {
                             let t = Instant::now();
-                            may::coroutine::sleep(d[i]);
+                            thread::sleep(d[i]);
                             lateness(t, d[i])
                         })
                     })
                     .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
-            })
-            .join()
-            .map_err(|_| "may sleepers panicked".to_string())?;
-            metrics(start.elapsed(), late)
-        })
-        .runner("threads", THREAD_SLEEPERS, move || {
-            let start = Instant::now();
-            let hs: Vec<_> = (0..thread_d.len())
-                .map(|i| {
-                    let d = thread_d.clone();
-                    thread::spawn(move || {
-                        let t = Instant::now();
-                        thread::sleep(d[i]);
-                        lateness(t, d[i])
-                    })
-                })
-                .collect();
-            let late = hs.into_iter().map(|h| h.join().unwrap()).collect();
-            metrics(start.elapsed(), late)
+                let late = hs.into_iter().map(|h| h.join().unwrap()).collect();
+                metrics(start.elapsed(), late)
+            })?
         })
 }

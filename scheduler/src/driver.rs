@@ -31,13 +31,17 @@
 //! delay due work doing so: an idle worker decommits one run of adjacent stacks (one
 //! `madvise`) at a time and stops as soon as a wake is pending for it or a timer is due within
 //! [`TRIM_TIMER_MARGIN`]; a busy worker decommits one run every [`TRIM_MASK`]` + 1` ticks, and
-//! only once more than `DEFER_LIMIT` stacks wait.
+//! only once more than `DEFER_LIMIT` stacks wait. Both wait until a burst is over (the stack
+//! module's `DECAY`); a timer brings an idle worker back when it is.
 
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Wake, Waker};
 use std::time::Instant;
 
+use crate::runtime::Shared;
 use crate::stack::{DEFER_LIMIT, TRIM_TIMER_MARGIN};
 use crate::task::TaskRef;
 use crate::worker::Local;
@@ -186,7 +190,13 @@ impl Local {
             self.poll_driver();
         }
         if tick & TRIM_MASK == 141 && self.shared.stacks.trim_pending() > DEFER_LIMIT {
-            self.shared.stacks.trim_slice();
+            let stacks = &self.shared.stacks;
+            if stacks
+                .decommit_after()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                stacks.trim_slice();
+            }
         }
     }
 
@@ -231,10 +241,24 @@ impl Local {
     }
 
     /// An idle worker gives back pooled stacks, one run at a time, until none wait, a wake is
-    /// pending for this worker, or a timer is about to be due.
+    /// pending for this worker, or a timer is about to be due. Before the burst's decay has
+    /// passed it gives back nothing and, if the runtime has timers, arranges for a worker to
+    /// come back when it has (one timer at a time).
     pub(crate) fn idle_trim(&self) {
         let shared = &*self.shared;
         let me = &shared.workers[self.index];
+        let Some(at) = shared.stacks.decommit_after() else {
+            return;
+        };
+        if at > Instant::now() {
+            if let Some(timers) = &shared.timers {
+                if !shared.stacks.decay_armed.swap(true, Ordering::AcqRel) {
+                    let waker = Waker::from(Arc::new(DecayOver(Arc::downgrade(&self.shared))));
+                    timers.add(at, waker);
+                }
+                return;
+            }
+        }
         while shared.stacks.needs_trim() && !me.parker.is_notified() {
             if let Some(next) = shared.driver.as_ref().and_then(|d| d.next_deadline()) {
                 if next.saturating_duration_since(Instant::now()) < TRIM_TIMER_MARGIN {
@@ -244,6 +268,18 @@ impl Local {
             if shared.stacks.trim_slice() == 0 {
                 return;
             }
+        }
+    }
+}
+
+/// The timer that ends a burst's decay: wakes an idle worker, which then gives the stacks back.
+struct DecayOver(Weak<Shared>);
+
+impl Wake for DecayOver {
+    fn wake(self: Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.stacks.decay_armed.store(false, Ordering::Release);
+            shared.notify_parked();
         }
     }
 }

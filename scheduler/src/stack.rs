@@ -87,7 +87,10 @@
 //!    most [`TRIM_RUN`] of them, one `madvise`; in Madvise mode the guard pages in between keep
 //!    their markers), the lowest-addressed run of the excess set. Because the set is ordered by
 //!    address, the stacks of a spike, which were carved in address order, come back as long
-//!    runs: about one `madvise` per 64 stacks instead of one per stack. Who calls it:
+//!    runs: about one `madvise` per 64 stacks instead of one per stack. Only once the burst is
+//!    over: [`DECAY`] (1 s) after a stack last joined the excess set, so a burst that repeats
+//!    finds its stacks still committed instead of faulting 100,000 pages in again (measured:
+//!    most of the 100k-sleepers wall time once went to those faults). Who calls it:
 //!    - a worker going idle, one slice at a time, checking before each slice that no wake is
 //!      pending for it and that no timer is due within [`TRIM_TIMER_MARGIN`] (the `Driver` hook
 //!      says when the next one is); so a slice (~10-50 µs) is the longest a due timer or a new
@@ -154,6 +157,13 @@ pub(crate) const DEFER_LIMIT: usize = 16 * 1024;
 /// Most slots one [`StackAllocator::trim_slice`] gives back (one `madvise` of at most
 /// `TRIM_RUN` adjacent slots): bounds how long work that arrives meanwhile waits.
 pub(crate) const TRIM_RUN: usize = 64;
+
+/// Stacks pushed beyond the watermark are decommitted only once no stack has been pushed there
+/// for this long: the pages of a burst that repeats (a benchmark's repetitions, a server's
+/// traffic peaks) stay committed and are reused without page faults, and the memory of a burst
+/// that does not repeat goes back a second after it ended (jemalloc's `dirty_decay_ms` plays
+/// the same role, with 10 s).
+pub(crate) const DECAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An idle worker stops decommitting when a timer is due within this margin.
 pub(crate) const TRIM_TIMER_MARGIN: std::time::Duration = std::time::Duration::from_micros(200);
@@ -605,6 +615,11 @@ pub(crate) struct StackAllocator {
     /// Size of `global`'s excess set, as last seen under its lock: lets
     /// [`needs_trim`](Self::needs_trim) answer without the lock.
     excess: AtomicUsize,
+    /// When a stack last joined the excess set, in nanoseconds since `epoch` (see [`DECAY`]).
+    overflowed_at: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+    /// A worker has arranged to come back when the decay ends (see `driver`).
+    pub(crate) decay_armed: std::sync::atomic::AtomicBool,
     /// Slots that exist as stacks (guard installed / mapped): live + pooled.
     slots: AtomicUsize,
     mappings: AtomicUsize,
@@ -639,6 +654,9 @@ impl StackAllocator {
             }),
             global: Mutex::new(GlobalList::default()),
             excess: AtomicUsize::new(0),
+            overflowed_at: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            decay_armed: std::sync::atomic::AtomicBool::new(false),
             slots: AtomicUsize::new(0),
             mappings: AtomicUsize::new(0),
             bytes_reserved: AtomicUsize::new(0),
@@ -828,11 +846,27 @@ impl StackAllocator {
     fn push_global(&self, slots: impl Iterator<Item = Slot>) {
         let mut g = lock(&self.global);
         g.warm.extend(slots);
+        let overflow = g.warm.len() > GLOBAL_WARM_WATERMARK;
         while g.warm.len() > GLOBAL_WARM_WATERMARK {
             let s = g.warm.pop_front().expect("longer than the watermark");
             g.excess.insert(s.lo.get(), s);
         }
         self.excess.store(g.excess.len(), Ordering::Relaxed);
+        drop(g);
+        if overflow {
+            let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.overflowed_at.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// When the stacks waiting to be decommitted may be (see [`DECAY`]): `None` if none wait,
+    /// else an instant that may already have passed.
+    pub(crate) fn decommit_after(&self) -> Option<std::time::Instant> {
+        if !self.needs_trim() {
+            return None;
+        }
+        let at = std::time::Duration::from_nanos(self.overflowed_at.load(Ordering::Relaxed));
+        Some(self.epoch + at + DECAY)
     }
 
     /// True if stacks beyond the watermark wait to be decommitted: one relaxed load, for the
