@@ -258,7 +258,37 @@ fn show_metrics() -> bool {
     std::env::var_os("GROVE_COMPARE_METRICS").is_some_and(|v| v == "1")
 }
 
-fn print_grove_metrics(a: &grove::Metrics, b: &grove::Metrics, round_trips: u64) {
+/// CPU time so far (ns) of the reactor thread and of all grove worker threads together, from
+/// `/proc/self/task/*/{comm,schedstat}`.
+fn thread_cpu() -> (u64, u64) {
+    let (mut reactor, mut workers) = (0, 0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0);
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        if comm.starts_with("grove-reactor") {
+            reactor += ns;
+        } else if comm.starts_with("grove-worker") {
+            workers += ns;
+        }
+    }
+    (reactor, workers)
+}
+
+fn print_grove_metrics(
+    a: &grove::Metrics,
+    b: &grove::Metrics,
+    round_trips: u64,
+    cpu_a: (u64, u64),
+    cpu_b: (u64, u64),
+    elapsed: Duration,
+) {
     let (ra, rb) = (&a.reactor, &b.reactor);
     let per = |x: u64| x as f64 / round_trips.max(1) as f64;
     let remote: u64 = b.workers.iter().map(|w| w.remote_wakes).sum::<u64>()
@@ -269,16 +299,29 @@ fn print_grove_metrics(a: &grove::Metrics, b: &grove::Metrics, round_trips: u64)
         .zip(&a.workers)
         .map(|(b, a)| b.runs - a.runs)
         .collect();
+    let events = rb.events_dispatched - ra.events_dispatched;
+    let by_workers = rb.events_by_workers - ra.events_by_workers;
+    let by_reactor = events - by_workers;
+    let (reactor_cpu, worker_cpu) = (cpu_b.0 - cpu_a.0, cpu_b.1 - cpu_a.1);
+    let secs = elapsed.as_secs_f64();
     eprintln!(
         "\n  grove per round trip: events {:.2} (by workers {:.2}), reactor loops {:.3} \
-         (aside {:.3}, stale harvests {:.4}), notifications {:.3}, remote wakes {:.2}; runs per worker {runs:?}",
-        per(rb.events_dispatched - ra.events_dispatched),
-        per(rb.events_by_workers - ra.events_by_workers),
+         (aside {:.3}, stale harvests {:.4}), notifications {:.3}, remote wakes {:.2}; \
+         runs per worker {runs:?}\n  events/s: reactor {:.0}, workers {:.0}; CPU: reactor \
+         {:.0}% ({:.0} ns per event it harvested), workers {:.0}% ({:.0} ns per round trip)",
+        per(events),
+        per(by_workers),
         per(rb.polls - ra.polls),
         per(rb.sleeps_aside - ra.sleeps_aside),
         per(rb.stale_harvests - ra.stale_harvests),
         per(rb.notifications - ra.notifications),
         per(remote),
+        by_reactor as f64 / secs,
+        by_workers as f64 / secs,
+        reactor_cpu as f64 / 1e7 / secs,
+        reactor_cpu as f64 / by_reactor.max(1) as f64,
+        worker_cpu as f64 / 1e7 / secs,
+        worker_cpu as f64 / round_trips.max(1) as f64,
     );
 }
 
@@ -297,11 +340,20 @@ fn net_bench<'a>(
             let addr = servers
                 .addr(runtime, proto)
                 .map_err(|e| format!("server: {e}"))?;
-            let before = (runtime == "grove" && show_metrics()).then(|| servers.rt.grove.metrics());
+            let before = (runtime == "grove" && show_metrics())
+                .then(|| (servers.rt.grove.metrics(), thread_cpu()));
             let load = loadgen::run(addr, conns, client_threads, duration, proto.exchange())
                 .map_err(|e| format!("load generator: {e}"))?;
-            if let Some(before) = before {
-                print_grove_metrics(&before, &servers.rt.grove.metrics(), load.round_trips);
+            if let Some((before, cpu)) = before {
+                let after = (servers.rt.grove.metrics(), thread_cpu());
+                print_grove_metrics(
+                    &before,
+                    &after.0,
+                    load.round_trips,
+                    cpu,
+                    after.1,
+                    load.elapsed,
+                );
             }
             if load.round_trips == 0 {
                 return Err("no round trip completed".into());
