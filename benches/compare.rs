@@ -14,6 +14,10 @@
 //! `--workers N` (workers of every runtime, default: the number of CPUs);
 //! `--client-threads N` (the load generator's threads, default 1). Output: a table on
 //! stdout, `target/compare/results.csv` and `target/compare/chart.svg`.
+//! `--harvest-probe [F]` instead measures what one I/O event costs the reactor thread and a
+//! worker harvesting the poll itself (`benches/SCALING.md`, "The new path").
+//! `GROVE_COMPARE_METRICS=1` prints, after each grove repetition of a network bench, who
+//! harvested the events and what each thread's CPU came to.
 //!
 //! # Method
 //! * **Interleaving.** For each workload, repetition 1 of every runtime runs, then
@@ -101,6 +105,8 @@ use std::time::Instant;
 #[path = "workloads/mod.rs"]
 mod workloads;
 
+#[path = "compare/harvest.rs"]
+mod harvest;
 #[path = "compare/loadgen.rs"]
 mod loadgen;
 #[path = "compare/memory.rs"]
@@ -395,6 +401,18 @@ fn main() {
     }
     if let Ok(spec) = std::env::var(memory::CHILD_ENV) {
         memory::child_main(&spec);
+    }
+    // `--harvest-probe [F]`: the reactor's and a polling worker's cost per event (SCALING.md).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--harvest-probe") {
+        let fds = args.get(i + 1).and_then(|f| f.parse().ok()).unwrap_or(256);
+        for f in [64, fds] {
+            if let Err(e) = harvest::probe(f) {
+                eprintln!("compare: harvest probe: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
     }
     // `cargo test --benches` runs bench binaries without arguments (`cargo bench`
     // passes `--bench`): a smoke check, not a several-minute measurement.

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Waker;
@@ -127,8 +128,20 @@ impl Shared {
         }
         let events = ready.len();
         let mut woken = 0;
+        // As in `wake_all`: a panicking waker must not strand the rest of the batch, whose
+        // events the kernel has already handed over and will not report again.
+        let mut panic = None;
         for (io, readiness) in ready.drain(..) {
-            woken += io.dispatch(readiness);
+            match std::panic::catch_unwind(AssertUnwindSafe(|| io.dispatch(readiness))) {
+                Ok(n) => woken += n,
+                Err(payload) => {
+                    panic.get_or_insert(payload);
+                }
+            }
+        }
+        if let Some(payload) = panic {
+            metrics::add(&self.counters.events_dispatched, events);
+            std::panic::resume_unwind(payload);
         }
         metrics::add(&self.counters.wakes, woken);
         metrics::add(&self.counters.events_dispatched, events);
@@ -156,10 +169,22 @@ impl Shared {
     }
 
     /// Wakes and counts a batch of wakers, leaving `wakers` empty for reuse.
+    ///
+    /// A panicking waker does not stop the batch: every other waker is still woken, then the
+    /// first panic is resumed (the timers behind it were already taken out of the queue, and
+    /// would otherwise never fire).
     fn wake_all(&self, wakers: &mut Vec<Waker>) {
         let n = wakers.len();
-        wakers.drain(..).for_each(Waker::wake);
+        let mut panic = None;
+        for waker in wakers.drain(..) {
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+                panic.get_or_insert(payload);
+            }
+        }
         metrics::add(&self.counters.wakes, n);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 

@@ -142,10 +142,14 @@
 //!
 //! # Wakers must be cheap
 //!
-//! Wakers run on the reactor thread, one after another; a slow waker delays every other timer
-//! and event. A waker should enqueue and return (grove's push a greenlet to its home worker's
-//! inbox). A panicking waker ends the reactor (which then shuts down as below and re-raises the
-//! panic from [`Reactor::shutdown`]).
+//! Wakers run on the thread that harvested their event or timer (the reactor thread, or a
+//! thread calling [`Handle::poll_now`]), one after another; a slow waker delays every other
+//! timer and event of its batch. A waker should enqueue and return (grove's push a greenlet
+//! to its worker's queue or inbox). A panicking waker on the reactor thread ends the reactor
+//! (which then shuts down as below and re-raises the panic from [`Reactor::shutdown`]); in
+//! [`Handle::poll_now`] the panic unwinds out of `poll_now` to its caller. Either way the rest
+//! of the batch is woken first: its timers and events were already taken and would never be
+//! reported again.
 //!
 //! # Shutdown
 //!

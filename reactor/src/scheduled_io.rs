@@ -370,9 +370,17 @@ impl ScheduledIo {
             (reader, writer)
         };
         let mut woken = 0;
+        let mut panic = None;
         for waker in [reader, writer].into_iter().flatten() {
-            waker.wake();
+            // A panicking reader's waker must not leave the writer unwoken.
+            let wake = std::panic::AssertUnwindSafe(|| waker.wake());
+            if let Err(payload) = std::panic::catch_unwind(wake) {
+                panic.get_or_insert(payload);
+            }
             woken += 1;
+        }
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
         woken
     }

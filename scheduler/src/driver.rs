@@ -56,8 +56,11 @@ pub(crate) const TRIM_MASK: u32 = 255;
 /// Harvests an idle hub makes while it spins before sleeping.
 pub(crate) const IDLE_POLLS: u32 = 4;
 /// Pause instructions an idle hub spends watching its own parker before sleeping (a few µs
-/// without a driver; with one, split between [`IDLE_POLLS`] harvests).
-pub(crate) const SPIN_BEFORE_PARK: u32 = 512;
+/// without a driver; with one, split between [`IDLE_POLLS`] harvests). Not more: on a small
+/// machine a spinning worker takes the core from whatever would send it work (profiled under
+/// echo at C = 100 with twice this: 18% of the workers' samples were this spin, while the
+/// load generator sharing the two cores was the bottleneck).
+pub(crate) const SPIN_BEFORE_PARK: u32 = 256;
 
 /// The I/O and timer driver, as the workers see it: harvest without blocking, and say when
 /// this worker watches. grove implements it with its reactor.
