@@ -34,7 +34,7 @@
 //! only once more than `DEFER_LIMIT` stacks wait. Both wait until a burst is over (the stack
 //! module's `DECAY`); a timer brings an idle worker back when it is.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -88,6 +88,15 @@ thread_local! {
     /// Wakes aimed at other workers, deferred to the end of the current [`batch_wakes`]:
     /// `None` outside a batch.
     static BATCH: RefCell<Option<Vec<TaskRef>>> = const { RefCell::new(None) };
+    /// True while this hub harvests through its driver: its own greenlets woken meanwhile
+    /// queue in order (`ready`) rather than taking the LIFO slot one after another, which would
+    /// run the last event's greenlet first.
+    static HARVESTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while the calling hub harvests (see `HARVESTING`).
+pub(crate) fn harvesting() -> bool {
+    HARVESTING.with(Cell::get)
 }
 
 /// Runs `f` with wakes of greenlets homed on other workers batched: each is queued in its home
@@ -180,10 +189,18 @@ pub(crate) fn defer_remote(task: TaskRef) -> Option<TaskRef> {
 impl Local {
     /// Step 1 and 2: harvests through the driver, if there is one. True if it woke anything.
     pub(crate) fn poll_driver(&self) -> bool {
-        match &self.shared.driver {
-            Some(d) => batch_wakes(|| d.poll()) > 0,
-            None => false,
+        let Some(d) = &self.shared.driver else {
+            return false;
+        };
+        struct Harvesting;
+        impl Drop for Harvesting {
+            fn drop(&mut self) {
+                HARVESTING.with(|h| h.set(false));
+            }
         }
+        HARVESTING.with(|h| h.set(true));
+        let _reset = Harvesting;
+        batch_wakes(|| d.poll()) > 0
     }
 
     /// The periodic work of a busy hub, on `tick`: a harvest (step 2), and a slice of stack

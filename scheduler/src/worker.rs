@@ -385,9 +385,10 @@ impl Local {
 
     /// Queues a started greenlet woken by code running on its home worker.
     fn push_woken(&self, t: TaskRef) {
-        if self.current.borrow().is_none() {
-            // Woken by the hub itself (a harvest of events or timers, `driver`): in order,
-            // behind what is ready; the LIFO slot is for a greenlet's direct hand-off.
+        if crate::driver::harvesting() {
+            // Woken by a harvest of events or timers (`driver`): in order, behind what is
+            // ready; the LIFO slot is for a direct hand-off (a greenlet, or a finishing
+            // greenlet's joiner).
             self.ready.borrow_mut().push_back(t);
             return;
         }
