@@ -173,10 +173,12 @@
 //!
 //! # Loom
 //!
-//! `ScheduledIo` and the timer queue take their atomics and mutexes from the
-//! private `loom` shim, and under `cfg(grove_loom)` are exposed in the hidden `__loom` module;
-//! `loom-tests/tests/reactor.rs` models W/D/C and T against each other. The driver (thread, poll,
-//! slab) is compiled but never run under loom.
+//! `ScheduledIo`, the timer queue and `Watch` take their atomics and mutexes from the private
+//! `loom` shim, and under `cfg(grove_loom)` are exposed (with the slab) in the hidden `__loom`
+//! module. `loom-tests/tests/reactor.rs` models W/D/C and T against each other, a worker's timer
+//! scan against the reactor's plan, and a late event against the slab slot's next occupant;
+//! `loom-tests/tests/watch.rs` models who sleeps in the kernel, with the kernel itself played by
+//! a mutex and a condvar. The driver (thread, polls) is compiled but never run under loom.
 
 mod driver;
 mod loom;

@@ -900,8 +900,10 @@ impl Handle {
 ///
 /// A finished greenlet's stack is pooled for the next one; pooled stacks beyond a
 /// watermark (64 per worker plus 256 shared) have their memory given back to the kernel
-/// (*decommitted*, `MADV_DONTNEED`) by the next worker to go idle, so the memory of a
-/// spike returns while the stacks' addresses and guard pages are kept for reuse. Read
+/// (*decommitted*, `MADV_DONTNEED`) by idle workers, a run of adjacent stacks at a time, once
+/// the spike has been over for a second, so the memory of a spike returns while the stacks'
+/// addresses and guard pages are kept for reuse (and a spike that repeats within the second
+/// reuses them without page faults). Read
 /// field by field while the runtime runs: exact only when it is quiescent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
