@@ -78,7 +78,19 @@ impl Local {
         if mine < least + 2 + least / 16 {
             return Some(task);
         }
-        shared.push_remote(peer, task);
+        // As `Shared::push_remote`, except that a peer whose hub has already exited (a
+        // shutdown racing this hand-off) gets its inbox drained *with cancellation*: these
+        // are unstarted greenlets, whose joins must still resolve.
+        let w = &shared.workers[peer];
+        w.inbox.push(task);
+        w.parker.unpark();
+        if w.exited.closed_after_push() {
+            while let Some(t) = w.inbox.steal().success() {
+                if t.header().home.load(Ordering::Relaxed) == NO_HOME {
+                    crate::worker::cancel_unstarted(shared, Some(self.index), t);
+                }
+            }
+        }
         None
     }
 }
