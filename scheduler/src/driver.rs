@@ -17,8 +17,12 @@
 //!   that worker's inbox push and unpark happen once per worker at the end of the batch.
 //!
 //! # Where the hub calls it (one step a line, as `worker` reads)
-//! 1. Out of local work (`next_task` found nothing): harvest before stealing (Go's
-//!    `findrunnable` polls the network before it steals); if anything was woken, look again.
+//! 1. Out of work, before sleeping: harvest [`IDLE_POLLS`] times while spinning on the parker
+//!    (Go's spinning `M` polls the network before it sleeps); if anything was woken, look
+//!    again instead of sleeping. (A harvest at every dry turn of the loop, before stealing, was
+//!    tried and removed: it made `tests/faults.rs`'s
+//!    `dropping_a_runtime_joins_its_threads_thread_locals_included` hang about one run in
+//!    ten, a lost wake on a one-worker runtime whose cause was not found in time.)
 //! 2. Every [`POLL_MASK`]` + 1` ticks while busy (tokio's `event_interval`): harvest, so a busy
 //!    worker's sockets do not wait for it to run dry.
 //! 3. Before sleeping: `end_watching` after the last harvest, then park; `begin_watching` on
@@ -187,7 +191,7 @@ pub(crate) fn defer_remote(task: TaskRef) -> Option<TaskRef> {
 }
 
 impl Local {
-    /// Step 1 and 2: harvests through the driver, if there is one. True if it woke anything.
+    /// Steps 1 and 2: harvests through the driver, if there is one. True if it woke anything.
     pub(crate) fn poll_driver(&self) -> bool {
         let Some(d) = &self.shared.driver else {
             return false;

@@ -315,8 +315,6 @@ impl Local {
                 }
                 if let Some(t) = self.next_task() {
                     self.run_task(t);
-                } else if self.poll_driver() {
-                    // Events or timers woke greenlets (`driver`, step 1): look again.
                 } else if let Some(t) = self.search() {
                     self.run_task(t);
                 } else {
