@@ -30,8 +30,10 @@
 //!     assert_eq!(reply, "HELLO\n");
 //!
 //!     drop(client); // the handler sees end-of-file and returns
+//!     // The stop waits for handlers still running (this one may already have
+//!     // returned: the report counts those running when the stop began).
 //!     let report = server.drain(Duration::from_secs(5));
-//!     assert_eq!((report.finished, report.killed), (1, 0));
+//!     assert_eq!(report.killed, 0);
 //!     Ok::<(), std::io::Error>(())
 //! })?;
 //! # Ok::<(), std::io::Error>(())
