@@ -1103,6 +1103,13 @@ unsafe extern "C" fn select(
 // getaddrinfo
 // ---------------------------------------------------------------------------------------
 
+/// The signature of libc's `getaddrinfo(3)`.
+///
+/// # Safety
+///
+/// A caller passes what `getaddrinfo(3)` requires: `node` and `service` null or
+/// NUL-terminated strings, `hints` null or a valid `addrinfo`, `res` valid for a write;
+/// a successful result is freed with `freeaddrinfo` exactly once.
 type GetAddrInfo = unsafe extern "C" fn(
     *const libc::c_char,
     *const libc::c_char,
