@@ -221,6 +221,10 @@ impl<'a> Bench<'a> {
     }
 }
 
+/// The command line, as `--help` prints it.
+const USAGE: &str = "compare [--quick] [--reps N] [--workload RE,..] \
+                     [--runtime grove,tokio,may,threads] [--workers N] [--client-threads N]";
+
 /// The command line.
 #[derive(Debug)]
 struct Options {
@@ -273,12 +277,11 @@ impl Options {
                     }
                 }
                 "-h" | "--help" => {
-                    return Err("usage: compare [--quick] [--reps N] [--workload RE,..] \
-                                [--runtime grove,tokio,may,threads] [--workers N] \
-                                [--client-threads N]"
-                        .into())
+                    // Asked for: usage on stdout and success, as any command-line tool.
+                    println!("usage: {USAGE}");
+                    std::process::exit(0);
                 }
-                other => return Err(format!("unknown argument {other:?} (try --help)")),
+                other => return Err(format!("unknown argument {other:?}\nusage: {USAGE}")),
             }
         }
         if o.reps == 0 {
