@@ -1,5 +1,5 @@
 //! The per-fd table and green waiting. Safe code: every syscall it needs comes from a safe
-//! wrapper in `unsafe_ffi`.
+//! wrapper in `unsafe_sys`.
 //!
 //! # The table
 //! Indexed by fd number, in chunks of 1,024 slots allocated on first use (fds up to
@@ -37,7 +37,7 @@ use grove_scheduler::ParkStatus;
 use mio::unix::SourceFd;
 use mio::Interest;
 
-use crate::unsafe_ffi;
+use crate::unsafe_sys;
 
 const CHUNK_BITS: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -116,7 +116,7 @@ pub(crate) fn kind(fd: i32) -> u8 {
     if k != UNKNOWN {
         return k;
     }
-    match unsafe_ffi::is_socket(fd) {
+    match unsafe_sys::is_socket(fd) {
         Some(true) => {
             s.kind.store(SOCKET, Ordering::Release);
             SOCKET
@@ -145,7 +145,7 @@ pub(crate) fn sock(fd: i32) -> Option<Arc<Sock>> {
     if let Some(sock) = g.as_ref() {
         return Some(sock.clone());
     }
-    let info = unsafe_ffi::sock_info(fd)?;
+    let info = unsafe_sys::sock_info(fd)?;
     let sock = Arc::new_cyclic(|weak: &Weak<Sock>| Sock {
         fd,
         stream: info.stream,
@@ -347,7 +347,7 @@ impl Sock {
         {
             let mut t = lock(&self.toggles);
             if *t == 0 && !self.user_nonblock() {
-                unsafe_ffi::set_kernel_nonblock(self.fd, true);
+                unsafe_sys::set_kernel_nonblock(self.fd, true);
             }
             *t += 1;
         }
@@ -355,7 +355,7 @@ impl Sock {
         let mut t = lock(&self.toggles);
         *t -= 1;
         if *t == 0 && !self.user_nonblock() {
-            unsafe_ffi::set_kernel_nonblock(self.fd, false);
+            unsafe_sys::set_kernel_nonblock(self.fd, false);
         }
         r
     }

@@ -110,6 +110,7 @@
 
 mod fd;
 mod unsafe_ffi;
+mod unsafe_sys;
 
 /// The errno a hooked call returns when a kill, a `Timeout` or a deadlock interrupt is
 /// pending for the calling greenlet: `ECANCELED`. Sleeps return `EINTR` instead.
