@@ -590,3 +590,63 @@ fn ten_thousand_concurrent_connections() {
     assert_eq!(open.load(Ordering::SeqCst), 0);
     eprintln!("10,000 concurrent connections: {:?}", start.elapsed());
 }
+
+/// After a short read (the receive queue drained), the next read skips its syscall and
+/// waits, like tokio's; data that arrived in between, its event already dispatched, must
+/// still be read at once rather than wait for an event that already came. Likewise a
+/// short write (the send queue full) waits for room and then completes.
+#[test]
+fn data_arriving_after_a_short_transfer_is_not_stranded() {
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"hello").unwrap();
+            go_rx.recv().unwrap();
+            s.write_all(b"world").unwrap();
+            sent_tx.send(()).unwrap();
+            // Read until the server's big write is all here, then answer.
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            while total < 8 * 1024 * 1024 {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "server closed early");
+                total += n;
+            }
+            s.write_all(b"!").unwrap();
+        });
+        let (conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(PATIENCE)).unwrap();
+        conn.set_write_timeout(Some(PATIENCE)).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < 5 {
+            got += (&conn).read(&mut buf[got..]).unwrap();
+        }
+        assert_eq!(&buf[..5], b"hello");
+        go_tx.send(()).unwrap();
+        // The bytes are in the kernel; let the worker go idle so that their readiness
+        // event is harvested and dispatched before the next read looks.
+        while sent_rx.try_recv().is_err() {
+            grove::sleep(Duration::from_millis(1));
+        }
+        grove::sleep(Duration::from_millis(20));
+        let n = (&conn)
+            .read(&mut buf)
+            .expect("data sent after a short read was stranded");
+        assert_eq!(&buf[..n], &b"world"[..n]);
+        // A write much larger than the send queue: short writes, then waits for room.
+        let big = vec![7u8; 8 * 1024 * 1024];
+        (&conn)
+            .write_all(&big)
+            .expect("a write after a short write stalled");
+        let mut one = [0u8; 1];
+        (&conn).read_exact(&mut one).unwrap();
+        assert_eq!(&one, b"!");
+        client.join().unwrap();
+    });
+}

@@ -46,6 +46,14 @@
 //!   read-modify-write. tokio's order (check cached readiness, then the syscall) was
 //!   rejected: a fresh socket has no cached readiness until its first event, and the
 //!   cache check buys nothing when the syscall is the common case anyway.
+//! * **…except right after a short transfer on a stream** (tokio's rule, kept): a stream
+//!   read that returned less than asked drained the kernel's receive queue, and a short
+//!   write filled its send queue, so the next call in that direction would almost surely
+//!   fail with `WouldBlock`. It skips the syscall and starts at step 4 of the protocol
+//!   below, which clears readiness only if no event arrived since it was last seen: data
+//!   that came after the short read bumped the event tick, keeps readiness, and is read
+//!   at once. In a request/response loop this saves one failing syscall per round trip.
+//!   Datagram sockets are left out: a short datagram says nothing about the queue.
 //! * **One `Arc` per socket.** `try_clone` clones the `Arc` instead of `dup`ing the fd, so
 //!   every handle shares one registration and one set of gates (a `dup` would need its own
 //!   registration, and epoll would report events of one file description to two tokens).
@@ -109,7 +117,7 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -161,15 +169,18 @@ macro_rules! impl_stream_io {
         impl std::io::Read for &$ty {
             #[inline]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.io
-                    .io(Direction::Read, |mut s| std::io::Read::read(&mut s, buf))
+                let len = buf.len();
+                self.io.stream_io(Direction::Read, len, |mut s| {
+                    std::io::Read::read(&mut s, buf)
+                })
             }
 
             fn read_vectored(
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
-                self.io.io(Direction::Read, |mut s| {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.io.stream_io(Direction::Read, len, |mut s| {
                     std::io::Read::read_vectored(&mut s, bufs)
                 })
             }
@@ -178,12 +189,14 @@ macro_rules! impl_stream_io {
         impl std::io::Write for &$ty {
             #[inline]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.io
-                    .io(Direction::Write, |mut s| std::io::Write::write(&mut s, buf))
+                self.io.stream_io(Direction::Write, buf.len(), |mut s| {
+                    std::io::Write::write(&mut s, buf)
+                })
             }
 
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.io.io(Direction::Write, |mut s| {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.io.stream_io(Direction::Write, len, |mut s| {
                     std::io::Write::write_vectored(&mut s, bufs)
                 })
             }
@@ -262,6 +275,9 @@ pub(crate) struct Io<S: Source> {
     gates: [OnceLock<Lock>; 2],
     /// Per direction, the timeout in nanoseconds; 0 means none.
     timeouts: [AtomicU64; 2],
+    /// Per direction, the last stream transfer was short (see the module docs' "except
+    /// right after a short transfer"). A hint only: any value is safe.
+    short: [AtomicBool; 2],
 }
 
 impl<S: Source> Io<S> {
@@ -273,6 +289,7 @@ impl<S: Source> Io<S> {
             reg: Some(reg),
             gates: [OnceLock::new(), OnceLock::new()],
             timeouts: [AtomicU64::new(0), AtomicU64::new(0)],
+            short: [AtomicBool::new(false), AtomicBool::new(false)],
         })
     }
 
@@ -298,6 +315,31 @@ impl<S: Source> Io<S> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.io_slow(dir, op),
             r => r,
         }
+    }
+
+    /// [`io`](Self::io) for a stream's read or write of `len` bytes: after a short transfer
+    /// in `dir`, the next one skips the syscall that would fail and waits first (see the
+    /// module docs). A read of 0 bytes (end of stream) leaves no hint.
+    #[inline]
+    pub(crate) fn stream_io(
+        &self,
+        dir: Direction,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let short = &self.short[index(dir)];
+        let r = if len > 0 && short.load(Ordering::Relaxed) {
+            self.io_slow(dir, op)
+        } else {
+            self.io(dir, op)
+        };
+        if let Ok(n) = r {
+            let was_short = n > 0 && n < len;
+            if was_short != short.load(Ordering::Relaxed) {
+                short.store(was_short, Ordering::Relaxed);
+            }
+        }
+        r
     }
 
     fn io_slow<R>(&self, dir: Direction, mut op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
