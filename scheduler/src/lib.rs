@@ -28,7 +28,8 @@
 //! * `idle`: which workers search and sleep, and how they are woken (loom-checked).
 //! * `queue`: crossbeam-deque, or a model under loom.
 //! * `task`: the greenlet object (`unsafe`: the `!Send` coroutine in a shared header).
-//! * `stack`, `overflow`: guarded stacks and the overflow reporter (`unsafe`).
+//! * `stack`: guarded stacks, their pools, and (`stack::overflow`) the overflow reporter
+//!   (`unsafe`).
 //! * `control`: waiting on and killing many greenlets (`joinall`, `iwait`, `killall`),
 //!   built on completion links (`JoinHandle::on_finish`).
 //! * `interrupt`: kill, shutdown and `Timeout`, delivered at blocking points, on the
@@ -104,8 +105,6 @@ mod local;
 #[cfg(not(grove_loom))]
 pub mod monitor;
 #[cfg(not(grove_loom))]
-mod overflow;
-#[cfg(not(grove_loom))]
 mod placement;
 #[cfg(not(grove_loom))]
 mod run_info;
@@ -113,6 +112,8 @@ mod run_info;
 mod runtime;
 #[cfg(not(grove_loom))]
 mod stack;
+#[cfg(not(grove_loom))]
+use crate::stack::overflow;
 #[cfg(not(grove_loom))]
 mod task;
 #[cfg(not(grove_loom))]

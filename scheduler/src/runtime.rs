@@ -29,8 +29,8 @@ use crate::worker::{cancel_unstarted, with_local, Counters, Local, Registry};
 /// Default usable stack size of a greenlet: 256 KiB of address space, of which only
 /// the pages actually touched cost memory.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
-/// Smallest stack a greenlet may be given.
-pub const MIN_STACK_SIZE: usize = 16 * 1024;
+// Defined once, beside the allocator that rounds every request up to it.
+pub use crate::stack::MIN_STACK_SIZE;
 /// Largest stack a greenlet may be given.
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// Default of [`Builder::shutdown_grace`].
