@@ -63,7 +63,7 @@ fn main() {
         let closer = {
             let q = queue.clone();
             grove::spawn(move || {
-                grove::joinall(&producers, None, None);
+                grove::joinall(&producers);
                 q.close();
                 println!("  all producers done: queue closed");
             })

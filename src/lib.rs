@@ -46,7 +46,7 @@
 //!         .into_iter()
 //!         .map(|ms| grove::spawn(move || grove::sleep(Duration::from_millis(ms))))
 //!         .collect();
-//!     assert_eq!(grove::joinall(&hs, Some(Duration::from_secs(30)), None).len(), 3);
+//!     assert_eq!(grove::joinall_timeout(&hs, Duration::from_secs(30)).len(), 3);
 //!
 //!     let later = grove::spawn_later(Duration::from_secs(3600), || unreachable!());
 //!     later.kill(); // before it started: it never runs
@@ -112,17 +112,36 @@ pub use grove_primitives::{
 pub use grove_primitives::{Group, ImapUnordered, Pool, PoolFull};
 pub use grove_scheduler::{
     block_on, current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
-    spawn, try_current, try_spawn, with_timeout, worker_index, yield_now, Builder, Elapsed,
-    Greenlet, Handle, JoinError, JoinHandle, SpawnError, StackMetrics, Timeout, WorkerMetrics,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+    park_until, park_until_on, spawn, try_current, try_spawn, with_timeout, worker_index,
+    yield_now, Elapsed, Greenlet, GreenletBuilder, Handle, JoinError, JoinHandle, SpawnError,
+    StackMetrics, Timeout, WaitReason, WorkerMetrics, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE,
+    MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
 pub use grove_scheduler::{greenlet_local, GreenletLocal};
 pub use grove_scheduler::{
-    iwait, iwait_deadline, iwait_timeout, joinall, killall, spawn_later, wait_any, Iwait, LinkId,
+    iwait, iwait_timeout, iwait_until, joinall, joinall_count, joinall_timeout, killall,
+    killall_timeout, spawn_later, wait_any, Iwait, LinkId,
 };
 pub use grove_scheduler::{
-    monitor, run_info, GreenletInfo, GreenletState, RunInfo, StallReport, WorkerInfo,
+    run_info, GreenletInfo, GreenletState, RunInfo, StallReport, WorkerInfo,
 };
+
+/// The greenlet toolbox: options for one greenlet, its locals, and the park/wake
+/// building blocks of primitives.
+pub mod greenlet {
+    pub use grove_scheduler::{
+        current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
+        park_until, park_until_on, try_current, worker_index, Greenlet, GreenletBuilder,
+        JoinHandle, LinkId, WaitReason,
+    };
+    pub use grove_scheduler::{greenlet_local, GreenletLocal};
+}
+
+/// Diagnostics: run-info dumps (gevent's `print_run_info`) and the blocking monitor.
+pub mod monitor {
+    pub use grove_scheduler::monitor::*;
+    pub use grove_scheduler::{run_info, GreenletInfo, GreenletState, RunInfo, WorkerInfo};
+}
 
 /// Monkey-patching (the `monkey` feature): inside greenlets, libc's blocking socket and
 /// sleep calls — what `std::net`, `std::thread::sleep` and C libraries use — park the
@@ -231,12 +250,17 @@ impl RuntimeBuilder {
 struct ReactorTimers(grove_reactor::Handle);
 
 impl grove_scheduler::Timers for ReactorTimers {
-    fn add(&self, deadline: std::time::Instant, waker: std::task::Waker) -> u128 {
-        self.0.add_timer(deadline, waker).to_raw()
+    fn add(
+        &self,
+        deadline: std::time::Instant,
+        waker: std::task::Waker,
+    ) -> grove_scheduler::TimerKey {
+        grove_scheduler::TimerKey::from_raw(self.0.add_timer(deadline, waker).to_raw())
     }
 
-    fn cancel(&self, key: u128) {
-        self.0.cancel_timer(grove_reactor::TimerKey::from_raw(key));
+    fn cancel(&self, key: grove_scheduler::TimerKey) {
+        self.0
+            .cancel_timer(grove_reactor::TimerKey::from_raw(key.to_raw()));
     }
 
     fn is_quiet(&self) -> bool {

@@ -235,7 +235,7 @@ fn a_loop_that_catches_the_shutdown_unwind_is_abandoned_after_the_grace_period()
         .unwrap();
     let caught = Arc::new(AtomicUsize::new(0));
     let started = Latch::new();
-    let server = grove::Builder::new()
+    let server = grove::GreenletBuilder::new()
         .name("server")
         .spawn_on(rt.handle(), serve_forever(caught.clone(), started.clone()));
     let sibling_dropped = Arc::new(AtomicBool::new(false));
@@ -292,7 +292,7 @@ fn killing_a_loop_that_catches_the_kill_starves_nobody() {
     let c2 = caught.clone();
     rt.block_on(move || {
         let started = Latch::new();
-        let catcher = grove::Builder::new()
+        let catcher = grove::GreenletBuilder::new()
             .name("catcher")
             .spawn(serve_forever(c2.clone(), started.clone()));
         grove::yield_now(); // let it start and park

@@ -25,7 +25,7 @@ fn the_hello_demo_runs_on_every_hub() {
 fn a_greenlet_panic_names_the_greenlet() {
     if common::is_child() {
         grove::run(|| {
-            let h = grove::Builder::new()
+            let h = grove::GreenletBuilder::new()
                 .name("conn-7")
                 .spawn(|| panic!("boom in a handler"));
             assert!(h.join().is_err());

@@ -20,6 +20,7 @@ const WRONG_MESSAGE: i32 = 11;
 const NEW_RUNTIME_FAILED: i32 = 12;
 const NOT_FORKED: i32 = 13;
 const TRY_SPAWN_SUCCEEDED: i32 = 14;
+const TRY_SPAWN_WRONG_KIND: i32 = 15;
 
 /// The panic message of `f`, if it panics.
 fn panic_message(f: impl FnOnce()) -> Option<String> {
@@ -67,10 +68,12 @@ fn in_forked_child(rt: grove::Runtime) -> i32 {
             h.spawn(|| 1);
         })?;
         refuses("grove::spawn", || {
-            grove::Builder::new().name("x").spawn_on(&h, || 1);
+            grove::GreenletBuilder::new().name("x").spawn_on(&h, || 1);
         })?;
-        if grove::Builder::new().try_spawn_on(&h, || 1).is_ok() {
-            return Err(TRY_SPAWN_SUCCEEDED);
+        match grove::GreenletBuilder::new().try_spawn_on(&h, || 1) {
+            Ok(_) => return Err(TRY_SPAWN_SUCCEEDED),
+            Err(e) if !e.is_forked_child() => return Err(TRY_SPAWN_WRONG_KIND),
+            Err(_) => {}
         }
         // Dropping the copy must not wait for threads that are not here.
         drop(rt);

@@ -220,7 +220,7 @@ fn on_finish_and_joinall_from_a_plain_os_thread() {
     let (tx, rx) = mpsc::channel();
     hs[3].on_finish(move || tx.send(()).unwrap());
     gate.set();
-    let mut done = grove::joinall(&hs, None, None);
+    let mut done = grove::joinall(&hs);
     done.sort_unstable();
     assert_eq!(done, [0, 1, 2, 3, 4]);
     rx.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -240,7 +240,7 @@ fn joinall_waits_for_finished_and_running_greenlets() {
         for g in &gates {
             g.set();
         }
-        let mut done = grove::joinall(&hs, None, None);
+        let mut done = grove::joinall(&hs);
         assert_eq!(done[0], 0, "an already-finished greenlet comes first");
         done.sort_unstable();
         assert_eq!(done, [0, 1, 2, 3]);
@@ -256,14 +256,14 @@ fn joinall_with_count_returns_after_that_many_in_completion_order() {
         gates[2].set();
         gates[0].set();
         // Only 2 and 0 can finish; count = 2 returns once both have.
-        let mut done = grove::joinall(&hs, None, Some(2));
+        let mut done = grove::joinall_count(&hs, 2);
         done.sort_unstable();
         assert_eq!(done, [0, 2]);
         assert!(!hs[1].is_finished() && !hs[3].is_finished());
-        assert_eq!(grove::joinall(&hs, None, Some(0)), Vec::<usize>::new());
+        assert_eq!(grove::joinall_count(&hs, 0), Vec::<usize>::new());
         gates[1].set();
         gates[3].set();
-        assert_eq!(grove::joinall(&hs, None, None).len(), 4);
+        assert_eq!(grove::joinall(&hs).len(), 4);
     });
 }
 
@@ -273,14 +273,14 @@ fn joinall_with_timeout_returns_the_finished_subset() {
         let (gates, hs) = gated(3);
         gates[1].set();
         let t0 = Instant::now();
-        let done = grove::joinall(&hs, Some(Duration::from_millis(50)), None);
+        let done = grove::joinall_timeout(&hs, Duration::from_millis(50));
         assert!(t0.elapsed() >= Duration::from_millis(50));
         assert_eq!(done, [1]);
         // The others keep running and can be joined later.
         gates[0].set();
         gates[2].set();
         assert_eq!(
-            grove::joinall(&hs, Some(Duration::from_secs(30)), None).len(),
+            grove::joinall_timeout(&hs, Duration::from_secs(30)).len(),
             3
         );
     });
@@ -338,7 +338,7 @@ fn a_waiter_killed_mid_iwait_leaves_the_targets_untouched() {
             g.set();
         }
         assert_eq!(
-            grove::joinall(&hs, Some(Duration::from_secs(30)), None).len(),
+            grove::joinall_timeout(&hs, Duration::from_secs(30)).len(),
             3
         );
     });
@@ -380,7 +380,7 @@ fn killall_kills_running_parked_and_unstarted_greenlets() {
             })
             .collect();
         // Some have not even started (we have not yielded since spawning).
-        assert!(grove::killall(&hs, None));
+        grove::killall(&hs);
         assert!(hs.iter().all(grove::JoinHandle::is_finished));
         for h in hs {
             assert!(h.join().unwrap_err().is_killed());
@@ -412,10 +412,10 @@ fn killall_with_timeout_reports_a_greenlet_still_unwinding() {
         let quick = grove::spawn(|| grove::sleep(Duration::from_secs(3600)));
         started.wait();
         let hs = [slow, quick];
-        assert!(!grove::killall(&hs, Some(Duration::from_millis(50))));
+        assert!(!grove::killall_timeout(&hs, Duration::from_millis(50)));
         assert!(hs[1].is_finished() && !hs[0].is_finished());
         release.set();
-        assert!(grove::killall(&hs, Some(Duration::from_secs(30))));
+        assert!(grove::killall_timeout(&hs, Duration::from_secs(30)));
         for h in hs {
             assert!(h.join().unwrap_err().is_killed());
         }
@@ -450,7 +450,7 @@ fn killall_including_the_caller_kills_the_caller_last() {
                 }
             }
             let _check = Check(others, o2);
-            grove::killall(&hs, None);
+            grove::killall(&hs);
             r2.store(true, Ordering::SeqCst);
         });
         let mut hs: Vec<_> = (0..3)
@@ -515,14 +515,14 @@ fn spawn_later_killed_before_it_starts_never_runs() {
 #[test]
 fn spawn_later_from_an_os_thread_and_killed_from_another_greenlet() {
     let rt = rt(2);
-    let h = grove::Builder::new().name("later").spawn_later_on(
+    let h = grove::GreenletBuilder::new().name("later").spawn_later_on(
         rt.handle(),
         Duration::from_millis(20),
         || grove::current().name().map(str::to_owned),
     );
     assert_eq!(h.join().unwrap().as_deref(), Some("later"));
 
-    let h = Arc::new(grove::Builder::new().spawn_later_on(
+    let h = Arc::new(grove::GreenletBuilder::new().spawn_later_on(
         rt.handle(),
         Duration::from_secs(3600),
         || (),

@@ -133,7 +133,7 @@ fn a_local_used_by_its_own_destructor_is_refused_not_recreated() {
         static SELFISH: Selfish = Selfish;
     }
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
-    let h = grove::Builder::new()
+    let h = grove::GreenletBuilder::new()
         .name("selfish")
         .spawn_on(rt.handle(), || SELFISH.with(|_| 7));
     assert_eq!(h.join().unwrap(), 7);

@@ -40,7 +40,7 @@ fn a_stall_is_reported_once_with_name_id_location_and_worker_while_unstarted_wor
     let (spinner_id, line, worker, children, stall_end): (u64, u32, usize, Children, Instant) = rt
         .block_on(|| {
             let line = line!() + 1;
-            let h = grove::Builder::new().name("spinner").spawn(|| {
+            let h = grove::GreenletBuilder::new().name("spinner").spawn(|| {
                 let me = grove::worker_index().unwrap();
                 // Queued on this worker, unstarted: all but the last (in the worker's
                 // LIFO slot) are stealable.

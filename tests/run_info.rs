@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use grove::{Event, GreenletState, RunInfo};
+use grove::{greenlet::WaitReason, Event, GreenletState, RunInfo};
 
 /// Waits (bounded) until `f` holds for a dump of `rt`, polling; returns that dump.
 fn dump_until(rt: &grove::Runtime, f: impl Fn(&RunInfo) -> bool) -> RunInfo {
@@ -30,8 +30,9 @@ fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations()
         let main_id = grove::current().id();
         // A greenlet parked on an event: it says it started, then waits.
         let (started, release) = (Event::new(), Event::new());
+        let b = grove::GreenletBuilder::new().name("parked-on-event");
         let parked_line = line!() + 1;
-        let parked = grove::Builder::new().name("parked-on-event").spawn({
+        let parked = b.spawn({
             let (started, release) = (started.clone(), release.clone());
             move || {
                 started.set();
@@ -39,11 +40,13 @@ fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations()
             }
         });
         started.wait(); // one worker: it ran up to its wait, and parked there
-                        // A greenlet that is runnable: it wakes us, then yields; we run first (the
-                        // woken greenlet takes the worker's LIFO slot), so it waits in the run queue.
+
+        // A greenlet that is runnable: it wakes us, then yields; we run first (the
+        // woken greenlet takes the worker's LIFO slot), so it waits in the run queue.
         let (woke_us, stop) = (Event::new(), Event::new());
+        let b = grove::GreenletBuilder::new().name("runnable-yielder");
         let runnable_line = line!() + 1;
-        let runnable = grove::Builder::new().name("runnable-yielder").spawn({
+        let runnable = b.spawn({
             let (woke_us, stop) = (woke_us.clone(), stop.clone());
             move || {
                 woke_us.set();
@@ -127,7 +130,7 @@ fn a_dump_from_outside_sees_a_greenlet_running_on_another_thread() {
         .build()
         .unwrap();
     let stop = Event::new();
-    let spinning = grove::Builder::new()
+    let spinning = grove::GreenletBuilder::new()
         .name("spinning")
         .spawn_on(rt.handle(), {
             let stop = stop.clone();
@@ -168,7 +171,7 @@ fn parked_greenlets_on_two_workers_from_outside() {
     let hs: Vec<_> = (0..10)
         .map(|i| {
             let release = release.clone();
-            grove::Builder::new()
+            grove::GreenletBuilder::new()
                 .name(format!("waiter-{i}"))
                 .spawn_on(rt.handle(), move || release.wait())
         })
@@ -260,6 +263,7 @@ fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
 /// A parked greenlet says what it waits on when the primitive names it.
 #[test]
 fn a_dump_says_what_parked_greenlets_wait_on() {
+    const MY_RECV: WaitReason = WaitReason::custom(&"my_channel::recv");
     let rt = grove::Runtime::builder()
         .workers(1)
         .monitor(None)
@@ -269,31 +273,37 @@ fn a_dump_says_what_parked_greenlets_wait_on() {
         let (ev, q, lock) = (Event::new(), grove::Queue::<u8>::new(), grove::Lock::new());
         let held = lock.lock();
         let waiters = [
-            grove::Builder::new().name("on-event").spawn({
+            grove::GreenletBuilder::new().name("on-event").spawn({
                 let ev = ev.clone();
                 move || {
                     ev.wait();
                 }
             }),
-            grove::Builder::new().name("on-queue").spawn({
+            grove::GreenletBuilder::new().name("on-queue").spawn({
                 let q = q.clone();
                 move || {
                     q.get().unwrap();
                 }
             }),
-            grove::Builder::new().name("on-lock").spawn({
+            grove::GreenletBuilder::new().name("on-lock").spawn({
                 let lock = lock.clone();
                 move || drop(lock.lock())
             }),
-            grove::Builder::new().name("on-sleep").spawn(|| {
+            grove::GreenletBuilder::new().name("on-sleep").spawn(|| {
                 grove::sleep(Duration::from_secs(3600));
             }),
+            // A primitive of the user's own names its wait (parks until killed).
+            grove::GreenletBuilder::new()
+                .name("on-custom")
+                .spawn(|| loop {
+                    grove::greenlet::park_on(MY_RECV);
+                }),
         ];
         // One worker: yielding lets each run up to its wait.
         while grove::run_info()
             .expect("inside a runtime")
             .count(GreenletState::Parked)
-            < 4
+            < 5
         {
             grove::yield_now();
         }
@@ -302,6 +312,7 @@ fn a_dump_says_what_parked_greenlets_wait_on() {
         q.put(1).unwrap();
         drop(held);
         waiters[3].kill();
+        waiters[4].kill();
         for w in waiters {
             let _ = w.join();
         }
@@ -313,10 +324,21 @@ fn a_dump_says_what_parked_greenlets_wait_on() {
             .iter()
             .find(|g| g.name.as_deref() == Some(name))
             .and_then(|g| g.waiting_on)
+            .map(|w| w.as_str())
     };
     assert_eq!(on("on-event"), Some("Event::wait"), "{info}");
     assert_eq!(on("on-queue"), Some("Queue::get"), "{info}");
     assert_eq!(on("on-lock"), Some("Lock::lock"), "{info}");
     assert_eq!(on("on-sleep"), Some("sleep"), "{info}");
+    assert_eq!(on("on-custom"), Some("my_channel::recv"), "{info}");
     assert!(info.to_string().contains("Event::wait"), "{info}");
+    assert!(info.to_string().contains("my_channel::recv"), "{info}");
+    let typed = |name: &str| {
+        info.greenlets
+            .iter()
+            .find(|g| g.name.as_deref() == Some(name))
+            .and_then(|g| g.waiting_on)
+    };
+    assert_eq!(typed("on-event"), Some(WaitReason::EVENT_WAIT));
+    assert_eq!(typed("on-custom"), Some(MY_RECV));
 }

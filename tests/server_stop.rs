@@ -267,7 +267,8 @@ fn handlers_are_spawned_at_the_users_bind() {
     let handler = loop {
         let info = rt.dump();
         if let Some(g) = info.greenlets.iter().find(|g| {
-            g.waiting_on == Some("socket: read/accept") && g.spawned_at.line() == bind_line
+            g.waiting_on == Some(grove::greenlet::WaitReason::SOCKET_READ)
+                && g.spawned_at.line() == bind_line
         }) {
             break g.clone();
         }

@@ -125,8 +125,12 @@ fn spawn_after_shutdown_resolves_with_an_error() {
     drop(rt);
     let err = handle.spawn(|| 1).join().unwrap_err();
     assert!(err.is_shutdown(), "{err}");
-    let err = grove::Builder::new()
+    let err = grove::GreenletBuilder::new()
         .try_spawn_on(&handle, || 1)
         .unwrap_err();
     assert!(err.to_string().contains("shutting down"), "{err}");
+    assert!(
+        err.is_shutdown() && !err.is_no_stack() && !err.is_forked_child(),
+        "{err:?}"
+    );
 }

@@ -77,7 +77,7 @@ fn hitting_the_ceiling_says_what_and_why() {
             let mut hs = Vec::with_capacity(max);
             let err = loop {
                 let ev = ev.clone();
-                match grove::Builder::new().try_spawn(move || ev.wait()) {
+                match grove::GreenletBuilder::new().try_spawn(move || ev.wait()) {
                     Ok(h) => hs.push(h),
                     Err(e) => break e.to_string(),
                 }

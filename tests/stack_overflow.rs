@@ -21,7 +21,7 @@ fn overflow_names_the_greenlet() {
             .build()
             .unwrap();
         rt.block_on(|| {
-            grove::Builder::new()
+            grove::GreenletBuilder::new()
                 .name("deep-diver")
                 .spawn(|| recurse(0))
                 .join()

@@ -111,17 +111,19 @@ fn join_timeout_from_an_os_thread() {
 }
 
 #[test]
-fn park_timeout_returns_after_the_deadline() {
-    rt().block_on(|| {
+fn park_until_and_park_timeout_return_once_the_time_is_up() {
+    fn both() {
         let deadline = Instant::now() + SHORT;
         while Instant::now() < deadline {
-            grove::park_timeout(deadline);
+            grove::greenlet::park_until(deadline);
         }
-    });
-    let deadline = Instant::now() + SHORT;
-    while Instant::now() < deadline {
-        grove::park_timeout(deadline); // plain thread
+        let t0 = Instant::now();
+        while let Some(left) = SHORT.checked_sub(t0.elapsed()) {
+            grove::greenlet::park_timeout(left);
+        }
     }
+    rt().block_on(both);
+    both(); // plain thread
 }
 
 #[test]

@@ -13,13 +13,14 @@ fn try_spawn_succeeds_normally() {
 #[test]
 fn bad_stack_sizes_are_clear_errors() {
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
-    let msg = rt.block_on(|| {
-        grove::Builder::new()
+    let err = rt.block_on(|| {
+        grove::GreenletBuilder::new()
             .stack_size(100)
             .try_spawn(|| ())
             .unwrap_err()
-            .to_string()
     });
+    assert!(err.is_no_stack() && !err.is_shutdown(), "{err:?}");
+    let msg = err.to_string();
     assert!(msg.contains("stack size must be between"), "{msg}");
     let err = grove::Runtime::builder().stack_size(0).build().unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
@@ -38,12 +39,16 @@ fn stack_exhaustion_is_an_error_not_an_abort() {
         cap_address_space(512 << 20);
         rt.block_on(|| {
             let big = 1 << 30; // 1 GiB cannot fit under the cap
-            let err = grove::Builder::new()
+            let err = grove::GreenletBuilder::new()
                 .stack_size(big)
                 .try_spawn(|| ())
                 .unwrap_err();
+            assert!(err.is_no_stack(), "{err:?}");
             println!("TRY_SPAWN_ERROR: {err}");
-            let joined = grove::Builder::new().stack_size(big).spawn(|| ()).join();
+            let joined = grove::GreenletBuilder::new()
+                .stack_size(big)
+                .spawn(|| ())
+                .join();
             let err = joined.unwrap_err();
             assert!(err.is_no_stack(), "{err}");
             println!("SPAWN_ERROR: {err}");

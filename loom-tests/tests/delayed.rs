@@ -28,12 +28,13 @@
 //! `LOOM_MAX_PREEMPTIONS=3`, in about a second (measured on the two-core CI machine).
 
 use grove_scheduler::__loom::DelayedSlot;
+use grove_scheduler::TimerKey;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 
 const HOOK: u64 = 9;
-const KEY: u128 = 42;
+const KEY: TimerKey = TimerKey::from_raw(42);
 
 #[derive(Default)]
 struct Seen {

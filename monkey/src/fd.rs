@@ -460,7 +460,7 @@ impl Sock {
         &self,
         dir: Direction,
         deadline: Option<Instant>,
-        what: &'static &'static str,
+        what: grove_scheduler::WaitReason,
     ) -> Result<(), WaitErr> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(WaitErr::TimedOut);
@@ -592,7 +592,10 @@ pub(crate) fn green_poll(
                 (None, Some(n)) => n,
                 (d, _) => d,
             };
-            grove_scheduler::park_nounwind(until, &"grove-monkey: poll")
+            grove_scheduler::park_nounwind(
+                until,
+                grove_scheduler::WaitReason::custom(&"grove-monkey: poll"),
+            )
         };
         for (s, d, id) in armed {
             s.disarm(d, id);
@@ -614,7 +617,10 @@ pub(crate) fn green_poll(
 /// Sleeps the current greenlet until `deadline`: `Err(())` if an interrupt is pending.
 pub(crate) fn green_sleep(deadline: Instant) -> Result<(), ()> {
     while Instant::now() < deadline {
-        match grove_scheduler::park_nounwind(Some(deadline), &"grove-monkey: sleep") {
+        match grove_scheduler::park_nounwind(
+            Some(deadline),
+            grove_scheduler::WaitReason::custom(&"grove-monkey: sleep"),
+        ) {
             ParkStatus::Woken => {}
             ParkStatus::Interrupted => return Err(()),
             ParkStatus::NotGreenlet => return Ok(()),

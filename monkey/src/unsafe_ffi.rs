@@ -94,7 +94,7 @@ const TIMEOUT_ERRNO_IO: c_int = libc::EAGAIN;
 fn green_io(
     fd: c_int,
     dir: Direction,
-    what: &'static &'static str,
+    what: grove_scheduler::WaitReason,
     deadline: &mut Deadline,
     attempt: &mut dyn FnMut() -> ssize_t,
     blocking: &mut dyn FnMut() -> ssize_t,
@@ -166,7 +166,7 @@ fn is_green_socket(fd: c_int) -> bool {
 fn green_send(
     fd: c_int,
     len: usize,
-    what: &'static &'static str,
+    what: grove_scheduler::WaitReason,
     send_from: &dyn Fn(usize, bool) -> ssize_t,
 ) -> ssize_t {
     let mut done = 0usize;
@@ -211,7 +211,7 @@ unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t
     green_io(
         fd,
         Direction::Read,
-        &"grove-monkey: read",
+        grove_scheduler::WaitReason::custom(&"grove-monkey: read"),
         &mut Deadline::Unset,
         // SAFETY: as above; `read` on a socket is `recv` with no flags.
         &mut || unsafe {
@@ -272,7 +272,7 @@ unsafe extern "C" fn recvfrom(
         let r = green_io(
             fd,
             Direction::Read,
-            &"grove-monkey: recv",
+            grove_scheduler::WaitReason::custom(&"grove-monkey: recv"),
             &mut deadline,
             // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
             &mut || unsafe { sys_recvfrom(fd, at, rest, flags | libc::MSG_DONTWAIT, addr, alen) },
@@ -302,7 +302,7 @@ unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize
         green_io(
             fd,
             Direction::Read,
-            &"grove-monkey: recvmsg",
+            grove_scheduler::WaitReason::custom(&"grove-monkey: recvmsg"),
             &mut Deadline::Unset,
             // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
             &mut || unsafe { sys_recvmsg(fd, msg, flags | libc::MSG_DONTWAIT) },
@@ -358,7 +358,7 @@ unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize
     green_io(
         fd,
         Direction::Read,
-        &"grove-monkey: readv",
+        grove_scheduler::WaitReason::custom(&"grove-monkey: readv"),
         &mut Deadline::Unset,
         // SAFETY: the caller's pointers and lengths, valid by the hook's (libc's) contract.
         &mut || unsafe { sys_recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) },
@@ -375,12 +375,17 @@ unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssiz
         let mut plain = || unsafe { raw(libc::SYS_write, args!(fd, buf, count)) as ssize_t };
         return straight(fd, Direction::Write, &mut plain);
     }
-    green_send(fd, count, &"grove-monkey: write", &|off, nb| {
-        let at = (buf as *const u8).wrapping_add(off) as *const c_void;
-        let flags = if nb { libc::MSG_DONTWAIT } else { 0 };
-        // SAFETY: `off <= count`: the rest of the caller's buffer.
-        unsafe { sys_sendto(fd, at, count - off, flags, std::ptr::null(), 0) }
-    })
+    green_send(
+        fd,
+        count,
+        grove_scheduler::WaitReason::custom(&"grove-monkey: write"),
+        &|off, nb| {
+            let at = (buf as *const u8).wrapping_add(off) as *const c_void;
+            let flags = if nb { libc::MSG_DONTWAIT } else { 0 };
+            // SAFETY: `off <= count`: the rest of the caller's buffer.
+            unsafe { sys_sendto(fd, at, count - off, flags, std::ptr::null(), 0) }
+        },
+    )
 }
 
 /// # Safety
@@ -407,16 +412,21 @@ unsafe extern "C" fn sendto(
         let mut plain = || unsafe { sys_sendto(fd, buf, len, flags, addr, alen) };
         return straight(fd, Direction::Write, &mut plain);
     }
-    green_send(fd, len, &"grove-monkey: send", &|off, nb| {
-        let at = (buf as *const u8).wrapping_add(off) as *const c_void;
-        let f = if nb {
-            flags | libc::MSG_DONTWAIT
-        } else {
-            flags
-        };
-        // SAFETY: `off <= len`: the rest of the caller's buffer.
-        unsafe { sys_sendto(fd, at, len - off, f, addr, alen) }
-    })
+    green_send(
+        fd,
+        len,
+        grove_scheduler::WaitReason::custom(&"grove-monkey: send"),
+        &|off, nb| {
+            let at = (buf as *const u8).wrapping_add(off) as *const c_void;
+            let f = if nb {
+                flags | libc::MSG_DONTWAIT
+            } else {
+                flags
+            };
+            // SAFETY: `off <= len`: the rest of the caller's buffer.
+            unsafe { sys_sendto(fd, at, len - off, f, addr, alen) }
+        },
+    )
 }
 
 /// Sends `msg`'s vectors from byte `off` on (a copy of the vectors, advanced).
@@ -481,15 +491,20 @@ unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssi
     }
     // SAFETY: the caller's message.
     let len = unsafe { msg_len(msg) };
-    green_send(fd, len, &"grove-monkey: sendmsg", &|off, nb| {
-        let f = if nb {
-            flags | libc::MSG_DONTWAIT
-        } else {
-            flags
-        };
-        // SAFETY: `off` is at most the bytes sent so far, within the vectors.
-        unsafe { sendmsg_from(fd, msg, off, f) }
-    })
+    green_send(
+        fd,
+        len,
+        grove_scheduler::WaitReason::custom(&"grove-monkey: sendmsg"),
+        &|off, nb| {
+            let f = if nb {
+                flags | libc::MSG_DONTWAIT
+            } else {
+                flags
+            };
+            // SAFETY: `off` is at most the bytes sent so far, within the vectors.
+            unsafe { sendmsg_from(fd, msg, off, f) }
+        },
+    )
 }
 
 /// # Safety
@@ -507,11 +522,16 @@ unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssiz
     msg.msg_iovlen = iovcnt as _;
     // SAFETY: `msg` wraps the caller's vectors.
     let len = unsafe { msg_len(&msg) };
-    green_send(fd, len, &"grove-monkey: writev", &|off, nb| {
-        let f = if nb { libc::MSG_DONTWAIT } else { 0 };
-        // SAFETY: as in `sendmsg`.
-        unsafe { sendmsg_from(fd, &msg, off, f) }
-    })
+    green_send(
+        fd,
+        len,
+        grove_scheduler::WaitReason::custom(&"grove-monkey: writev"),
+        &|off, nb| {
+            let f = if nb { libc::MSG_DONTWAIT } else { 0 };
+            // SAFETY: as in `sendmsg`.
+            unsafe { sendmsg_from(fd, &msg, off, f) }
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -545,7 +565,7 @@ unsafe extern "C" fn accept4(
             Some(s) if !s.user_nonblock() => green_io(
                 fd,
                 Direction::Read,
-                &"grove-monkey: accept",
+                grove_scheduler::WaitReason::custom(&"grove-monkey: accept"),
                 &mut Deadline::Unset,
                 &mut || s.with_nonblock(plain),
                 &mut || plain(),
@@ -588,7 +608,7 @@ unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, alen: socklen_t) 
             match s.wait(
                 Direction::Write,
                 deadline.get(s.sndtimeo()),
-                &"grove-monkey: connect",
+                grove_scheduler::WaitReason::custom(&"grove-monkey: connect"),
             ) {
                 Ok(()) => {}
                 Err(WaitErr::Errno(e)) => {
@@ -1025,8 +1045,10 @@ unsafe extern "C" fn getaddrinfo(
             set_errno(e);
             return rc;
         }
-        if grove_scheduler::park_nounwind(None, &"grove-monkey: getaddrinfo")
-            == grove_scheduler::ParkStatus::Interrupted
+        if grove_scheduler::park_nounwind(
+            None,
+            grove_scheduler::WaitReason::custom(&"grove-monkey: getaddrinfo"),
+        ) == grove_scheduler::ParkStatus::Interrupted
         {
             let mut r = job
                 .result
@@ -1056,8 +1078,10 @@ fn green_sleep_for(d: Duration) -> bool {
         Some(deadline) => fd::green_sleep(deadline).is_ok(),
         // Longer than the clock can say: until interrupted.
         None => loop {
-            if grove_scheduler::park_nounwind(None, &"grove-monkey: sleep")
-                != grove_scheduler::ParkStatus::Woken
+            if grove_scheduler::park_nounwind(
+                None,
+                grove_scheduler::WaitReason::custom(&"grove-monkey: sleep"),
+            ) != grove_scheduler::ParkStatus::Woken
             {
                 return false;
             }

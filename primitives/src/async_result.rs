@@ -170,7 +170,7 @@ impl<T, E> AsyncResult<T, E> {
         // A set wakes every waiter: a wake-up consumed by a cancelled one is owed to
         // nobody, so there is nothing to pass on.
         wait(
-            &"AsyncResult::wait",
+            grove_scheduler::WaitReason::ASYNC_RESULT_WAIT,
             waiters,
             &self.inner.waiters,
             |w| w,

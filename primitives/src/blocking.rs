@@ -610,9 +610,11 @@ impl<T> BlockingHandle<T> {
                 }
             }
             match deadline {
-                None => crate::loom::park_on(&"BlockingHandle::join"),
+                None => crate::loom::park_on(grove_scheduler::WaitReason::BLOCKING_JOIN),
                 Some(d) if Instant::now() >= d => return None,
-                Some(d) => crate::loom::park_timeout_on(d, &"BlockingHandle::join"),
+                Some(d) => {
+                    crate::loom::park_until_on(d, grove_scheduler::WaitReason::BLOCKING_JOIN)
+                }
             }
         }
     }

@@ -96,7 +96,7 @@ impl Event {
         // `set` wakes everyone, so a wake-up consumed by a cancelled waiter is owed to
         // nobody: nothing to pass on.
         match wait(
-            &"Event::wait",
+            grove_scheduler::WaitReason::EVENT_WAIT,
             s,
             &self.state,
             |s| &mut s.waiters,

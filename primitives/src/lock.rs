@@ -101,7 +101,7 @@ impl Lock {
     /// A new, unlocked lock.
     pub fn new() -> Lock {
         Lock {
-            core: Arc::new(Core::new(1, Some(1), &"Lock::lock")),
+            core: Arc::new(Core::new(1, Some(1), grove_scheduler::WaitReason::LOCK)),
         }
     }
 
@@ -261,7 +261,7 @@ impl RLock {
     pub fn new() -> RLock {
         RLock {
             inner: Arc::new(RInner {
-                core: Core::new(1, Some(1), &"RLock::lock"),
+                core: Core::new(1, Some(1), grove_scheduler::WaitReason::RLOCK),
                 owner: AtomicU64::new(NO_OWNER),
                 count: AtomicUsize::new(0),
             }),

@@ -69,7 +69,7 @@ pub(crate) use std::sync::PoisonError;
 // build the scheduler has no greenlets, so each loom thread parks on a token of its
 // own (`loom_park`), and a model can unwind a parked thread the way a kill does.
 #[cfg(not(grove_loom))]
-pub(crate) use grove_scheduler::{current_waker, park_on, park_timeout_on};
+pub(crate) use grove_scheduler::{current_waker, park_on, park_until_on};
 
 /// The current greenlet's id, if any (a lock's owner id).
 #[cfg(not(grove_loom))]
@@ -78,7 +78,7 @@ pub(crate) fn current_greenlet() -> Option<u64> {
 }
 
 #[cfg(grove_loom)]
-pub(crate) use self::loom_park::{current_greenlet, current_waker, park_on, park_timeout_on};
+pub(crate) use self::loom_park::{current_greenlet, current_waker, park_on, park_until_on};
 #[cfg(grove_loom)]
 pub use self::loom_park::{Killed, Parker};
 
@@ -180,12 +180,12 @@ mod loom_park {
         Waker::from(std::sync::Arc::new(Unparker(token())))
     }
 
-    pub(crate) fn park_on(_what: &'static &'static str) {
+    pub(crate) fn park_on(_what: grove_scheduler::WaitReason) {
         token().park();
     }
 
     /// Deadlines are not modelled: models wait without one.
-    pub(crate) fn park_timeout_on(_deadline: Instant, what: &'static &'static str) {
+    pub(crate) fn park_until_on(_deadline: Instant, what: grove_scheduler::WaitReason) {
         park_on(what);
     }
 

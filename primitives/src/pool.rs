@@ -82,14 +82,14 @@ impl Core<Greenlet> {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_acquired_with(grove_scheduler::Builder::new(), f)
+        self.spawn_acquired_with(grove_scheduler::GreenletBuilder::new(), f)
     }
 
     /// [`spawn_acquired`](Self::spawn_acquired) with `b`'s options (name, spawn site).
     #[track_caller]
     fn spawn_acquired_with<F, T>(
         self: &Arc<Self>,
-        b: grove_scheduler::Builder,
+        b: grove_scheduler::GreenletBuilder,
         f: F,
     ) -> JoinHandle<T>
     where
@@ -218,7 +218,11 @@ impl Group {
 
     /// [`spawn`](Self::spawn) with a builder's options (the server's spawn site).
     #[track_caller]
-    pub(crate) fn spawn_with<F, T>(&self, b: grove_scheduler::Builder, f: F) -> JoinHandle<T>
+    pub(crate) fn spawn_with<F, T>(
+        &self,
+        b: grove_scheduler::GreenletBuilder,
+        f: F,
+    ) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -344,7 +348,11 @@ impl Pool {
 
     /// [`spawn`](Self::spawn) with a builder's options (the server's spawn site).
     #[track_caller]
-    pub(crate) fn spawn_with<F, T>(&self, b: grove_scheduler::Builder, f: F) -> JoinHandle<T>
+    pub(crate) fn spawn_with<F, T>(
+        &self,
+        b: grove_scheduler::GreenletBuilder,
+        f: F,
+    ) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,

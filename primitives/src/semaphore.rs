@@ -91,11 +91,15 @@ pub(crate) struct Core {
     /// The most permits a release may bring back (`None`: unbounded).
     bound: Option<usize>,
     /// What a waiter waits on, for run-info dumps.
-    what: &'static &'static str,
+    what: grove_scheduler::WaitReason,
 }
 
 impl Core {
-    pub(crate) fn new(permits: usize, bound: Option<usize>, what: &'static &'static str) -> Core {
+    pub(crate) fn new(
+        permits: usize,
+        bound: Option<usize>,
+        what: grove_scheduler::WaitReason,
+    ) -> Core {
         Core {
             state: Mutex::new(State {
                 permits,
@@ -307,7 +311,11 @@ impl Semaphore {
 
     fn with_bound(permits: usize, bound: Option<usize>) -> Semaphore {
         Semaphore {
-            core: Arc::new(Core::new(permits, bound, &"Semaphore::acquire")),
+            core: Arc::new(Core::new(
+                permits,
+                bound,
+                grove_scheduler::WaitReason::SEMAPHORE_ACQUIRE,
+            )),
         }
     }
 

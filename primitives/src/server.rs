@@ -160,7 +160,7 @@ impl Handlers {
 
     /// Spawns a handler, recording `at` (the user's `bind`) as its spawn site.
     fn spawn(&self, at: &'static Location<'static>, f: impl FnOnce() + Send + 'static) {
-        let b = grove_scheduler::Builder::new().spawned_at(at);
+        let b = grove_scheduler::GreenletBuilder::new().spawned_at(at);
         match self {
             Handlers::Group(g) => drop(g.spawn_with(b, f)),
             Handlers::Pool(p) => drop(p.spawn_with(b, f)),
@@ -449,7 +449,7 @@ impl<S: Send + 'static> Core<S> {
         let handlers = s.handlers.clone();
         let core = self.clone();
         // Spawned under the lock, so `stop` finds it recorded.
-        let g = grove_scheduler::Builder::new()
+        let g = grove_scheduler::GreenletBuilder::new()
             .name("grove-server-accept")
             .spawned_at(at)
             .try_spawn(move || {
@@ -532,7 +532,7 @@ impl<S: Send + 'static> Core<S> {
         // before it starts (a runtime shutting down drops its closure).
         let resolve = Resolve(self.clone(), None);
         let accept2 = accept.clone();
-        let spawned = grove_scheduler::Builder::new()
+        let spawned = grove_scheduler::GreenletBuilder::new()
             .name("grove-server-stop")
             .try_spawn_on(&runtime, move || {
                 let report = resolve.0.run_stop(&accept2, running, timeout, signal);
@@ -928,7 +928,7 @@ fn serve_until_signal<S: Send + 'static>(
 ) -> io::Result<StopReport> {
     let signals = Signals::new(&[Signal::Interrupt, Signal::Terminate])?;
     let g = start()?;
-    let watcher = grove_scheduler::Builder::new()
+    let watcher = grove_scheduler::GreenletBuilder::new()
         .name("grove-server-signals")
         .spawn(move || {
             if let Ok(sig) = signals.wait() {

@@ -316,14 +316,14 @@ where
     let at = std::panic::Location::caller();
     let listener = Signals::new(signals)?;
     let f = Arc::new(f);
-    let greenlet = grove_scheduler::Builder::new()
+    let greenlet = grove_scheduler::GreenletBuilder::new()
         .name("grove-signal-handler")
         .spawned_at(at)
         .try_spawn(move || {
             while let Ok(sig) = listener.wait() {
                 let f = f.clone();
                 drop(
-                    grove_scheduler::Builder::new()
+                    grove_scheduler::GreenletBuilder::new()
                         .spawned_at(at)
                         .spawn(move || f(sig)),
                 );

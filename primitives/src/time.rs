@@ -59,7 +59,7 @@ fn sleep_until_inner(deadline: Instant, what: &str) {
         key: Some(key),
     };
     while Instant::now() < deadline && !reactor.is_shutdown() {
-        grove_scheduler::park_on(&"sleep");
+        grove_scheduler::park_on(grove_scheduler::WaitReason::SLEEP);
     }
     // Fired (or the reactor is gone): nothing to cancel.
     guard.key = None;
@@ -68,6 +68,6 @@ fn sleep_until_inner(deadline: Instant, what: &str) {
 fn sleep_forever(what: &str) {
     let reactor = crate::reactor(what);
     while !reactor.is_shutdown() {
-        grove_scheduler::park_on(&"sleep");
+        grove_scheduler::park_on(grove_scheduler::WaitReason::SLEEP);
     }
 }

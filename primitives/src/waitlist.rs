@@ -190,14 +190,14 @@ impl<T> WaitList<T> {
 /// giving it back would be a pointless round trip (primitives rely on this to never
 /// lose a permit or item).
 ///
-/// `what` names the wait for run-info dumps (`&"Queue::get"`). `guard` is the
+/// `what` names the wait for run-info dumps (`WaitReason::QUEUE_GET`). `guard` is the
 /// primitive's lock, taken by the caller to find that it cannot proceed, and `state` the mutex it came from (for step 4); `list` must find the same
 /// list every time. `pass_on` receives (under the lock) a value that was handed over
 /// but will not be used because the wait ended by unwinding. Cancellation-safe: if the
 /// waiter is unwound from `park` (kill, Timeout), its node is cancelled the same way
 /// before the unwind continues.
 pub fn wait<S, T>(
-    what: &'static &'static str,
+    what: grove_scheduler::WaitReason,
     guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
     list: impl Fn(&mut S) -> &mut WaitList<T>,
@@ -220,7 +220,7 @@ pub enum Place {
 
 /// [`wait`], joining the list at `place`.
 pub fn wait_at<S, T>(
-    what: &'static &'static str,
+    what: grove_scheduler::WaitReason,
     place: Place,
     guard: MutexGuard<'_, S>,
     state: &Mutex<S>,
@@ -239,7 +239,7 @@ pub fn wait_at<S, T>(
         || match deadline {
             Some(d) if Instant::now() >= d => false,
             Some(d) => {
-                crate::loom::park_timeout_on(d, what);
+                crate::loom::park_until_on(d, what);
                 true
             }
             None => {

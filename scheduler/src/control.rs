@@ -22,8 +22,8 @@
 //! 4. Dropping the iterator — also when its greenlet is killed or timed out mid-wait —
 //!    unlinks every link that has not fired, so long-lived greenlets accumulate nothing.
 //!
-//! [`joinall`] and [`wait_any`] take `count` items or one from [`iwait`]; [`killall`]
-//! kills every handle without waiting, then waits for all of them the same way.
+//! [`joinall`] and its `_timeout`/`_count` kin and [`wait_any`] take items from [`iwait`];
+//! [`killall`] kills every handle without waiting, then waits for all of them the same way.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::greenlet::{current_waker, park, park_timeout, JoinHandle, LinkId};
+use crate::greenlet::{current_waker, park, park_until, JoinHandle, LinkId};
 
 /// The FIFO of finished indices shared by an [`Iwait`] and its links' callbacks.
 #[derive(Default)]
@@ -106,8 +106,14 @@ pub fn iwait_timeout<T: 'static>(handles: &[JoinHandle<T>], timeout: Duration) -
     iwait_deadline(handles, Instant::now().checked_add(timeout))
 }
 
+/// [`iwait`] that stops yielding once `deadline` has passed: [`iwait_timeout`] with an
+/// [`Instant`].
+pub fn iwait_until<T: 'static>(handles: &[JoinHandle<T>], deadline: Instant) -> Iwait<'_, T> {
+    iwait_deadline(handles, Some(deadline))
+}
+
 /// [`iwait`] with an optional deadline (`None`: none).
-pub fn iwait_deadline<T: 'static>(
+fn iwait_deadline<T: 'static>(
     handles: &[JoinHandle<T>],
     deadline: Option<Instant>,
 ) -> Iwait<'_, T> {
@@ -168,7 +174,7 @@ impl<T: 'static> Iterator for Iwait<'_, T> {
             }
             match self.deadline {
                 Some(d) if Instant::now() >= d => return None,
-                Some(d) => park_timeout(d),
+                Some(d) => park_until(d),
                 None => park(),
             }
         }
@@ -190,34 +196,64 @@ impl<T: 'static> Drop for Iwait<'_, T> {
     }
 }
 
-/// Waits for the greenlets of `handles` to finish (gevent's `joinall`) and returns the
-/// indices of those that did, in completion order.
-///
-/// Stops early once `count` of them have finished (`None`: all) or `timeout` has
-/// passed (`None`: no limit). Outputs stay in the handles, to be taken with
+/// Waits for every greenlet of `handles` to finish (gevent's `joinall`) and returns
+/// their indices in completion order. Outputs stay in the handles, to be taken with
 /// [`JoinHandle::join`] (which then returns at once).
+///
+/// A handle of the calling greenlet itself never finishes while it waits; don't include
+/// it (or use [`joinall_timeout`]). To stop after the first few, [`joinall_count`]; for
+/// both a count and a time limit, `iwait_timeout(&hs, d).take(n).collect()`.
 ///
 /// ```
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
 ///     let hs: Vec<_> = (0..10).map(|i| grove::spawn(move || i)).collect();
-///     let mut done = grove::joinall(&hs, None, None);
+///     let mut done = grove::joinall(&hs);
 ///     done.sort();
 ///     assert_eq!(done, (0..10).collect::<Vec<_>>());
 ///     assert!(hs.iter().all(|h| h.is_finished()));
 /// });
 /// ```
-pub fn joinall<T: 'static>(
-    handles: &[JoinHandle<T>],
-    timeout: Option<Duration>,
-    count: Option<usize>,
-) -> Vec<usize> {
-    let want = count.map_or(handles.len(), |c| c.min(handles.len()));
-    if want == 0 {
+pub fn joinall<T: 'static>(handles: &[JoinHandle<T>]) -> Vec<usize> {
+    iwait(handles).collect()
+}
+
+/// [`joinall`] that returns once `timeout` has passed: the indices of the greenlets that
+/// finished by then, in completion order.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(|| {
+///     let quick = grove::spawn(|| ());
+///     let stuck = grove::spawn(|| grove::sleep(Duration::from_secs(3600)));
+///     let hs = [quick, stuck];
+///     assert_eq!(grove::joinall_timeout(&hs, Duration::from_millis(20)), [0]);
+///     grove::killall(&hs);
+/// });
+/// ```
+pub fn joinall_timeout<T: 'static>(handles: &[JoinHandle<T>], timeout: Duration) -> Vec<usize> {
+    iwait_timeout(handles, timeout).collect()
+}
+
+/// [`joinall`] that returns once `count` of the greenlets have finished (gevent's
+/// `joinall(count=n)`): their indices, in completion order (all of them if `count`
+/// exceeds their number).
+///
+/// ```
+/// let rt = grove::Runtime::builder().workers(2).build().unwrap();
+/// rt.block_on(|| {
+///     let hs: Vec<_> = (0..4).map(|i| grove::spawn(move || i)).collect();
+///     assert_eq!(grove::joinall_count(&hs, 2).len(), 2);
+///     assert_eq!(grove::joinall_count(&hs, 10).len(), 4);
+/// });
+/// ```
+pub fn joinall_count<T: 'static>(handles: &[JoinHandle<T>], count: usize) -> Vec<usize> {
+    if count == 0 {
         return Vec::new();
     }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    iwait_deadline(handles, deadline).take(want).collect()
+    iwait(handles).take(count).collect()
 }
 
 /// Waits until any greenlet of `handles` has finished and returns its index (the
@@ -226,25 +262,35 @@ pub fn wait_any<T: 'static>(handles: &[JoinHandle<T>]) -> Option<usize> {
     iwait(handles).next()
 }
 
-/// Kills every greenlet of `handles` and waits until they have finished (gevent's
-/// `killall`), at most `timeout` (`None`: no limit). Returns `true` if all finished.
+/// Kills every greenlet of `handles` and waits until they have all finished (gevent's
+/// `killall`).
 ///
 /// The kills are all sent first, then awaited, so the victims unwind concurrently. If
 /// the calling greenlet's own handle is among them, it is killed last: once the others
-/// have finished (or the timeout has passed), the caller unwinds.
+/// have finished, the caller unwinds. A victim that keeps blocking while it unwinds (in a
+/// `Drop`) is waited for; [`killall_timeout`] bounds the wait.
 ///
 /// ```
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
 ///     let hs: Vec<_> = (0..10)
-///         .map(|_| grove::spawn(|| loop { grove::park() }))
+///         .map(|_| grove::spawn(|| loop { grove::greenlet::park() }))
 ///         .collect();
-///     assert!(grove::killall(&hs, None));
+///     grove::killall(&hs);
 ///     assert!(hs.into_iter().all(|h| h.join().unwrap_err().is_killed()));
 /// });
 /// ```
-pub fn killall<T: 'static>(handles: &[JoinHandle<T>], timeout: Option<Duration>) -> bool {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+pub fn killall<T: 'static>(handles: &[JoinHandle<T>]) {
+    kill_all(handles, None);
+}
+
+/// [`killall`] that waits at most `timeout` for the victims to finish. Returns `true` if
+/// all did. (A caller among them is still killed last, once the time is up.)
+pub fn killall_timeout<T: 'static>(handles: &[JoinHandle<T>], timeout: Duration) -> bool {
+    kill_all(handles, Instant::now().checked_add(timeout))
+}
+
+fn kill_all<T: 'static>(handles: &[JoinHandle<T>], deadline: Option<Instant>) -> bool {
     let mut me = None;
     for (i, h) in handles.iter().enumerate() {
         if h.is_current() {

@@ -22,6 +22,7 @@
 #![allow(unreachable_pub)]
 
 use crate::loom::{Mutex, MutexGuard};
+use crate::timers::TimerKey;
 
 /// What a [`take`](DelayedSlot::take) leaves its caller to do.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub struct Taken<T> {
     /// The greenlet, to queue now.
     pub task: T,
     /// The timer to cancel (taken by a kill, once the key is known).
-    pub cancel_timer: Option<u128>,
+    pub cancel_timer: Option<TimerKey>,
     /// The kill hook to unlink (taken by the timer).
     pub unlink_hook: Option<u64>,
 }
@@ -37,7 +38,7 @@ pub struct Taken<T> {
 #[derive(Debug)]
 struct Inner<T> {
     task: Option<T>,
-    timer: Option<u128>,
+    timer: Option<TimerKey>,
     hook: u64,
 }
 
@@ -78,7 +79,7 @@ impl<T> DelayedSlot<T> {
 
     /// Step 0: the timer was added under `key`. False if the greenlet is already gone,
     /// in which case the caller cancels the timer.
-    pub fn timer_added(&self, key: u128) -> bool {
+    pub fn timer_added(&self, key: TimerKey) -> bool {
         let mut st = self.lock();
         if st.task.is_some() {
             st.timer = Some(key);

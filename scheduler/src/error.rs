@@ -197,21 +197,82 @@ impl fmt::Debug for JoinError {
 impl std::error::Error for JoinError {}
 
 /// Why [`try_spawn`](crate::try_spawn) could not create a greenlet. Nothing was
-/// spawned; the closure was dropped.
-#[derive(Debug)]
+/// spawned; the closure was dropped. Like [`JoinError`], it says which case it is
+/// through `is_*` predicates, and its message says what to do.
+///
+/// ```
+/// let rt = grove::Runtime::builder().workers(1).build().unwrap();
+/// let err = rt
+///     .block_on(|| grove::greenlet::GreenletBuilder::new().stack_size(usize::MAX).try_spawn(|| ()))
+///     .unwrap_err();
+/// assert!(err.is_no_stack() && !err.is_shutdown());
+/// ```
 pub struct SpawnError {
+    kind: SpawnKind,
     message: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpawnKind {
+    Shutdown,
+    ForkedChild,
+    NoStack,
+}
+
 impl SpawnError {
-    pub(crate) fn new(message: String) -> SpawnError {
-        SpawnError { message }
+    pub(crate) fn shutdown() -> SpawnError {
+        SpawnError {
+            kind: SpawnKind::Shutdown,
+            message: "the runtime is shutting down".into(),
+        }
+    }
+
+    pub(crate) fn forked_child(message: String) -> SpawnError {
+        SpawnError {
+            kind: SpawnKind::ForkedChild,
+            message,
+        }
+    }
+
+    pub(crate) fn no_stack(message: String) -> SpawnError {
+        SpawnError {
+            kind: SpawnKind::NoStack,
+            message,
+        }
+    }
+
+    /// The runtime is shutting down (or has shut down): it takes no new greenlets.
+    pub fn is_shutdown(&self) -> bool {
+        self.kind == SpawnKind::Shutdown
+    }
+
+    /// This process is a `fork()` child of the one that built the runtime, whose threads
+    /// do not exist here; build a new runtime in the child.
+    pub fn is_forked_child(&self) -> bool {
+        self.kind == SpawnKind::ForkedChild
+    }
+
+    /// No stack could be had: the size is out of range (`MIN_STACK_SIZE` ..=
+    /// `MAX_STACK_SIZE`), or the system refused the memory or a mapping. The message
+    /// names the limit to raise. (The same cause as [`JoinError::is_no_stack`], reported
+    /// up front.)
+    pub fn is_no_stack(&self) -> bool {
+        self.kind == SpawnKind::NoStack
     }
 }
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot spawn greenlet: {}", self.message)
+    }
+}
+
+impl fmt::Debug for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
     }
 }
 

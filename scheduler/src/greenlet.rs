@@ -23,6 +23,7 @@ use crate::runtime::{check_stack_size, Handle};
 use crate::stack::GreenStack;
 use crate::task::{Header, JoinTarget, Link, Suspend, Task, TaskRef};
 use crate::timers::Timers;
+use crate::wait_reason::WaitReason;
 use crate::worker::{suspend_current, with_local};
 
 /// Greenlet ids are unique in the process, starting at 1.
@@ -39,26 +40,26 @@ fn not_in_runtime(what: &str) -> ! {
 ///
 /// ```
 /// let rt = grove::Runtime::builder().workers(1).build().unwrap();
-/// let h = grove::Builder::new()
+/// let h = grove::greenlet::GreenletBuilder::new()
 ///     .name("conn-7")
 ///     .spawn_on(rt.handle(), || grove::current().name().map(str::to_owned));
 /// assert_eq!(h.join().unwrap().as_deref(), Some("conn-7"));
 /// ```
 #[derive(Debug, Default, Clone)]
-pub struct Builder {
+pub struct GreenletBuilder {
     name: Option<String>,
     stack_size: Option<usize>,
     spawned_at: Option<&'static Location<'static>>,
 }
 
-impl Builder {
+impl GreenletBuilder {
     /// Default options: no name, the runtime's stack size.
-    pub fn new() -> Builder {
-        Builder::default()
+    pub fn new() -> GreenletBuilder {
+        GreenletBuilder::default()
     }
 
     /// Names the greenlet (shown in panics, reports and `JoinError`).
-    pub fn name(mut self, name: impl Into<String>) -> Builder {
+    pub fn name(mut self, name: impl Into<String>) -> GreenletBuilder {
         self.name = Some(name.into());
         self
     }
@@ -67,14 +68,14 @@ impl Builder {
     /// panics) instead of the caller of `spawn`: for libraries that spawn on a user's
     /// behalf (a server's handlers), `at` being the user's call
     /// (`std::panic::Location::caller()` in a `#[track_caller]` function).
-    pub fn spawned_at(mut self, at: &'static Location<'static>) -> Builder {
+    pub fn spawned_at(mut self, at: &'static Location<'static>) -> GreenletBuilder {
         self.spawned_at = Some(at);
         self
     }
 
     /// A stack size for this greenlet only. Such a stack is allocated when the
     /// greenlet is spawned rather than taken from the worker's pool.
-    pub fn stack_size(mut self, bytes: usize) -> Builder {
+    pub fn stack_size(mut self, bytes: usize) -> GreenletBuilder {
         self.stack_size = Some(bytes);
         self
     }
@@ -228,10 +229,10 @@ impl Builder {
     {
         let at = Location::caller();
         if handle.is_shutdown() {
-            return Err(SpawnError::new("the runtime is shutting down".into()));
+            return Err(SpawnError::shutdown());
         }
         if handle.in_forked_child() {
-            return Err(SpawnError::new(format!(
+            return Err(SpawnError::forked_child(format!(
                 "this process (pid {}) is a fork() child of the one that built the runtime, \
                  whose threads do not exist here; build a new runtime in the child",
                 std::process::id()
@@ -240,7 +241,7 @@ impl Builder {
         let size = self.stack_size.unwrap_or(handle.shared.stack_size);
         let stack = self
             .alloc_stack(handle, size)
-            .map_err(|e| SpawnError::new(e.to_string()))?;
+            .map_err(|e| SpawnError::no_stack(e.to_string()))?;
         let h = self.create(handle, at, Some(stack), f);
         submit(handle, h.task.clone().as_runnable());
         Ok(h)
@@ -371,7 +372,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Builder::new().spawn(f)
+    GreenletBuilder::new().spawn(f)
 }
 
 /// Spawns a greenlet, returning an error instead of failing later if no stack can
@@ -382,14 +383,14 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Builder::new().try_spawn(f)
+    GreenletBuilder::new().try_spawn(f)
 }
 
 /// Spawns a greenlet that starts once `delay` has passed (gevent's `spawn_later`).
 ///
 /// Until then it is not queued anywhere and holds no worker (nor, unless a
-/// [`Builder::stack_size`] was given, a stack); when the delay passes it is queued like
-/// a fresh spawn, so any worker may start it. Killing it before it starts
+/// [`GreenletBuilder::stack_size`] was given, a stack); when the delay passes it is
+/// queued like a fresh spawn, so any worker may start it. Killing it before it starts
 /// ([`JoinHandle::kill`]) cancels it at once: it never runs, its closure is dropped,
 /// and its join reports [`JoinError::is_killed`]. A zero delay spawns at once.
 ///
@@ -401,7 +402,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Builder::new().spawn_later(delay, f)
+    GreenletBuilder::new().spawn_later(delay, f)
 }
 
 /// Identifies an [`on_finish`](JoinHandle::on_finish) callback, to remove it with
@@ -459,8 +460,8 @@ fn wait_linked(h: &Header, deadline: Option<Instant>) -> bool {
         }
         match deadline {
             Some(d) if Instant::now() >= d => return false,
-            Some(d) => park_timeout_on(d, &"Greenlet::wait"),
-            None => park_on(&"Greenlet::wait"),
+            Some(d) => park_until_on(d, WaitReason::GREENLET_WAIT),
+            None => park_on(WaitReason::GREENLET_WAIT),
         }
     }
 }
@@ -492,7 +493,7 @@ impl<T: Send + 'static> JoinHandle<T> {
             if !h.register_joiner(&waker) {
                 break;
             }
-            park_on(&"JoinHandle::join");
+            park_on(WaitReason::JOIN);
         }
         // SAFETY: DONE observed (Acquire) and `self` is the unique handle.
         let out = unsafe { self.task.take_output() };
@@ -580,8 +581,8 @@ impl<T: 'static> JoinHandle<T> {
                 return true;
             }
             match deadline {
-                Some(d) => park_timeout_on(d, &"JoinHandle::join"),
-                None => park_on(&"JoinHandle::join"),
+                Some(d) => park_until_on(d, WaitReason::JOIN),
+                None => park_on(WaitReason::JOIN),
             }
         }
     }
@@ -810,7 +811,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// Cancels a timer when dropped (including when a wait is unwound by an interrupt).
 struct TimerGuard {
     timers: Arc<dyn Timers>,
-    key: u128,
+    key: crate::TimerKey,
 }
 
 impl Drop for TimerGuard {
@@ -819,20 +820,37 @@ impl Drop for TimerGuard {
     }
 }
 
-/// Like [`park`], but also wakes at `deadline`. Returns after a wake or once the
-/// deadline has passed (wakes may be spurious: callers re-check their condition and
-/// the clock). In a greenlet this needs a runtime with timers (`grove::Runtime`);
-/// on a plain thread it uses `std::thread::park_timeout`.
-pub fn park_timeout(deadline: Instant) {
-    park_timeout_inner(deadline, std::ptr::null_mut());
+/// Like [`park`], but also wakes once `timeout` has passed. Returns after a wake or once
+/// the time is up (wakes may be spurious: callers re-check their condition and the clock).
+/// In a greenlet this needs a runtime with timers (`grove::Runtime`); on a plain thread it
+/// uses `std::thread::park_timeout`. A timeout too large to represent waits like [`park`].
+pub fn park_timeout(timeout: Duration) {
+    park_timeout_inner(timeout, std::ptr::null_mut());
+}
+
+/// Like [`park`], but also wakes at `deadline`: [`park_timeout`] with an [`Instant`].
+pub fn park_until(deadline: Instant) {
+    park_until_inner(deadline, std::ptr::null_mut());
 }
 
 /// [`park_timeout`], saying what the greenlet waits on (see [`park_on`]).
-pub fn park_timeout_on(deadline: Instant, what: &'static &'static str) {
-    park_timeout_inner(deadline, waiting_on_ptr(what));
+pub fn park_timeout_on(timeout: Duration, reason: WaitReason) {
+    park_timeout_inner(timeout, reason.as_ptr());
 }
 
-fn park_timeout_inner(deadline: Instant, what: *mut &'static str) {
+/// [`park_until`], saying what the greenlet waits on (see [`park_on`]).
+pub fn park_until_on(deadline: Instant, reason: WaitReason) {
+    park_until_inner(deadline, reason.as_ptr());
+}
+
+fn park_timeout_inner(timeout: Duration, what: *mut &'static str) {
+    match deadline_after(timeout) {
+        Some(deadline) => park_until_inner(deadline, what),
+        None => park_inner(what),
+    }
+}
+
+fn park_until_inner(deadline: Instant, what: *mut &'static str) {
     match with_local(|l| l.and_then(|l| l.current())) {
         Some(task) => {
             let timers = task.header().rt.timers.clone().unwrap_or_else(|| {
@@ -863,24 +881,25 @@ pub fn park() {
 
 /// [`park`], saying what the greenlet waits on: run-info dumps
 /// ([`Runtime::dump`](crate::Runtime::dump), [`run_info`](crate::run_info)) then show
-/// a parked greenlet as waiting on `what` (`&"Event::wait"`: a `&'static str` behind a
-/// `'static` reference) rather than just "parked". grove's primitives all do this.
+/// a parked greenlet as waiting on `reason` rather than just "parked". grove's
+/// primitives all do this, with the named [`WaitReason`]s; yours give their own with
+/// [`WaitReason::custom`].
 ///
 /// ```
+/// use grove::greenlet::WaitReason;
+///
+/// const RECV: WaitReason = WaitReason::custom(&"my_channel::recv");
+///
 /// let rt = grove::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| {
-///     let me = grove::current();
+///     let me = grove::greenlet::current();
 ///     let waker = grove::spawn(move || me.waker().wake());
-///     grove::park_on(&"my_channel::recv"); // a dump now says "my_channel::recv"
+///     grove::greenlet::park_on(RECV); // a dump now says "my_channel::recv"
 ///     waker.join().unwrap();
 /// });
 /// ```
-pub fn park_on(what: &'static &'static str) {
-    park_inner(waiting_on_ptr(what));
-}
-
-fn waiting_on_ptr(what: &'static &'static str) -> *mut &'static str {
-    what as *const &'static str as *mut &'static str
+pub fn park_on(reason: WaitReason) {
+    park_inner(reason.as_ptr());
 }
 
 fn park_inner(what: *mut &'static str) {
@@ -932,12 +951,13 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
-        park_on(&"block_on(future)");
+        park_on(WaitReason::BLOCK_ON);
     }
 }
 
 /// Runs `f` with the current runtime's extension (see
-/// [`Builder::extension`](crate::runtime::Builder::extension)), or `None` outside a runtime.
+/// [`RuntimeBuilder::extension`](crate::RuntimeBuilder::extension)), or `None` outside a
+/// runtime.
 pub fn with_extension<R>(f: impl FnOnce(Option<&(dyn Any + Send + Sync)>) -> R) -> R {
     with_local(|l| f(l.and_then(|l| l.shared.extension.as_deref())))
 }
@@ -956,7 +976,7 @@ pub enum ParkStatus {
     NotGreenlet,
 }
 
-/// Parks the current greenlet like [`park_timeout_on`] (or [`park_on`] when `deadline` is
+/// Parks the current greenlet like [`park_until_on`] (or [`park_on`] when `deadline` is
 /// `None`), but **never unwinds**: an interrupt is reported as
 /// [`ParkStatus::Interrupted`] and left pending instead of being raised.
 ///
@@ -966,17 +986,19 @@ pub enum ParkStatus {
 /// parking, so a caller that loops on it never waits.
 ///
 /// ```
-/// use grove_scheduler::ParkStatus;
+/// use grove_scheduler::{ParkStatus, WaitReason};
+/// const EXAMPLE: WaitReason = WaitReason::custom(&"example");
+///
 /// let rt = grove_scheduler::Runtime::builder().workers(1).build().unwrap();
 /// rt.block_on(|| {
 ///     let me = grove_scheduler::current();
 ///     let waker = grove_scheduler::spawn(move || me.waker().wake());
-///     assert_eq!(grove_scheduler::park_nounwind(None, &"example"), ParkStatus::Woken);
+///     assert_eq!(grove_scheduler::park_nounwind(None, EXAMPLE), ParkStatus::Woken);
 ///     waker.join().unwrap();
 ///
 ///     // Killed while parked: reported, not raised; the next ordinary park raises it.
 ///     let victim = grove_scheduler::spawn(|| {
-///         assert_eq!(grove_scheduler::park_nounwind(None, &"example"), ParkStatus::Interrupted);
+///         assert_eq!(grove_scheduler::park_nounwind(None, EXAMPLE), ParkStatus::Interrupted);
 ///         assert!(grove_scheduler::interrupt_pending());
 ///         grove_scheduler::park(); // the kill unwinds here
 ///     });
@@ -984,9 +1006,9 @@ pub enum ParkStatus {
 ///     victim.kill();
 ///     assert!(victim.join().unwrap_err().is_killed());
 /// });
-/// assert_eq!(grove_scheduler::park_nounwind(None, &"x"), ParkStatus::NotGreenlet);
+/// assert_eq!(grove_scheduler::park_nounwind(None, EXAMPLE), ParkStatus::NotGreenlet);
 /// ```
-pub fn park_nounwind(deadline: Option<Instant>, what: &'static &'static str) -> ParkStatus {
+pub fn park_nounwind(deadline: Option<Instant>, reason: WaitReason) -> ParkStatus {
     let Some(task) = with_local(|l| l.and_then(|l| l.current())) else {
         return ParkStatus::NotGreenlet;
     };
@@ -1003,7 +1025,7 @@ pub fn park_nounwind(deadline: Option<Instant>, what: &'static &'static str) -> 
         None => None,
     };
     drop(task);
-    match crate::worker::suspend_current_nounwind(Suspend::Park, waiting_on_ptr(what)) {
+    match crate::worker::suspend_current_nounwind(Suspend::Park, reason.as_ptr()) {
         None => ParkStatus::NotGreenlet,
         Some(true) => ParkStatus::Interrupted,
         Some(false) => ParkStatus::Woken,

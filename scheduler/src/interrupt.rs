@@ -299,7 +299,7 @@ impl Wake for Fire {
 /// interrupt waits until the unwinding is over.
 pub struct Timeout {
     fire: Arc<Fire>,
-    timer: Option<u128>,
+    timer: Option<crate::TimerKey>,
     timers: Option<Arc<dyn crate::Timers>>,
 }
 

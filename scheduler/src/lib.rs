@@ -34,8 +34,9 @@
 //!   built on completion links (`JoinHandle::on_finish`).
 //! * `interrupt`: kill, shutdown and `Timeout`, delivered at blocking points, on the
 //!   interrupt word of `irq` (loom-checked); `timers`: the hook through which the owner
-//!   (the `grove` facade) provides timers; `driver`: the worker-side poll hook (hubs
-//!   harvest I/O events and due timers themselves) and per-worker wake batching.
+//!   (the `grove` facade) provides timers, and their opaque keys; `driver`: the
+//!   worker-side poll hook (hubs harvest I/O events and due timers themselves) and
+//!   per-worker wake batching.
 //! * `completion`: the joiner's waker slot, links and detach-vs-complete (loom-checked);
 //!   `delayed`: `spawn_later`'s timer/kill/shutdown hand-off (loom-checked); `gate`:
 //!   the shutdown drains' push/close handshake (loom-checked).
@@ -45,7 +46,8 @@
 //!   `greenlet`: the user API.
 //! * `spotlight`: which greenlet each worker runs, readable from other threads
 //!   (loom-checked); `monitor`: blocking detection built on it; `run_info`: dumps of
-//!   every live greenlet and the workers' counters.
+//!   every live greenlet and the workers' counters; `wait_reason`: what a parked greenlet
+//!   says it waits on.
 //!
 //! The scheduler knows nothing of I/O or timers: it wakes and is woken through
 //! `std::task::Waker`, which is how the reactor (and any future) reaches it.
@@ -87,6 +89,8 @@ mod loom;
 mod queue;
 mod spotlight;
 mod state;
+mod timers;
+mod wait_reason;
 
 #[cfg(not(grove_loom))]
 mod control;
@@ -117,12 +121,13 @@ use crate::stack::overflow;
 #[cfg(not(grove_loom))]
 mod task;
 #[cfg(not(grove_loom))]
-mod timers;
-#[cfg(not(grove_loom))]
 mod worker;
 
 #[cfg(not(grove_loom))]
-pub use crate::control::{iwait, iwait_deadline, iwait_timeout, joinall, killall, wait_any, Iwait};
+pub use crate::control::{
+    iwait, iwait_timeout, iwait_until, joinall, joinall_count, joinall_timeout, killall,
+    killall_timeout, wait_any, Iwait,
+};
 #[cfg(not(grove_loom))]
 pub use crate::driver::{batch_wakes, batch_wakes_to_workers, Driver};
 #[cfg(not(grove_loom))]
@@ -130,8 +135,8 @@ pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]
 pub use crate::greenlet::{
     block_on, current, current_waker, in_greenlet, park, park_on, park_timeout, park_timeout_on,
-    spawn, spawn_later, try_current, try_spawn, with_extension, worker_index, yield_now, Builder,
-    Greenlet, JoinHandle, LinkId,
+    park_until, park_until_on, spawn, spawn_later, try_current, try_spawn, with_extension,
+    worker_index, yield_now, Greenlet, GreenletBuilder, JoinHandle, LinkId,
 };
 #[cfg(not(grove_loom))]
 pub use crate::greenlet::{in_greenlet_signal_safe, interrupt_pending, park_nounwind, ParkStatus};
@@ -148,8 +153,8 @@ pub use crate::runtime::{
     Builder as RuntimeBuilder, Handle, Runtime, StackMetrics, WorkerMetrics,
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_STACK_SIZE, EXIT_MARGIN, MAX_STACK_SIZE, MIN_STACK_SIZE,
 };
-#[cfg(not(grove_loom))]
-pub use crate::timers::Timers;
+pub use crate::timers::{TimerKey, Timers};
+pub use crate::wait_reason::WaitReason;
 
 /// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).
 #[cfg(grove_loom)]

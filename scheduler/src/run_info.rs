@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::{Shared, WorkerMetrics};
 use crate::task::read_pinned;
+use crate::wait_reason::WaitReason;
 use crate::worker::lock_registry;
 
 /// What a listed greenlet was doing when the dump looked.
@@ -88,9 +89,10 @@ pub struct GreenletInfo {
     pub state: GreenletState,
     /// Home worker (listed greenlets have all started, so they have one).
     pub worker: usize,
-    /// What it waits for, when parked in a primitive that says so (`"Event::wait"`,
-    /// `"Queue::get"`, `"sleep"`...; see [`park_on`](crate::park_on)).
-    pub waiting_on: Option<&'static str>,
+    /// What it waits for, when parked in a primitive that says so
+    /// ([`WaitReason::EVENT_WAIT`], [`WaitReason::QUEUE_GET`], [`WaitReason::SLEEP`]...;
+    /// see [`park_on`](crate::park_on)).
+    pub waiting_on: Option<WaitReason>,
     /// Where it was spawned.
     pub spawned_at: &'static Location<'static>,
     /// Time since it first suspended (parked or yielded), when it entered its worker's
@@ -218,7 +220,7 @@ impl fmt::Display for RunInfo {
                 g.worker,
                 g.age.map_or("-".to_string(), |a| format!("{:.1?}", a)),
                 g.display_name(),
-                g.waiting_on.unwrap_or("-"),
+                g.waiting_on.map_or("-", WaitReason::as_str),
                 g.spawned_at
             )?;
         }
@@ -311,8 +313,8 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
 ///
 /// ```
 /// let rt = grove::Runtime::builder().workers(1).build().unwrap();
-/// let info = rt.block_on(|| grove::run_info().unwrap());
-/// assert_eq!(info.count(grove::GreenletState::Running), 1);
+/// let info = rt.block_on(|| grove::monitor::run_info().unwrap());
+/// assert_eq!(info.count(grove::monitor::GreenletState::Running), 1);
 /// println!("{info}");
 /// ```
 pub fn run_info() -> Option<RunInfo> {

@@ -759,7 +759,7 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        greenlet::Builder::new().spawn_on(self, f)
+        greenlet::GreenletBuilder::new().spawn_on(self, f)
     }
 
     /// Runs `f` as a greenlet and blocks the calling thread (or parks the calling

@@ -58,6 +58,7 @@ use crate::error::JoinError;
 use crate::runtime::Shared;
 use crate::stack::GreenStack;
 use crate::state::{State, Unpark};
+use crate::wait_reason::WaitReason;
 
 /// Why a greenlet switched back to its hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +112,8 @@ pub(crate) struct Header {
     /// thread touches it, while running it; atomic only so the header stays `Sync`.
     pub(crate) irq: AtomicU8,
     /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
-    /// run-info dumps; null when it did not say. Only ever a `&'static &'static str`.
+    /// run-info dumps; null when it did not say. Only ever null or a `WaitReason`'s
+    /// pointer (`WaitReason::as_ptr`).
     pub(crate) waiting_on: AtomicPtr<&'static str>,
     /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
     /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
@@ -199,11 +201,11 @@ impl Header {
     }
 
     /// What the greenlet says it waits for (see `waiting_on`), if anything.
-    pub(crate) fn waiting_on(&self) -> Option<&'static str> {
+    pub(crate) fn waiting_on(&self) -> Option<WaitReason> {
         let p = self.waiting_on.load(Ordering::Acquire);
-        // SAFETY: `waiting_on` only ever holds null or a pointer made from a
-        // `&'static &'static str` (`greenlet::park_on`), valid for the whole program.
-        unsafe { p.as_ref() }.copied()
+        // SAFETY: `waiting_on` only ever holds null or a `WaitReason`'s pointer to a
+        // `&'static str` (`greenlet::park_on`), valid for the whole program.
+        unsafe { p.cast_const().as_ref() }.map(WaitReason::custom)
     }
 
     pub(crate) fn is_parked(&self) -> bool {

@@ -3,7 +3,8 @@
 //! The scheduler knows nothing of the reactor (layering: both meet only through
 //! `Waker`s), yet timeouts on joins, kills and `Timeout` scopes need timers. The
 //! `grove` facade implements [`Timers`] with its reactor and passes it to
-//! [`RuntimeBuilder::timers`](crate::RuntimeBuilder::timers).
+//! [`RuntimeBuilder::timers`](crate::RuntimeBuilder::timers). A timer is named by an opaque
+//! [`TimerKey`], into which the service packs its own key.
 
 use std::fmt;
 use std::task::Waker;
@@ -13,9 +14,9 @@ use std::time::Instant;
 pub trait Timers: Send + Sync + fmt::Debug + 'static {
     /// Arranges for `waker` to be woken at (never before) `deadline`. Returns a key
     /// for [`cancel`](Self::cancel). A deadline already past may wake immediately.
-    fn add(&self, deadline: Instant, waker: Waker) -> u128;
+    fn add(&self, deadline: Instant, waker: Waker) -> TimerKey;
     /// Cancels a timer. A no-op if it fired already or the key is unknown.
-    fn cancel(&self, key: u128);
+    fn cancel(&self, key: TimerKey);
 
     /// Deadlock detection: true if this service (and any I/O driver behind it) can wake
     /// nobody on its own: no pending timer, no task waiting for I/O. The default, `false`,
@@ -29,5 +30,30 @@ pub trait Timers: Send + Sync + fmt::Debug + 'static {
     /// (`epoll_wait`, timed waits); [`is_quiet`](Self::is_quiet) vouches for them instead.
     fn os_thread_ids(&self) -> Vec<u32> {
         Vec::new()
+    }
+}
+
+/// Names one timer of a [`Timers`] service, for [`Timers::cancel`]. Opaque to the
+/// scheduler: the service packs its own key into it ([`from_raw`](Self::from_raw)) and
+/// unpacks it on cancel ([`to_raw`](Self::to_raw)); grove's reactor packs its
+/// `grove_reactor::TimerKey` this way.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerKey(u128);
+
+impl TimerKey {
+    /// A key from the service's own representation.
+    pub const fn from_raw(raw: u128) -> TimerKey {
+        TimerKey(raw)
+    }
+
+    /// The service's own representation, as given to [`from_raw`](Self::from_raw).
+    pub const fn to_raw(self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Debug for TimerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimerKey({:#x})", self.0)
     }
 }

@@ -66,7 +66,7 @@
 //!   fast path; only the waiters take it, not the syscalls, so a reader that finds data
 //!   never waits for a parked one.
 //! * **Timeouts in user space.** `set_read_timeout` stores a duration; a call computes its
-//!   deadline on entering the slow path and parks with `park_timeout`. **Every green socket
+//!   deadline on entering the slow path and parks with `park_until`. **Every green socket
 //!   call that runs out of time fails with [`TimedOut`](io::ErrorKind::TimedOut)**: reads,
 //!   writes, accepts, sends and receives past their socket timeout, and `connect_timeout`.
 //!   That is the kind to check for. (std reports `WouldBlock` for an `SO_RCVTIMEO` expiry on
@@ -92,7 +92,7 @@
 //! 3. Take the direction's gate (waiting FIFO behind other waiters, up to the deadline).
 //! 4. Clear the direction's readiness (reactor step C1: kept if an event arrived since the
 //!    readiness was last seen, so data that raced with the `WouldBlock` is not forgotten).
-//! 5. Poll readiness with `current_waker()`; while `Pending`, `park` (or `park_timeout`)
+//! 5. Poll readiness with `current_waker()`; while `Pending`, `park` (or `park_until`)
 //!    and poll again. The reactor's W1–W3 steps make sure an event is never lost between
 //!    the poll and the park.
 //! 6. Run the syscall again: `WouldBlock` → back to step 4; else release the gate and
@@ -372,9 +372,9 @@ impl<S: Source> Io<S> {
     /// (`Ok(false)`) or the reactor shuts down (`Err`). The caller must be the direction's
     /// only waiter (hold its gate, or own the socket alone).
     pub(crate) fn wait_ready(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<bool> {
-        let what: &'static &'static str = match dir {
-            Direction::Read => &"socket: read/accept",
-            Direction::Write => &"socket: write/connect",
+        let what: grove_scheduler::WaitReason = match dir {
+            Direction::Read => grove_scheduler::WaitReason::SOCKET_READ,
+            Direction::Write => grove_scheduler::WaitReason::SOCKET_WRITE,
         };
         let waker = grove_scheduler::current_waker();
         let mut cx = Context::from_waker(&waker);
@@ -384,7 +384,7 @@ impl<S: Source> Io<S> {
                 Poll::Pending => match deadline {
                     None => grove_scheduler::park_on(what),
                     Some(d) if Instant::now() >= d => return Ok(false),
-                    Some(d) => grove_scheduler::park_timeout_on(d, what),
+                    Some(d) => grove_scheduler::park_until_on(d, what),
                 },
             }
         }

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{self, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grove_reactor::{Direction, Handle};
 
@@ -161,7 +161,7 @@ impl UnixStream {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    grove_scheduler::park_timeout(Instant::now() + BACKLOG_RETRY);
+                    grove_scheduler::park_timeout(BACKLOG_RETRY);
                 }
                 Err(e) => return Err(e),
             }

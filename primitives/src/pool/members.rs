@@ -143,7 +143,7 @@ impl<M: Member> Core<M> {
         // A slot handed to us that we will not use (unwound, or at the deadline) goes
         // to the next waiter.
         wait(
-            &"Pool: waiting for a free slot",
+            grove_scheduler::WaitReason::POOL_SLOT,
             s,
             &self.state,
             |s| &mut s.slot_waiters,
@@ -183,7 +183,7 @@ impl<M: Member> Core<M> {
         }
         // `notify_all` wakes every waiter: a consumed wake-up is owed to nobody.
         if wait(
-            &"Group::join",
+            grove_scheduler::WaitReason::GROUP_JOIN,
             s,
             &self.state,
             |s| &mut s.empty_waiters,

@@ -297,7 +297,7 @@ impl<T, S: Storage<T>> Inner<T, S> {
         drop(s);
         let woken = panic::catch_unwind(AssertUnwindSafe(|| {
             wait(
-                &"Queue::put (full)",
+                grove_scheduler::WaitReason::QUEUE_PUT,
                 offer_guard,
                 &offer,
                 |o| &mut o.done,
@@ -354,7 +354,7 @@ impl<T, S: Storage<T>> Inner<T, S> {
         let deadline = s.may_wait(block)?;
         // G3. Nothing to take: wait to be handed an item (P1).
         match wait(
-            &"Queue::get",
+            grove_scheduler::WaitReason::QUEUE_GET,
             s,
             &self.state,
             |s| &mut s.getters,
@@ -397,7 +397,7 @@ impl<T, S: Storage<T>> Inner<T, S> {
             // Woken (every peeker is) or at the deadline: look again. A wake-up
             // consumed by a cancelled peeker is owed to nobody.
             let _ = wait(
-                &"Queue::peek",
+                grove_scheduler::WaitReason::QUEUE_PEEK,
                 s,
                 &self.state,
                 |s| &mut s.peekers,
@@ -443,7 +443,7 @@ impl<T, S: Storage<T>> Inner<T, S> {
         }
         // Every joiner is woken: a wake-up consumed by a cancelled one is owed to nobody.
         match wait(
-            &"Queue::join",
+            grove_scheduler::WaitReason::QUEUE_JOIN,
             s,
             &self.state,
             |s| &mut s.joiners,
