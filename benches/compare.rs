@@ -89,7 +89,8 @@
 //! * `redis_c1000` (`compare/redis.rs`): 1,000 clients loop SET/GET against one local
 //!   `redis-server` (installed with apt-get if missing): grove greenlets with the
 //!   unmodified **sync** `redis` client (needs `--features monkey`), a thread per client
-//!   with the same client, tokio tasks with the crate's async client; commands/s.
+//!   with the same client, tokio tasks with the crate's async client; commands/s, and
+//!   the client's and the server's CPU time per command.
 //! * `idle_connections_10k`, `idle_connections_100k`: a child process runs the server;
 //!   this process opens N client connections to it and leaves them idle; the child
 //!   reports its RSS growth per connection once N handlers are blocked in `read`
