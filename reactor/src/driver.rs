@@ -1,26 +1,27 @@
-//! The reactor thread, its shared state and the [`Handle`] other threads use to reach it.
+//! The reactor thread and the [`Handle`] other threads use to reach it (their shared state:
+//! module `shared`).
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
-use std::thread::{self, JoinHandle, Thread};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 
 use crate::metrics::{self, Counters, ReactorMetrics};
 use crate::registration::Registration;
+use crate::shared::{Shared, WakeScope};
 use crate::scheduled_io::{Ready, ScheduledIo};
 use crate::slab::IoSlab;
 use crate::sys::{self, EventBuf, Harvested};
 use crate::timer::{Due, Insert, TimerKey, TimerQueue};
-use crate::watch::{Rouse, Sleep, Watch};
+use crate::watch::{Sleep, Watch};
 
 /// Token of the `mio::Waker` that interrupts the outer poll's sleep.
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -36,157 +37,12 @@ const WORKER_EVENTS: usize = 256;
 /// stuck in a greenlet that never yields; Go's `sysmon` does the same every 10 ms).
 const STALE_WATCH: Duration = Duration::from_millis(1);
 
-/// What wraps every batch of wakes (timers fired, events dispatched) on any thread, so that the
-/// owner can batch them (grove's scheduler defers its cross-worker unparks to the end of the
-/// batch: one per worker instead of one per wake). It must call its argument exactly once, and
-/// return `true` if the batch unparked threads that watch the poll ([`Handle::begin_watching`]):
-/// the reactor thread then sleeps aside, leaving the events to them. The default runs the batch
-/// and returns `false`.
-pub type WakeScope = fn(&mut dyn FnMut()) -> bool;
-
 /// Events fetched per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
 /// Timers fired per lock acquisition; bounds how long `add_timer` callers can wait on the lock
 /// while a burst of timers fires.
 const FIRE_BATCH: usize = 256;
-
-/// State shared by the reactor thread, every [`Handle`] and every [`Registration`].
-pub(crate) struct Shared {
-    /// A clone of the shared (inner) poll's registry (a `dup` of its epoll fd): registration runs
-    /// on the caller's thread, since `Registry` is `Sync`, and workers harvest through its fd.
-    pub(crate) registry: Registry,
-    /// Interrupts the reactor's sleep in the outer poll.
-    waker: mio::Waker,
-    /// Who sleeps in the kernel (module `watch`).
-    watch: Watch,
-    /// The reactor thread, for unparking it from an aside sleep. Set first thing by the thread.
-    thread: OnceLock<Thread>,
-    /// Worker harvests so far: the reactor's stale-watch check compares it across its sleep.
-    harvests: AtomicU64,
-    /// Live registrations (kept under the slab lock): a worker skips the `epoll_wait` if none.
-    pub(crate) registrations: AtomicUsize,
-    /// Wraps every batch of wakes.
-    scope: WakeScope,
-    /// Token → readiness state of every registered source.
-    pub(crate) slab: Mutex<IoSlab>,
-    pub(crate) timers: TimerQueue,
-    /// Set first thing on shutdown; the slab and the timer queue carry their own closed flag,
-    /// set under their locks, which is what makes late `register`/`add_timer` calls race-free.
-    shutdown: AtomicBool,
-    pub(crate) counters: Counters,
-    /// The reactor thread's kernel thread id (Linux `gettid`), 0 until it has started or where
-    /// unknown. Lets a deadlock check tell the reactor from threads outside the runtime.
-    os_tid: AtomicU32,
-}
-
-impl Shared {
-    /// Makes the reactor look again (protocol step N of `watch`): an earlier timer, shutdown.
-    fn notify(&self) {
-        let rouse = self.watch.notify();
-        self.rouse(rouse);
-    }
-
-    /// Does what a [`Rouse`] asks.
-    fn rouse(&self, rouse: Rouse) {
-        match rouse {
-            Rouse::Nothing => {}
-            Rouse::Unpark => {
-                metrics::add(&self.counters.notifications, 1);
-                // Set before the reactor ever sleeps aside, so present whenever `Unpark` is asked.
-                if let Some(t) = self.thread.get() {
-                    t.unpark();
-                }
-            }
-            Rouse::Interrupt => {
-                metrics::add(&self.counters.notifications, 1);
-                // An eventfd write cannot fail short of fd exhaustion corrupting the process;
-                // mio handles the one ordinary failure (counter overflow) itself.
-                let _ = self.waker.wake();
-            }
-        }
-    }
-
-    /// Sets the readiness of each harvested event and wakes what it satisfies (steps D1–D3):
-    /// tokens are resolved under the slab lock (once per batch), bits set and wakers woken
-    /// outside it, so `register` never waits behind a waker. Returns how many wakers it woke.
-    fn dispatch(
-        &self,
-        events: impl Iterator<Item = Harvested>,
-        ready: &mut Vec<(Arc<ScheduledIo>, Ready)>,
-    ) -> usize {
-        {
-            let slab = self.lock_slab();
-            for (token, readiness) in events {
-                if readiness.is_empty() {
-                    continue;
-                }
-                if let Some(io) = slab.get(Token(token)) {
-                    ready.push((io.clone(), readiness));
-                }
-            }
-        }
-        let events = ready.len();
-        let mut woken = 0;
-        // As in `wake_all`: a panicking waker must not strand the rest of the batch, whose
-        // events the kernel has already handed over and will not report again.
-        let mut panic = None;
-        for (io, readiness) in ready.drain(..) {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| io.dispatch(readiness))) {
-                Ok(n) => woken += n,
-                Err(payload) => {
-                    panic.get_or_insert(payload);
-                }
-            }
-        }
-        if let Some(payload) = panic {
-            metrics::add(&self.counters.events_dispatched, events);
-            std::panic::resume_unwind(payload);
-        }
-        metrics::add(&self.counters.wakes, woken);
-        metrics::add(&self.counters.events_dispatched, events);
-        woken
-    }
-
-    pub(crate) fn lock_slab(&self) -> MutexGuard<'_, IoSlab> {
-        self.slab.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Inserts a registration's state; keeps `registrations` current.
-    fn slab_insert(&self, io: Arc<ScheduledIo>) -> io::Result<Token> {
-        let mut slab = self.lock_slab();
-        let token = slab.insert(io)?;
-        self.registrations.store(slab.len(), Ordering::Relaxed);
-        Ok(token)
-    }
-
-    /// Removes a registration's state, if `token` still names it; keeps `registrations` current.
-    pub(crate) fn slab_remove(&self, token: Token) -> Option<Arc<ScheduledIo>> {
-        let mut slab = self.lock_slab();
-        let io = slab.remove(token);
-        self.registrations.store(slab.len(), Ordering::Relaxed);
-        io
-    }
-
-    /// Wakes and counts a batch of wakers, leaving `wakers` empty for reuse.
-    ///
-    /// A panicking waker does not stop the batch: every other waker is still woken, then the
-    /// first panic is resumed (the timers behind it were already taken out of the queue, and
-    /// would otherwise never fire).
-    fn wake_all(&self, wakers: &mut Vec<Waker>) {
-        let n = wakers.len();
-        let mut panic = None;
-        for waker in wakers.drain(..) {
-            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-                panic.get_or_insert(payload);
-            }
-        }
-        metrics::add(&self.counters.wakes, n);
-        if let Some(payload) = panic {
-            std::panic::resume_unwind(payload);
-        }
-    }
-}
 
 /// The reactor: owns the `grove-reactor` thread, which owns the `mio::Poll`.
 ///
@@ -310,16 +166,19 @@ pub struct Handle {
 impl Handle {
     /// Wakes `waker` once `deadline` has passed, from the reactor thread.
     ///
-    /// O(log n) under a mutex shared with the reactor. Makes a syscall (an eventfd write) only
-    /// when `deadline` is earlier than the reactor's planned wake-up; adding timers in
-    /// increasing deadline order, or while a sooner one is pending, costs no syscall.
+    /// O(1) under the mutex of the calling thread's timer shard (a worker has one of its own).
+    /// Makes a syscall (an eventfd write) only when `deadline` is earlier than the reactor's
+    /// planned wake-up for that shard; adding timers in increasing deadline order, or while a
+    /// sooner one is pending, costs no syscall.
     ///
     /// A deadline that has already passed wakes `waker` on the calling thread before this
     /// returns, as does any call after shutdown. In both cases the returned key is already
     /// spent: [`cancel_timer`](Self::cancel_timer) returns `false`.
     ///
-    /// Timers never fire early. They fire late by the poll's millisecond granularity (the
-    /// timeout is rounded up, on average half a millisecond) plus scheduling latency.
+    /// Timers never fire early. They fire late by the timer wheel's tick (the deadline is
+    /// rounded up to 131 µs) and, when the reactor thread fires them rather than a worker, by
+    /// the poll's millisecond granularity (its timeout is rounded up, on average half a
+    /// millisecond), plus scheduling latency.
     pub fn add_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {
         if deadline <= Instant::now() {
             waker.wake();
@@ -345,7 +204,7 @@ impl Handle {
     /// Cancels a timer. Returns `true` if it had not fired (its waker is then dropped unwoken),
     /// `false` if it already fired, was already cancelled, or the reactor shut down.
     ///
-    /// O(1) amortized, never a syscall.
+    /// O(1), never a syscall.
     pub fn cancel_timer(&self, key: TimerKey) -> bool {
         let cancelled = self.shared.timers.cancel(key);
         if cancelled {
@@ -435,6 +294,8 @@ impl Handle {
     /// While anyone watches, the reactor thread does not sleep in `epoll_wait` (it would be
     /// woken for events the watchers take); see the `watch` module (step W1).
     pub fn begin_watching(&self) {
+        // A worker's timers go to a shard of its own (module `timer`, "Shards").
+        self.shared.timers.claim_shard();
         self.shared.watch.watcher_arrives();
     }
 

@@ -192,14 +192,17 @@ mod sys;
 // `pub` items in these two modules are reachable only through `__loom` under `cfg(grove_loom)`.
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
 mod scheduled_io;
+mod shared;
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
 mod timer;
 #[cfg_attr(not(grove_loom), allow(unreachable_pub))]
 mod watch;
+mod wheel;
 
-pub use driver::{Handle, Reactor, WakeScope};
+pub use driver::{Handle, Reactor};
 pub use metrics::ReactorMetrics;
 pub use registration::Registration;
+pub use shared::WakeScope;
 pub use timer::TimerKey;
 
 /// The direction an operation waits in.

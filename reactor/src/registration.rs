@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use mio::{Interest, Token};
 
-use crate::driver::Shared;
+use crate::shared::Shared;
 use crate::scheduled_io::ScheduledIo;
 use crate::Direction;
 

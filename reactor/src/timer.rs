@@ -1,51 +1,61 @@
-//! Timers: a slab of pending wakers plus a binary heap of deadlines with lazy deletion.
+//! Timers: one hierarchical timing wheel per shard, each under its own mutex.
 //!
-//! * `insert` is O(log n): push `(deadline, seq, slot)` on the heap, store the waker in a slab
-//!   slot stamped with the same `seq`.
-//! * `cancel` is O(1) amortized: take the waker out of the slot. The heap entry stays behind as
-//!   garbage; it is recognised when popped (its `seq` no longer matches a pending slot) and
-//!   discarded. When garbage outnumbers live entries the heap is rebuilt in O(n), which the
-//!   `n / 2` cancels that produced the garbage pay for.
-//! * `fire_due` pops due entries in `(deadline, seq)` order — timers with equal deadlines fire in
-//!   insertion order — and records the deadline the reactor will sleep until ("planned wake").
-//!
-//! `seq` is a 64-bit counter that never repeats, so a [`TimerKey`] can never cancel a later timer
-//! that happens to reuse its slot.
+//! * **Shards.** A thread inserts into its own shard: a worker (a thread that calls
+//!   [`Handle::begin_watching`](crate::Handle::begin_watching)) takes the next shard in order
+//!   the first time it watches, any other thread one from a second counter. So each worker's
+//!   greenlets keep their timers in that worker's shard, workers rarely contend on a timer lock,
+//!   and a worker that fires its own shard wakes its own greenlets with a local push (tokio
+//!   shards its wheels per worker the same way; Go keeps a timer heap per P). There are as many
+//!   shards as the machine has CPUs (at most 64).
+//! * **The wheel** (module `wheel`): insert and cancel O(1), due timers fire a whole slot at a
+//!   time, one clock read per batch (by the caller), never early: deadlines are rounded *up* to
+//!   the wheel's 131 µs tick, `now` down.
+//! * **Keys** name the shard, the wheel node and its sequence number, which never repeats in a
+//!   shard, so a [`TimerKey`] can never cancel a later timer that happens to reuse its node.
 //!
 //! # Planned wake
 //!
-//! The reactor sleeps in `mio::Poll::poll` until the earliest deadline. A timer inserted from
-//! another thread with an earlier deadline must interrupt that sleep (a `mio::Waker` write, one
-//! syscall); any other insert must not. The planned wake is kept *inside* the mutex rather than
-//! in a separate atomic, because `insert` already holds the lock: the comparison is free and
-//! needs no memory-ordering argument. The protocol (steps T1–T3):
+//! The reactor sleeps until the earliest expiration of any shard. A timer inserted from another
+//! thread with an earlier deadline must interrupt that sleep (a `mio::Waker` write, one
+//! syscall); any other insert must not. Each shard keeps the reactor's planned wake *for that
+//! shard* inside its mutex rather than in a separate atomic, because `insert` already holds the
+//! lock: the comparison is free and needs no memory-ordering argument. The protocol (steps
+//! T1–T3):
 //!
-//! 1. T1 (reactor, under the lock): fire what is due, then set `planned = earliest live
-//!    deadline` (or "none" if no timer is pending), then sleep until `planned` at the latest.
-//! 2. T2 (any thread, under the lock): insert; if `deadline < planned`, set `planned = deadline`
-//!    and return `notify = true`; the caller then wakes the reactor, after unlocking.
-//! 3. T3: the lock totally orders T1 and T2. If T2 came first, T1's scan sees the new timer. If T1
-//!    came first, T2 sees the `planned` that T1 will sleep until and notifies if it is too late.
-//!    Setting `planned = deadline` in T2 makes later, less urgent inserts skip the syscall: the
+//! 1. T1 (reactor, under each shard's lock in turn): fire what is due, then set the shard's
+//!    `planned` = its next expiration (or "none" if it holds no timer); after the last shard,
+//!    sleep until the earliest of them at the latest.
+//! 2. T2 (any thread, under its shard's lock): insert; if the timer's tick is before the shard's
+//!    `planned`, set `planned` to it and return `notify = true`; the caller then wakes the
+//!    reactor, after unlocking.
+//! 3. T3: each shard's lock totally orders T1 and T2 on that shard. If T2 came first, T1's scan
+//!    sees the new timer. If T1 came first, T2 sees the `planned` that the reactor will sleep
+//!    until *at the latest* (it sleeps until the minimum over shards) and notifies if it is too
+//!    late. Setting `planned` in T2 makes later, less urgent inserts skip the syscall: the
 //!    reactor is about to wake and rescan anyway. While the reactor is between a batch and the
-//!    next scan (`Due::More`), `planned` is "now", so inserts during a firing burst stay silent.
+//!    next scan (`Due::More`), that shard's `planned` is "now", so inserts during a firing burst
+//!    stay silent.
 //!
-//! The loom model `insert_during_firing_burst_is_never_overslept` checks T3, including the
-//! `Due::More` case.
+//! The loom models `insert_during_firing_burst_is_never_overslept` and
+//! `insert_into_another_shard_is_never_overslept` check T3, including the `Due::More` case and
+//! an insert into a shard the scan has already passed.
 //!
 //! A cancelled timer may leave the reactor planning an earlier wake than needed; it then wakes
-//! once, finds nothing due, and plans again. That is cheaper than making `cancel` notify.
+//! once, finds nothing due, and plans again. So does a timer in a high level of a wheel: the
+//! plan is the start of its slot, where it moves down a level. That is cheaper than making
+//! `cancel` notify.
 //!
 //! # Workers fire too
 //!
-//! A worker that harvests events also fires what is due, a batch at a time, so a timer whose
-//! greenlet lives on that worker is woken with a local push instead of a hop through the reactor
-//! thread. Two things keep this cheap and keep T3 true:
+//! A worker that harvests events also fires what is due, a batch at a time: its own shard
+//! first (its own greenlets: local pushes), then any other shard that is overdue by more than
+//! [`OTHERS_GRACE_TICKS`] (its worker is busy or asleep; the reactor would fire it too). Two
+//! things keep this cheap and keep T3 true:
 //!
-//! * **The due hint**: an atomic copy of the earliest deadline in the heap (possibly a cancelled
-//!   one, so never later than the truth), updated under the lock by every insert and scan. A
-//!   worker takes the lock only when the hint says something is due: one relaxed load and a
-//!   clock read otherwise.
+//! * **The due hint**: per shard, an atomic copy of a lower bound on the earliest deadline in
+//!   the shard (possibly a cancelled timer's, never later than the truth), updated under the
+//!   lock by every insert and scan. A worker takes a lock only when a hint says something is
+//!   due: a relaxed load per shard and one clock read otherwise.
 //! * **A worker's scan never touches `planned`** ([`TimerQueue::fire_due_by_worker`]). The
 //!   reactor sleeps until what *its* last scan planned (or earlier, if notified); inserts compare
 //!   against `planned`, which only the reactor's scans raise. A worker's scan only removes
@@ -53,13 +63,14 @@
 //!   `Due::More` set `planned = now` as the reactor's does, an insert after it would stay silent
 //!   while the reactor slept on towards its older, later plan.)
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
+use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::loom::{lock, AtomicU64, Mutex, Ordering};
+use crate::wheel::{Polled, Wheel, TICK_NANOS, TICK_SHIFT};
 
 /// Identifies one timer for [`Handle::cancel_timer`](crate::Handle::cancel_timer).
 ///
@@ -67,28 +78,32 @@ use crate::loom::{lock, AtomicU64, Mutex, Ordering};
 /// that returns `false`, even if another timer now occupies the same slot.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerKey {
-    slot: u32,
+    shard: u32,
+    node: u32,
     seq: u64,
 }
 
 impl TimerKey {
     /// A key that names no timer (returned when the timer fired before `add_timer` returned).
     pub(crate) const DEAD: TimerKey = TimerKey {
-        slot: u32::MAX,
+        shard: 0,
+        node: u32::MAX,
         seq: 0,
     };
 
     /// The key as one integer, for layers that store keys without knowing this type
     /// (the scheduler's `Timers` hook).
     pub fn to_raw(self) -> u128 {
-        (u128::from(self.slot) << 64) | u128::from(self.seq)
+        (u128::from(self.shard) << 96) | (u128::from(self.node) << 64) | u128::from(self.seq)
     }
 
     /// The key back from [`to_raw`](Self::to_raw). Any value is safe to pass to
-    /// `cancel_timer`: a key that names no live timer (wrong slot or sequence) is a no-op.
+    /// `cancel_timer`: a key that names no live timer (wrong shard, node or sequence) is a
+    /// no-op.
     pub fn from_raw(raw: u128) -> TimerKey {
         TimerKey {
-            slot: (raw >> 64) as u32,
+            shard: (raw >> 96) as u32,
+            node: (raw >> 64) as u32,
             seq: raw as u64,
         }
     }
@@ -116,288 +131,298 @@ pub enum Insert {
 pub enum Due {
     /// The batch limit was reached with more timers due; wake the batch and call again.
     More,
-    /// No more timers are due. Holds the earliest pending deadline, now the planned wake.
+    /// No more timers are due. Holds the earliest pending expiration (never later than the
+    /// earliest deadline, rounded up to the tick), now the planned wake.
     Idle(Option<Instant>),
 }
 
-/// A slab slot. `waker` is `Some` exactly while the timer stamped `seq` is pending.
-struct Slot {
-    seq: u64,
-    waker: Option<Waker>,
-}
+/// A worker fires another shard's timers only once they are this many ticks overdue (about
+/// 1 ms): until then the shard's own worker or the reactor is expected to.
+pub const OTHERS_GRACE_TICKS: u64 = 8;
 
-/// A heap entry; stale once its slot's `seq` differs or its slot's waker is gone.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    deadline: Instant,
-    seq: u64,
-    slot: u32,
-}
+/// Most shards: beyond this, threads share them.
+const MAX_SHARDS: usize = 64;
 
-impl Ord for Entry {
-    fn cmp(&self, other: &Entry) -> CmpOrdering {
-        // Reversed: `BinaryHeap` is a max-heap and we want the earliest (deadline, seq) on top.
-        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
-    }
-}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Entry) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// Do not bother compacting heaps smaller than this.
-const COMPACT_MIN: usize = 64;
-
-/// Slots kept allocated when the queue runs empty; beyond this a burst's memory is released.
-const RETAIN_SLOTS: usize = 4096;
+/// "No deadline" in a due hint.
+const NO_HINT: u64 = u64::MAX;
 
 struct State {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    heap: BinaryHeap<Entry>,
-    /// Number of pending timers (slots with a waker).
-    live: usize,
-    /// Next `seq`; starts at 1 so that `TimerKey::DEAD` (seq 0) matches nothing.
-    next_seq: u64,
-    /// The deadline the reactor sleeps until; `None`: it sleeps until I/O or a notification.
-    planned: Option<Instant>,
+    wheel: Wheel,
+    /// The tick the reactor sleeps until at the latest, as far as this shard is concerned;
+    /// `None`: as far as this shard is concerned, it sleeps until I/O or a notification.
+    planned: Option<u64>,
     shut_down: bool,
 }
 
-impl State {
-    fn is_live(&self, entry: &Entry) -> bool {
-        let slot = &self.slots[entry.slot as usize];
-        slot.seq == entry.seq && slot.waker.is_some()
-    }
+/// One wheel, its lock and its due hint, on a cache line pair of its own.
+#[repr(align(128))]
+struct Shard {
+    state: Mutex<State>,
+    /// A tick never later than the earliest deadline in the shard (`NO_HINT`: none); see
+    /// "Workers fire too". Written under the lock, read without it.
+    hint: AtomicU64,
+}
 
-    /// Takes the waker of a pending timer and frees its slot.
-    fn take(&mut self, slot: u32) -> Option<Waker> {
-        let waker = self.slots[slot as usize].waker.take()?;
-        self.free.push(slot);
-        self.live -= 1;
-        Some(waker)
-    }
-
-    /// Gives back the memory of a past burst once no timer is pending. Old keys stay harmless:
-    /// their slot is out of range, or reused under a different `seq`.
-    fn release_memory_if_idle(&mut self) {
-        if self.live == 0 && self.slots.len() > RETAIN_SLOTS {
-            self.slots = Vec::new();
-            self.free = Vec::new();
-            self.heap = BinaryHeap::new();
+impl Shard {
+    fn new() -> Shard {
+        Shard {
+            state: Mutex::new(State {
+                wheel: Wheel::new(),
+                planned: None,
+                shut_down: false,
+            }),
+            hint: AtomicU64::new(NO_HINT),
         }
     }
 
-    /// Rebuilds the heap without stale entries once they outnumber live ones.
-    fn maybe_compact(&mut self) {
-        if self.heap.len() > COMPACT_MIN && self.heap.len() > 2 * self.live {
-            let State { slots, heap, .. } = self;
-            heap.retain(|entry| {
-                let slot = &slots[entry.slot as usize];
-                slot.seq == entry.seq && slot.waker.is_some()
-            });
-        }
+    /// Records the wheel's next expiration as the due hint (under the lock).
+    fn update_hint(&self, st: &State) {
+        let hint = st.wheel.next_expiration().unwrap_or(NO_HINT);
+        self.hint.store(hint, Ordering::Release);
     }
+}
+
+thread_local! {
+    /// The calling thread's shard number (modulo the shard count), or `usize::MAX` until chosen.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Shard numbers handed to watching threads (workers), in order.
+static WATCHER_SHARDS: StdAtomicUsize = StdAtomicUsize::new(0);
+/// Shard numbers handed to other threads, in order.
+static OTHER_SHARDS: StdAtomicUsize = StdAtomicUsize::new(0);
+
+/// The calling thread's shard number (modulo the shard count); `watcher`: the thread is a
+/// worker choosing now, when it starts watching.
+fn thread_shard(watcher: bool) -> usize {
+    if cfg!(grove_loom) {
+        // One OS thread runs every loom thread: keep the model deterministic.
+        return 0;
+    }
+    SHARD.with(|shard| {
+        if shard.get() == usize::MAX {
+            let counter = if watcher {
+                &WATCHER_SHARDS
+            } else {
+                &OTHER_SHARDS
+            };
+            shard.set(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % MAX_SHARDS);
+        }
+        shard.get()
+    })
 }
 
 /// The reactor's timers, shared by the reactor thread and every thread that adds or cancels.
 pub struct TimerQueue {
-    state: Mutex<State>,
-    /// Nanoseconds from `epoch` to the earliest deadline in the heap (`u64::MAX`: none); see
-    /// "Workers fire too". Written under the lock, read without it.
-    due_hint: AtomicU64,
+    shards: Box<[Shard]>,
+    /// Tick 0 of every wheel.
     epoch: Instant,
 }
 
 impl TimerQueue {
-    /// An empty queue with no planned wake.
+    /// An empty queue with one shard per CPU and no planned wake.
     pub fn new() -> TimerQueue {
+        let cpus = if cfg!(grove_loom) {
+            2
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        };
+        TimerQueue::with_shards(cpus)
+    }
+
+    /// An empty queue with `shards` shards (at least one, at most 64).
+    pub fn with_shards(shards: usize) -> TimerQueue {
         TimerQueue {
-            state: Mutex::new(State {
-                slots: Vec::new(),
-                free: Vec::new(),
-                heap: BinaryHeap::new(),
-                live: 0,
-                next_seq: 1,
-                planned: None,
-                shut_down: false,
-            }),
-            due_hint: AtomicU64::new(u64::MAX),
+            shards: (0..shards.clamp(1, MAX_SHARDS)).map(|_| Shard::new()).collect(),
             epoch: Instant::now(),
         }
     }
 
-    /// `at` as nanoseconds since `epoch`, saturating (an instant before it is 0).
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+    /// The calling thread is a worker that starts watching: it takes its shard now, if it has
+    /// none yet (see "Shards").
+    pub fn claim_shard(&self) {
+        let _ = thread_shard(true);
     }
 
-    /// Records the heap's earliest entry as the due hint (under the lock).
-    fn update_hint(&self, st: &State) {
-        let hint = st
-            .heap
-            .peek()
-            .map_or(u64::MAX, |top| self.nanos(top.deadline));
-        self.due_hint.store(hint, Ordering::Release);
+    /// The calling thread's shard.
+    fn own_shard(&self) -> usize {
+        thread_shard(false) % self.shards.len()
     }
 
-    /// The due hint as an instant: never later than the earliest live deadline; `None` if no
-    /// timer is pending.
+    /// `at` in whole ticks since the epoch, rounded up (a deadline: never early).
+    fn tick_up(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos.div_ceil(u128::from(TICK_NANOS))).unwrap_or(u64::MAX)
+    }
+
+    /// `at` in whole ticks since the epoch, rounded down (a `now`: never ahead).
+    fn tick_down(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos >> TICK_SHIFT).unwrap_or(u64::MAX)
+    }
+
+    /// The instant a tick begins; `None` past what `Instant` can hold.
+    fn instant(&self, tick: u64) -> Option<Instant> {
+        let nanos = tick.checked_mul(TICK_NANOS)?;
+        self.epoch.checked_add(Duration::from_nanos(nanos))
+    }
+
+    /// When a timer with `deadline` fires at the earliest: `deadline` rounded up to the tick
+    /// (the `now` a [`fire_due`](Self::fire_due) needs to fire it). For tests and models.
+    #[cfg(any(test, grove_loom))]
+    pub fn fires_at(&self, deadline: Instant) -> Instant {
+        self.instant(self.tick_up(deadline)).unwrap_or(deadline)
+    }
+
+    /// A lower bound on the earliest pending deadline (possibly a cancelled timer's, or the
+    /// start of a wheel slot holding the earliest); `None` if no timer is pending. No lock.
     pub fn due_hint(&self) -> Option<Instant> {
-        match self.due_hint.load(Ordering::Acquire) {
-            u64::MAX => None,
-            nanos => self
-                .epoch
-                .checked_add(std::time::Duration::from_nanos(nanos)),
+        let hint = self
+            .shards
+            .iter()
+            .map(|shard| shard.hint.load(Ordering::Acquire))
+            .min()?;
+        if hint == NO_HINT {
+            return None;
         }
+        // Past `Instant`'s end: as good as never.
+        self.instant(hint)
     }
 
-    /// True if a timer may be due at `now`: one atomic load, no lock. Never false while a live
-    /// timer is due (the hint is never later than the earliest live deadline).
+    /// True if a timer this thread should fire (see "Workers fire too") may be due at `now`:
+    /// one atomic load per shard, no lock.
     pub fn maybe_due(&self, now: Instant) -> bool {
-        self.due_hint.load(Ordering::Acquire) <= self.nanos(now)
+        let now = self.tick_down(now);
+        let own = self.own_shard();
+        self.shards.iter().enumerate().any(|(i, shard)| {
+            let hint = shard.hint.load(Ordering::Acquire);
+            if i == own {
+                hint <= now
+            } else {
+                hint.saturating_add(OTHERS_GRACE_TICKS) <= now
+            }
+        })
     }
 
-    /// Adds a timer (protocol step T2). O(log n).
+    /// Adds a timer to the calling thread's shard (protocol step T2). O(1).
     pub fn insert(&self, deadline: Instant, waker: Waker) -> Insert {
-        let mut st = lock(&self.state);
+        self.insert_in(self.own_shard(), deadline, waker)
+    }
+
+    /// Adds a timer to shard `shard` (modulo the shard count); see [`insert`](Self::insert).
+    pub fn insert_in(&self, shard: usize, deadline: Instant, waker: Waker) -> Insert {
+        let index = shard % self.shards.len();
+        let shard = &self.shards[index];
+        let when = self.tick_up(deadline);
+        let mut st = lock(&shard.state);
         if st.shut_down {
             return Insert::ShutDown(waker);
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        let slot = match st.free.pop() {
-            Some(slot) => {
-                st.slots[slot as usize] = Slot {
-                    seq,
-                    waker: Some(waker),
-                };
-                slot
-            }
-            None => {
-                let slot = u32::try_from(st.slots.len())
-                    .ok()
-                    .filter(|&slot| slot != u32::MAX)
-                    .expect("grove-reactor: more than u32::MAX - 1 pending timers");
-                st.slots.push(Slot {
-                    seq,
-                    waker: Some(waker),
-                });
-                slot
-            }
-        };
-        st.heap.push(Entry {
-            deadline,
-            seq,
-            slot,
-        });
-        st.live += 1;
-        let at = self.nanos(deadline);
-        if at < self.due_hint.load(Ordering::Relaxed) {
-            self.due_hint.store(at, Ordering::Release);
+        let (node, seq) = st.wheel.insert(when, waker);
+        // The wheel may have placed it later (a deadline behind its elapsed tick), never earlier.
+        if when < shard.hint.load(Ordering::Relaxed) {
+            shard.hint.store(when, Ordering::Release);
         }
-        let notify = st.planned.is_none_or(|planned| deadline < planned);
+        let notify = st.planned.is_none_or(|planned| when < planned);
         if notify {
-            st.planned = Some(deadline);
+            st.planned = Some(when);
         }
         Insert::Queued {
-            key: TimerKey { slot, seq },
+            key: TimerKey {
+                shard: index as u32,
+                node,
+                seq,
+            },
             notify,
         }
     }
 
     /// Cancels a pending timer. Returns `true` if it had neither fired nor been cancelled; its
-    /// waker is then dropped without being woken. O(1) amortized.
+    /// waker is then dropped without being woken. O(1).
     pub fn cancel(&self, key: TimerKey) -> bool {
-        let waker = {
-            let mut st = lock(&self.state);
-            match st.slots.get(key.slot as usize) {
-                Some(slot) if slot.seq == key.seq => {}
-                _ => return false,
-            }
-            let waker = st.take(key.slot);
-            if waker.is_some() {
-                st.maybe_compact();
-            }
-            waker
+        let Some(shard) = self.shards.get(key.shard as usize) else {
+            return false;
         };
+        let waker = lock(&shard.state).wheel.cancel(key.node, key.seq);
         // Dropped outside the lock: a waker's drop may run arbitrary code.
         waker.is_some()
     }
 
-    /// Moves the wakers of up to `limit` timers with `deadline <= now` into `out`, earliest
-    /// first (protocol step T1). The caller wakes them after this returns (outside the lock).
+    /// Moves the wakers of up to `limit` timers due at `now` (deadline rounded up to the tick
+    /// `<= now`) into `out`, earliest first within each shard (protocol step T1). The caller
+    /// wakes them after this returns (outside the lock).
     pub fn fire_due(&self, now: Instant, out: &mut Vec<Waker>, limit: usize) -> Due {
-        self.fire(now, out, limit, true)
-    }
-
-    /// A worker's scan ("Workers fire too"): like [`fire_due`](Self::fire_due), but leaves the
-    /// reactor's planned wake alone. Returns how many it moved into `out`.
-    pub fn fire_due_by_worker(&self, now: Instant, out: &mut Vec<Waker>, limit: usize) -> usize {
+        let now_tick = self.tick_down(now);
         let before = out.len();
-        let _ = self.fire(now, out, limit, false);
-        out.len() - before
+        let mut next: Option<u64> = None;
+        for shard in self.shards.iter() {
+            let room = limit - (out.len() - before);
+            let mut st = lock(&shard.state);
+            let polled = st.wheel.poll(now_tick, out, room);
+            shard.update_hint(&st);
+            match polled {
+                Polled::More => {
+                    // The reactor rescans before sleeping, so inserts meanwhile need not notify.
+                    st.planned = Some(now_tick);
+                    return Due::More;
+                }
+                Polled::Idle(expiration) => {
+                    st.planned = expiration;
+                    next = match (next, expiration) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        // An expiration past `Instant`'s end is as good as none: the reactor sleeps until
+        // notified, and an insert before it notifies.
+        Due::Idle(next.and_then(|tick| self.instant(tick)))
     }
 
-    fn fire(&self, now: Instant, out: &mut Vec<Waker>, limit: usize, plan: bool) -> Due {
-        let mut st = lock(&self.state);
-        let mut fired = 0;
-        let due = loop {
-            let Some(&top) = st.heap.peek() else {
-                if plan {
-                    st.planned = None;
-                }
-                st.release_memory_if_idle();
-                break Due::Idle(None);
-            };
-            if !st.is_live(&top) {
-                // Garbage left by `cancel`: discard it so the planned wake is a live deadline.
-                st.heap.pop();
+    /// A worker's scan ("Workers fire too"): like [`fire_due`](Self::fire_due), but only its
+    /// own shard and overdue others, and it leaves the reactor's planned wake alone. Returns
+    /// how many wakers it moved into `out`.
+    pub fn fire_due_by_worker(&self, now: Instant, out: &mut Vec<Waker>, limit: usize) -> usize {
+        let now_tick = self.tick_down(now);
+        let before = out.len();
+        let own = self.own_shard();
+        let n = self.shards.len();
+        for i in (0..n).map(|i| (own + i) % n) {
+            let room = limit.saturating_sub(out.len() - before);
+            if room == 0 {
+                break;
+            }
+            let shard = &self.shards[i];
+            let grace = if i == own { 0 } else { OTHERS_GRACE_TICKS };
+            if shard.hint.load(Ordering::Acquire).saturating_add(grace) > now_tick {
                 continue;
             }
-            if top.deadline > now {
-                if plan {
-                    st.planned = Some(top.deadline);
-                }
-                break Due::Idle(Some(top.deadline));
-            }
-            if fired == limit {
-                // The reactor rescans before sleeping, so inserts meanwhile need not notify.
-                if plan {
-                    st.planned = Some(now);
-                }
-                break Due::More;
-            }
-            st.heap.pop();
-            if let Some(waker) = st.take(top.slot) {
-                out.push(waker);
-                fired += 1;
-            }
-        };
-        self.update_hint(&st);
-        due
+            let mut st = lock(&shard.state);
+            let _ = st.wheel.poll(now_tick, out, room);
+            shard.update_hint(&st);
+        }
+        out.len() - before
     }
 
     /// Shuts the queue down: moves every pending waker into `out` (to be woken by the caller)
     /// and makes later inserts return [`Insert::ShutDown`].
     pub fn shutdown(&self, out: &mut Vec<Waker>) {
-        let mut st = lock(&self.state);
-        st.shut_down = true;
-        st.heap.clear();
-        st.free.clear();
-        st.live = 0;
-        st.planned = None;
-        self.due_hint.store(u64::MAX, Ordering::Release);
-        let slots = std::mem::take(&mut st.slots);
-        drop(st);
-        out.extend(slots.into_iter().filter_map(|slot| slot.waker));
+        for shard in self.shards.iter() {
+            let mut st = lock(&shard.state);
+            st.shut_down = true;
+            st.planned = None;
+            st.wheel.drain(out);
+            shard.hint.store(NO_HINT, Ordering::Release);
+        }
     }
 
-    /// Number of pending timers.
+    /// Number of pending timers (each shard locked in turn).
     pub fn len(&self) -> usize {
-        lock(&self.state).live
+        self.shards
+            .iter()
+            .map(|shard| lock(&shard.state).wheel.len())
+            .sum()
     }
 
     /// True if no timer is pending.
@@ -414,13 +439,10 @@ impl Default for TimerQueue {
 
 impl fmt::Debug for TimerQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.state);
-        f.debug_struct("TimerQueue")
-            .field("pending", &st.live)
-            .field("heap_len", &st.heap.len())
-            .field("planned", &st.planned)
-            .field("shut_down", &st.shut_down)
-            .finish()
+        let mut d = f.debug_struct("TimerQueue");
+        d.field("shards", &self.shards.len());
+        d.field("pending", &self.len());
+        d.finish_non_exhaustive()
     }
 }
 
@@ -429,7 +451,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::task::Wake;
-    use std::time::Duration;
 
     use super::*;
 
@@ -453,6 +474,10 @@ mod tests {
         }
     }
 
+    fn counter() -> Arc<Count> {
+        Arc::new(Count(AtomicUsize::new(0)))
+    }
+
     fn queued(insert: Insert) -> (TimerKey, bool) {
         match insert {
             Insert::Queued { key, notify } => (key, notify),
@@ -469,9 +494,14 @@ mod tests {
         }
     }
 
+    /// The instant `ticks` ticks after the queue's epoch: deterministic wheel positions.
+    fn tick(q: &TimerQueue, ticks: u64) -> Instant {
+        q.epoch + Duration::from_nanos(ticks * TICK_NANOS)
+    }
+
     #[test]
     fn fires_in_deadline_then_insertion_order() {
-        let q = TimerQueue::new();
+        let q = TimerQueue::with_shards(1);
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let base = Instant::now();
         // (id, offset in ms); ids 3 and 4 share a deadline and must fire in insertion order.
@@ -491,56 +521,132 @@ mod tests {
             }));
             let _ = queued(q.insert(base + Duration::from_millis(ms), waker));
         }
-        let (due, next) = fire_all(&q, base + Duration::from_millis(45));
-        assert_eq!(next, Some(base + Duration::from_millis(50)));
+        let now = base + Duration::from_millis(45);
+        let (due, next) = fire_all(&q, now);
+        let next = next.expect("two timers pending");
+        assert!(next > now && next <= q.fires_at(base + Duration::from_millis(50)));
         due.into_iter().for_each(Waker::wake);
         assert_eq!(*log.lock().unwrap(), [1, 3, 4, 2, 5]);
         assert_eq!(q.len(), 2);
     }
 
     #[test]
-    fn notify_only_when_earlier_than_planned() {
-        let q = TimerQueue::new();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let base = Instant::now();
-        let at = |ms| base + Duration::from_millis(ms);
-        // Nothing planned: the first insert must notify.
-        assert!(queued(q.insert(at(100), Waker::from(count.clone()))).1);
-        // Later deadlines: silent.
-        assert!(!queued(q.insert(at(200), Waker::from(count.clone()))).1);
-        // Earlier: notify, and it becomes the plan.
-        assert!(queued(q.insert(at(50), Waker::from(count.clone()))).1);
-        assert!(!queued(q.insert(at(60), Waker::from(count.clone()))).1);
-        // The reactor plans its sleep: the earliest pending deadline.
-        let (due, next) = fire_all(&q, at(0));
+    fn never_fires_early_and_at_most_a_tick_late() {
+        let q = TimerQueue::with_shards(1);
+        let count = counter();
+        let deadline = Instant::now() + Duration::from_micros(12_345);
+        let (key, _) = queued(q.insert(deadline, Waker::from(count.clone())));
+        let at = q.fires_at(deadline);
+        assert!(at >= deadline && at - deadline < Duration::from_nanos(TICK_NANOS));
+        let (due, next) = fire_all(&q, deadline - Duration::from_nanos(1));
         assert!(due.is_empty());
-        assert_eq!(next, Some(at(50)));
-        assert!(!queued(q.insert(at(55), Waker::from(count.clone()))).1);
-        assert!(queued(q.insert(at(49), Waker::from(count.clone()))).1);
+        assert!(next.is_some_and(|next| next <= at));
+        let (due, next) = fire_all(&q, at);
+        assert_eq!((due.len(), next), (1, None));
+        assert!(!q.cancel(key), "cancel after fire");
+    }
+
+    #[test]
+    fn notify_only_when_earlier_than_planned() {
+        let q = TimerQueue::with_shards(1);
+        let count = counter();
+        // Ticks within level 0 of the wheel (elapsed 0), so the plan is each timer's own tick.
+        let at = |t| tick(&q, t);
+        // Nothing planned: the first insert must notify.
+        assert!(queued(q.insert(at(40), Waker::from(count.clone()))).1);
+        // Later deadlines: silent.
+        assert!(!queued(q.insert(at(50), Waker::from(count.clone()))).1);
+        // Earlier: notify, and it becomes the plan.
+        assert!(queued(q.insert(at(20), Waker::from(count.clone()))).1);
+        assert!(!queued(q.insert(at(30), Waker::from(count.clone()))).1);
+        // The reactor plans its sleep: the earliest pending deadline.
+        let (due, next) = fire_all(&q, at(1));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(at(20)));
+        assert!(!queued(q.insert(at(25), Waker::from(count.clone()))).1);
+        assert!(queued(q.insert(at(19), Waker::from(count.clone()))).1);
+        // A timer in a higher level: the plan is the start of its slot, not later.
+        let q = TimerQueue::with_shards(1);
+        let at = |t| tick(&q, t);
+        let _ = queued(q.insert(at(64 * 3 + 5), Waker::from(count.clone())));
+        assert_eq!(fire_all(&q, at(0)).1, Some(at(64 * 3)));
+        assert_eq!(fire_all(&q, at(64 * 3)).1, Some(at(64 * 3 + 5)));
+    }
+
+    #[test]
+    fn each_shard_plans_for_itself_and_the_reactor_sleeps_until_the_earliest() {
+        let q = TimerQueue::with_shards(2);
+        let count = counter();
+        let at = |t| tick(&q, t);
+        assert!(queued(q.insert_in(0, at(30), Waker::from(count.clone()))).1);
+        // Shard 1 had no plan: its first timer notifies even though it is later.
+        assert!(queued(q.insert_in(1, at(40), Waker::from(count.clone()))).1);
+        let (due, next) = fire_all(&q, at(1));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(at(30)));
+        // Shard 1 planned 40: an insert at 35 there notifies, though the reactor wakes at 30
+        // anyway (per-shard plans trade a spare notify for a lock-free comparison).
+        assert!(queued(q.insert_in(1, at(35), Waker::from(count.clone()))).1);
+        assert!(!queued(q.insert_in(0, at(31), Waker::from(count.clone()))).1);
+        let (due, next) = fire_all(&q, at(35));
+        assert_eq!((due.len(), next), (3, Some(at(40))));
+    }
+
+    #[test]
+    fn a_worker_fires_its_own_shard_then_only_overdue_others() {
+        let q = TimerQueue::with_shards(2);
+        let count = counter();
+        let at = |t| tick(&q, t);
+        let own = q.own_shard();
+        let other = 1 - own;
+        let _ = queued(q.insert_in(own, at(10), Waker::from(count.clone())));
+        let _ = queued(q.insert_in(other, at(10), Waker::from(count.clone())));
+        assert!(!q.maybe_due(at(9)));
+        assert!(q.maybe_due(at(10)));
+        let mut out = Vec::new();
+        assert_eq!(q.fire_due_by_worker(at(10), &mut out, 8), 1);
+        // The other shard's timer is due but not yet overdue by the grace.
+        assert!(!q.maybe_due(at(10 + OTHERS_GRACE_TICKS - 1)));
+        assert_eq!(
+            q.fire_due_by_worker(at(10 + OTHERS_GRACE_TICKS - 1), &mut out, 8),
+            0
+        );
+        assert!(q.maybe_due(at(10 + OTHERS_GRACE_TICKS)));
+        assert_eq!(
+            q.fire_due_by_worker(at(10 + OTHERS_GRACE_TICKS), &mut out, 8),
+            1
+        );
+        assert!(q.is_empty());
+        // The reactor fires every shard without grace.
+        let _ = queued(q.insert_in(other, at(30), Waker::from(count.clone())));
+        assert_eq!(fire_all(&q, at(30)).0.len(), 1);
     }
 
     #[test]
     fn cancel_is_exact_and_keys_are_never_reused() {
-        let q = TimerQueue::new();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let q = TimerQueue::with_shards(2);
+        let count = counter();
         let base = Instant::now();
         let (a, _) = queued(q.insert(base, Waker::from(count.clone())));
         assert!(q.cancel(a));
         assert!(!q.cancel(a), "second cancel");
-        // The slot is reused; the old key must not cancel the new timer.
+        // The node is reused; the old key must not cancel the new timer.
         let (b, _) = queued(q.insert(base, Waker::from(count.clone())));
         assert!(!q.cancel(a));
-        let (due, next) = fire_all(&q, base);
+        let (due, next) = fire_all(&q, q.fires_at(base));
         assert_eq!(due.len(), 1);
         assert_eq!(next, None);
         assert!(!q.cancel(b), "cancel after fire");
         assert!(!q.cancel(TimerKey::DEAD));
+        // Keys that name no shard, or come back from raw garbage, are no-ops.
+        assert!(!q.cancel(TimerKey::from_raw(u128::MAX)));
+        assert_eq!(TimerKey::from_raw(b.to_raw()), b);
     }
 
     #[test]
-    fn cancelled_garbage_is_compacted() {
-        let q = TimerQueue::new();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+    fn cancelled_timers_leave_nothing_behind() {
+        let q = TimerQueue::with_shards(1);
+        let count = counter();
         let base = Instant::now();
         let keys: Vec<_> = (0..10_000)
             .map(|i| {
@@ -550,41 +656,57 @@ mod tests {
         for key in &keys[..9_990] {
             assert!(q.cancel(*key));
         }
-        let heap_len = lock(&q.state).heap.len();
-        assert!(
-            heap_len <= 2 * 10 + COMPACT_MIN,
-            "heap not compacted: {heap_len}"
-        );
+        assert_eq!(q.len(), 10);
         let (due, next) = fire_all(&q, base + Duration::from_secs(1));
         assert_eq!(due.len(), 10);
         assert_eq!(next, None);
         assert!(q.is_empty());
-    }
-
-    #[test]
-    fn a_burst_releases_its_memory_once_drained() {
-        let q = TimerQueue::new();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let base = Instant::now();
-        let keys: Vec<_> = (0..2 * RETAIN_SLOTS)
-            .map(|_| queued(q.insert(base, Waker::from(count.clone()))).0)
-            .collect();
-        let (due, next) = fire_all(&q, base);
-        assert_eq!((due.len(), next), (2 * RETAIN_SLOTS, None));
-        assert_eq!(lock(&q.state).slots.capacity(), 0);
-        // Old keys neither panic nor cancel the new occupant of slot 0.
+        // Old keys neither panic nor cancel the new occupant of a node.
         let (fresh, _) = queued(q.insert(base, Waker::from(count)));
         assert!(keys.iter().all(|key| !q.cancel(*key)));
         assert!(q.cancel(fresh));
     }
 
     #[test]
+    fn deadlines_near_the_end_of_instant_wait_and_cancel() {
+        let q = TimerQueue::with_shards(1);
+        let count = counter();
+        let now = Instant::now();
+        // The furthest instant representable from now (within a factor of two).
+        let mut far = Duration::from_secs(u64::MAX);
+        while now.checked_add(far).is_none() {
+            far /= 2;
+        }
+        let end = now + far;
+        let (key, notify) = queued(q.insert(end, Waker::from(count.clone())));
+        assert!(notify);
+        let (key2, _) = queued(q.insert(end, Waker::from(count.clone())));
+        let (due, _) = fire_all(&q, now + Duration::from_secs(3600 * 24 * 365));
+        assert!(due.is_empty());
+        assert!(q.due_hint().is_none_or(|hint| hint > now));
+        assert!(q.cancel(key));
+        let (due, _) = fire_all(&q, end);
+        assert_eq!(due.len(), 1, "the end-of-time timer fires at the end of time");
+        assert!(!q.cancel(key2));
+    }
+
+    #[test]
+    fn a_deadline_before_the_epoch_is_due_at_once() {
+        let early = Instant::now();
+        let q = TimerQueue::with_shards(1);
+        let count = counter();
+        let _ = queued(q.insert(early, Waker::from(count.clone())));
+        assert!(q.maybe_due(q.epoch));
+        assert_eq!(fire_all(&q, q.epoch).0.len(), 1);
+    }
+
+    #[test]
     fn shutdown_hands_back_every_waker() {
-        let q = TimerQueue::new();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let q = TimerQueue::with_shards(3);
+        let count = counter();
         let base = Instant::now();
-        let (key, _) = queued(q.insert(base, Waker::from(count.clone())));
-        let _ = queued(q.insert(base, Waker::from(count.clone())));
+        let (key, _) = queued(q.insert_in(0, base, Waker::from(count.clone())));
+        let _ = queued(q.insert_in(2, base, Waker::from(count.clone())));
         let mut out = Vec::new();
         q.shutdown(&mut out);
         assert_eq!(out.len(), 2);
@@ -593,5 +715,6 @@ mod tests {
             q.insert(base, Waker::from(count)),
             Insert::ShutDown(_)
         ));
+        assert_eq!(q.due_hint(), None);
     }
 }
