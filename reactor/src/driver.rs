@@ -16,8 +16,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::metrics::{self, Counters, ReactorMetrics};
 use crate::registration::Registration;
-use crate::shared::{Shared, WakeScope};
 use crate::scheduled_io::{Ready, ScheduledIo};
+use crate::shared::{Shared, WakeScope};
 use crate::slab::IoSlab;
 use crate::sys::{self, EventBuf, Harvested};
 use crate::timer::{Due, Insert, TimerKey, TimerQueue};
@@ -171,27 +171,30 @@ impl Handle {
     /// planned wake-up for that shard; adding timers in increasing deadline order, or while a
     /// sooner one is pending, costs no syscall.
     ///
-    /// A deadline that has already passed wakes `waker` on the calling thread before this
-    /// returns, as does any call after shutdown. In both cases the returned key is already
-    /// spent: [`cancel_timer`](Self::cancel_timer) returns `false`.
+    /// A deadline that had passed by the last scan of the shard's timers (workers and the
+    /// reactor scan a shard several times a millisecond while it holds due timers) wakes
+    /// `waker` on the calling thread before this returns, as does any call after shutdown; the
+    /// returned key is then already spent: [`cancel_timer`](Self::cancel_timer) returns
+    /// `false`. A deadline that passed more recently is queued like any other and fires at the
+    /// next scan. (No clock is read here: under 100k sleepers that read was 3% of the profile.)
     ///
     /// Timers never fire early. They fire late by the timer wheel's tick (the deadline is
     /// rounded up to 131 µs) and, when the reactor thread fires them rather than a worker, by
     /// the poll's millisecond granularity (its timeout is rounded up, on average half a
     /// millisecond), plus scheduling latency.
     pub fn add_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {
-        if deadline <= Instant::now() {
-            waker.wake();
-            metrics::add(&self.shared.counters.wakes, 1);
-            metrics::add(&self.shared.counters.timers_fired, 1);
-            return TimerKey::DEAD;
-        }
         match self.shared.timers.insert(deadline, waker) {
             Insert::Queued { key, notify } => {
                 if notify {
                     self.shared.notify();
                 }
                 key
+            }
+            Insert::Due(waker) => {
+                waker.wake();
+                metrics::add(&self.shared.counters.wakes, 1);
+                metrics::add(&self.shared.counters.timers_fired, 1);
+                TimerKey::DEAD
             }
             Insert::ShutDown(waker) => {
                 waker.wake();

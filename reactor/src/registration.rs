@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use mio::{Interest, Token};
 
-use crate::shared::Shared;
 use crate::scheduled_io::ScheduledIo;
+use crate::shared::Shared;
 use crate::Direction;
 
 /// A source registered with the reactor by [`Handle::register`](crate::Handle::register).

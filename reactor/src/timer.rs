@@ -121,6 +121,9 @@ pub enum Insert {
         /// Whether the reactor must be interrupted.
         notify: bool,
     },
+    /// The deadline had passed by the shard's last scan: nothing was queued, the waker is
+    /// handed back for the caller to wake now.
+    Due(Waker),
     /// The queue is shut down; the waker is handed back for the caller to wake.
     ShutDown(Waker),
 }
@@ -233,7 +236,9 @@ impl TimerQueue {
     /// An empty queue with `shards` shards (at least one, at most 64).
     pub fn with_shards(shards: usize) -> TimerQueue {
         TimerQueue {
-            shards: (0..shards.clamp(1, MAX_SHARDS)).map(|_| Shard::new()).collect(),
+            shards: (0..shards.clamp(1, MAX_SHARDS))
+                .map(|_| Shard::new())
+                .collect(),
             epoch: Instant::now(),
         }
     }
@@ -317,6 +322,11 @@ impl TimerQueue {
         let mut st = lock(&shard.state);
         if st.shut_down {
             return Insert::ShutDown(waker);
+        }
+        if when <= st.wheel.elapsed() {
+            // Passed (the scan that moved elapsed read a clock at or after it): no clock read
+            // needed to know, and no timer to queue.
+            return Insert::Due(waker);
         }
         let (node, seq) = st.wheel.insert(when, waker);
         // The wheel may have placed it later (a deadline behind its elapsed tick), never earlier.
@@ -481,7 +491,7 @@ mod tests {
     fn queued(insert: Insert) -> (TimerKey, bool) {
         match insert {
             Insert::Queued { key, notify } => (key, notify),
-            Insert::ShutDown(_) => panic!("queue unexpectedly shut down"),
+            other => panic!("not queued: {other:?}"),
         }
     }
 
@@ -626,7 +636,7 @@ mod tests {
     fn cancel_is_exact_and_keys_are_never_reused() {
         let q = TimerQueue::with_shards(2);
         let count = counter();
-        let base = Instant::now();
+        let base = Instant::now() + Duration::from_millis(1);
         let (a, _) = queued(q.insert(base, Waker::from(count.clone())));
         assert!(q.cancel(a));
         assert!(!q.cancel(a), "second cancel");
@@ -647,7 +657,7 @@ mod tests {
     fn cancelled_timers_leave_nothing_behind() {
         let q = TimerQueue::with_shards(1);
         let count = counter();
-        let base = Instant::now();
+        let base = Instant::now() + Duration::from_millis(1);
         let keys: Vec<_> = (0..10_000)
             .map(|i| {
                 queued(q.insert(base + Duration::from_micros(i), Waker::from(count.clone()))).0
@@ -662,7 +672,7 @@ mod tests {
         assert_eq!(next, None);
         assert!(q.is_empty());
         // Old keys neither panic nor cancel the new occupant of a node.
-        let (fresh, _) = queued(q.insert(base, Waker::from(count)));
+        let (fresh, _) = queued(q.insert(base + Duration::from_secs(2), Waker::from(count)));
         assert!(keys.iter().all(|key| !q.cancel(*key)));
         assert!(q.cancel(fresh));
     }
@@ -686,25 +696,45 @@ mod tests {
         assert!(q.due_hint().is_none_or(|hint| hint > now));
         assert!(q.cancel(key));
         let (due, _) = fire_all(&q, end);
-        assert_eq!(due.len(), 1, "the end-of-time timer fires at the end of time");
+        assert_eq!(
+            due.len(),
+            1,
+            "the end-of-time timer fires at the end of time"
+        );
         assert!(!q.cancel(key2));
     }
 
     #[test]
-    fn a_deadline_before_the_epoch_is_due_at_once() {
+    fn a_deadline_behind_the_last_scan_is_due_at_once() {
         let early = Instant::now();
         let q = TimerQueue::with_shards(1);
         let count = counter();
-        let _ = queued(q.insert(early, Waker::from(count.clone())));
-        assert!(q.maybe_due(q.epoch));
-        assert_eq!(fire_all(&q, q.epoch).0.len(), 1);
+        // Before the epoch: tick 0, which the wheel starts at.
+        assert!(matches!(
+            q.insert(early, Waker::from(count.clone())),
+            Insert::Due(_)
+        ));
+        // Behind a scan's `now`, but not before: due at once; after: queued.
+        let _ = fire_all(&q, tick(&q, 100));
+        assert!(matches!(
+            q.insert(tick(&q, 99), Waker::from(count.clone())),
+            Insert::Due(_)
+        ));
+        assert!(matches!(
+            q.insert(tick(&q, 100), Waker::from(count.clone())),
+            Insert::Due(_)
+        ));
+        let (key, _) =
+            queued(q.insert(tick(&q, 100) + Duration::from_nanos(1), Waker::from(count)));
+        assert_eq!(fire_all(&q, tick(&q, 101)).0.len(), 1);
+        assert!(!q.cancel(key));
     }
 
     #[test]
     fn shutdown_hands_back_every_waker() {
         let q = TimerQueue::with_shards(3);
         let count = counter();
-        let base = Instant::now();
+        let base = Instant::now() + Duration::from_millis(1);
         let (key, _) = queued(q.insert_in(0, base, Waker::from(count.clone())));
         let _ = queued(q.insert_in(2, base, Waker::from(count.clone())));
         let mut out = Vec::new();

@@ -144,8 +144,8 @@ impl Wheel {
         self.live
     }
 
-    /// The tick up to which time has been processed.
-    #[cfg(test)]
+    /// The tick up to which time has been processed: every tick up to it has been seen by a
+    /// caller of [`poll`](Self::poll), so it is never ahead of the clock.
     pub(crate) fn elapsed(&self) -> u64 {
         self.elapsed
     }
@@ -221,16 +221,23 @@ impl Wheel {
             }
             self.elapsed = self.elapsed.max(tick);
             if list < SLOTS {
-                // A level-0 slot: every timer in it is due at `tick <= now`. Fire the batch.
-                while let Some(idx) = self.head(list) {
+                // A level-0 slot: every timer in it is due at `tick <= now`. Fire the batch,
+                // walking the list once (no unlinking node by node).
+                let mut idx = self.lists[list].head;
+                while idx != NIL {
                     if fired == limit {
+                        // The rest stays in the slot, which stays occupied.
+                        self.lists[list].head = idx;
+                        self.nodes[idx as usize].prev = NIL;
                         return Polled::More;
                     }
                     debug_assert!(self.nodes[idx as usize].when <= now, "early fire");
-                    self.unlink(idx);
+                    let next = self.nodes[idx as usize].next;
                     out.push(self.release(idx));
                     fired += 1;
+                    idx = next;
                 }
+                let _ = self.take_list(list);
             } else {
                 // A higher slot (or the overflow list) is reached: place its timers again,
                 // relative to the new elapsed, in list order.
@@ -299,11 +306,6 @@ impl Wheel {
         Some((OVERFLOW, (self.overflow_min >> REACH_BITS) << REACH_BITS))
     }
 
-    fn head(&self, list: usize) -> Option<u32> {
-        let head = self.lists[list].head;
-        (head != NIL).then_some(head)
-    }
-
     /// Appends node `idx` to the list its when belongs in.
     fn place(&mut self, idx: u32) {
         let list = self.list_for(self.nodes[idx as usize].when);
@@ -358,7 +360,7 @@ impl Wheel {
         head
     }
 
-    /// Frees an unlinked node and returns its waker.
+    /// Frees a node that is unlinked (or in a list being discarded) and returns its waker.
     fn release(&mut self, idx: u32) -> Waker {
         let waker = self.nodes[idx as usize]
             .waker
@@ -515,10 +517,7 @@ mod tests {
                         .iter()
                         .map(|id| model.iter().find(|t| t.1 == *id).unwrap().0)
                         .collect();
-                    assert!(
-                        fired_whens.windows(2).all(|w| w[0] <= w[1]),
-                        "out of order"
-                    );
+                    assert!(fired_whens.windows(2).all(|w| w[0] <= w[1]), "out of order");
                     fired_whens.sort_unstable();
                     let due_whens: Vec<u64> = due.iter().map(|t| t.0).collect();
                     assert_eq!(fired_whens, due_whens, "fired set at {now}");
@@ -530,7 +529,6 @@ mod tests {
                         other => panic!("expiration vs model: {other:?}"),
                     }
                 }
-                _ => {}
             }
             assert_eq!(f.wheel.len(), model.len());
         }

@@ -74,13 +74,24 @@ fn cancel_prevents_firing() {
 }
 
 #[test]
-fn past_deadline_wakes_inline_with_a_spent_key() {
+fn past_deadline_fires_at_once_with_a_spent_key() {
     let reactor = Reactor::start().unwrap();
     let handle = reactor.handle();
+    // A timer the reactor fires: its scan moves this thread's shard past `past`.
+    let past = Instant::now();
+    let first = Flag::new();
+    handle.add_timer(past + Duration::from_millis(1), first.waker());
+    assert!(first.wait_for(1, PATIENCE));
+    // Behind that scan: woken inline, key spent.
     let flag = Flag::new();
-    let key = handle.add_timer(Instant::now(), flag.waker());
+    let key = handle.add_timer(past, flag.waker());
     assert_eq!(flag.wakes(), 1);
     assert_eq!(flag.woken_by().as_deref(), thread::current().name());
+    assert!(!handle.cancel_timer(key));
+    // Passed just now (maybe after the last scan): fired at once all the same.
+    let now = Flag::new();
+    let key = handle.add_timer(Instant::now(), now.waker());
+    assert!(now.wait_for(1, PATIENCE));
     assert!(!handle.cancel_timer(key));
 }
 
