@@ -16,7 +16,7 @@
 #![cfg(grove_loom)]
 
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use grove_reactor::__loom::{Due, Insert, IoSlab, Ready, ScheduledIo, TimerQueue};
 use grove_reactor::{Direction, TimerKey};
@@ -174,6 +174,18 @@ fn poll_ready_vs_shutdown() {
 fn queued(insert: Insert) -> (TimerKey, bool) {
     match insert {
         Insert::Queued { key, notify } => (key, notify),
+        other => panic!("not queued: {other:?}"),
+    }
+}
+
+/// An `add_timer` as the driver does it: queued (its key), or due at once (woken here: `None`).
+fn add(q: &TimerQueue, deadline: Instant, waker: Waker) -> Option<TimerKey> {
+    match q.insert(deadline, waker) {
+        Insert::Queued { key, .. } => Some(key),
+        Insert::Due(waker) => {
+            waker.wake();
+            None
+        }
         Insert::ShutDown(_) => panic!("timer queue shut down"),
     }
 }
@@ -188,29 +200,34 @@ fn fire(q: &TimerQueue, now: Instant, limit: usize) -> (Due, usize) {
 }
 
 /// T: insert-then-cancel on one thread races the reactor firing due timers. Exactly one of
-/// "fired" and "cancelled" happens, and the waker is woken iff the timer fired.
+/// "fired", "due at once" (the reactor's scan passed the deadline first) and "cancelled"
+/// happens, and the waker is woken iff it was not cancelled.
 #[test]
 fn timer_add_fire_cancel() {
     loom::model(|| {
         let q = Arc::new(TimerQueue::new());
-        let now = Instant::now();
+        let deadline = q.tick_instant(5);
         let (count, waker) = CountingWaker::new();
 
         let reactor = {
             let q = q.clone();
-            thread::spawn(move || fire(&q, now, 8).1)
+            thread::spawn(move || fire(&q, deadline, 8).1)
         };
-        let (key, _) = queued(q.insert(now, waker));
-        let cancelled = q.cancel(key);
+        let key = add(&q, deadline, waker);
+        let cancelled = key.is_some_and(|key| q.cancel(key));
         let fired = reactor.join().unwrap();
 
         assert!(fired <= 1);
-        assert_ne!(
-            cancelled,
-            fired == 1,
-            "fired and cancelled must be exclusive and exhaustive"
+        assert_eq!(
+            fired + usize::from(key.is_none()) + usize::from(cancelled),
+            1,
+            "fired, due at once and cancelled must be exclusive and exhaustive"
         );
-        assert_eq!(count.wakes(), fired, "woken iff fired");
+        assert_eq!(
+            count.wakes(),
+            1 - usize::from(cancelled),
+            "woken iff not cancelled"
+        );
         assert!(q.is_empty());
     });
 }
@@ -222,13 +239,13 @@ fn timer_add_fire_cancel() {
 fn timer_fire_vs_cancel_from_another_thread() {
     loom::model(|| {
         let q = Arc::new(TimerQueue::new());
-        let now = Instant::now();
+        let deadline = q.tick_instant(5);
         let (count, waker) = CountingWaker::new();
         let published: Arc<Mutex<Option<TimerKey>>> = Arc::new(Mutex::new(None));
 
         let reactor = {
             let q = q.clone();
-            thread::spawn(move || fire(&q, now, 8).1)
+            thread::spawn(move || fire(&q, deadline, 8).1)
         };
         let canceller = {
             let (q, published) = (q.clone(), published.clone());
@@ -237,16 +254,20 @@ fn timer_fire_vs_cancel_from_another_thread() {
                 key.is_some_and(|key| q.cancel(key))
             })
         };
-        let (key, _) = queued(q.insert(now, waker));
-        *published.lock().unwrap() = Some(key);
+        let key = add(&q, deadline, waker);
+        *published.lock().unwrap() = key;
 
         let fired = reactor.join().unwrap();
         let cancelled = canceller.join().unwrap();
-        let fired_late = fire(&q, now, 8).1;
+        let fired_late = fire(&q, deadline, 8).1;
+        let inline = usize::from(key.is_none());
 
-        assert_eq!(fired + fired_late + usize::from(cancelled), 1);
-        assert_eq!(count.wakes(), fired + fired_late);
-        assert!(!q.cancel(key), "a finished timer was cancelled again");
+        assert_eq!(fired + fired_late + inline + usize::from(cancelled), 1);
+        assert_eq!(count.wakes(), fired + fired_late + inline);
+        assert!(
+            key.is_none_or(|key| !q.cancel(key)),
+            "a finished timer was cancelled again"
+        );
     });
 }
 
@@ -257,8 +278,8 @@ fn timer_fire_vs_cancel_from_another_thread() {
 fn insert_during_firing_burst_is_never_overslept() {
     loom::model(|| {
         let q = Arc::new(TimerQueue::new());
-        let now = Instant::now();
-        let deadline = now + Duration::from_millis(1);
+        let now = q.tick_instant(10);
+        let deadline = q.tick_instant(20);
         let (_, due_waker) = CountingWaker::new();
         let _ = queued(q.insert(now, due_waker.clone()));
         let _ = queued(q.insert(now, due_waker));
@@ -287,6 +308,46 @@ fn insert_during_firing_burst_is_never_overslept() {
                 planned.is_some_and(|planned| planned <= deadline),
                 "silent insert overslept: planned {planned:?}"
             );
+        }
+    });
+}
+
+/// T3 across shards: the reactor's scan visits shard 0, then shard 1, and sleeps until the
+/// earliest plan of all; an insert into shard 0 races it (before or after that shard's scan).
+/// If the insert did not notify, the reactor's plan is not later than it, and in any case not
+/// later than the earliest timer of either shard.
+///
+/// Checked to fail with `fire_due` keeping the *last* shard's expiration as its plan instead
+/// of the minimum over shards.
+#[test]
+fn insert_into_another_shard_is_never_overslept() {
+    loom::model(|| {
+        let q = Arc::new(TimerQueue::with_shards(2));
+        let now = q.tick_instant(10);
+        let (_, waker) = CountingWaker::new();
+        let _ = queued(q.insert_in(0, q.tick_instant(30), waker.clone()));
+        let _ = queued(q.insert_in(1, q.tick_instant(40), waker));
+        let (due, _) = fire(&q, now, 8);
+        assert_eq!(due, Due::Idle(Some(q.tick_instant(30))));
+
+        let reactor = {
+            let q = q.clone();
+            thread::spawn(move || fire(&q, now, 8).0)
+        };
+        let (count, waker) = CountingWaker::new();
+        let deadline = q.tick_instant(20);
+        let (_, notify) = queued(q.insert_in(0, deadline, waker));
+        let Due::Idle(Some(planned)) = reactor.join().unwrap() else {
+            panic!("timers are pending");
+        };
+
+        assert_eq!(count.wakes(), 0);
+        assert!(
+            planned <= q.tick_instant(30),
+            "overslept another shard's timer"
+        );
+        if !notify {
+            assert!(planned <= deadline, "silent insert overslept: {planned:?}");
         }
     });
 }
@@ -332,9 +393,9 @@ fn late_event_never_reaches_the_next_occupant() {
 fn worker_scan_never_makes_the_reactor_oversleep() {
     loom::model(|| {
         let q = Arc::new(TimerQueue::new());
-        let now = Instant::now();
-        let deadline = now + Duration::from_millis(1);
-        let later = now + Duration::from_millis(5);
+        let now = q.tick_instant(10);
+        let deadline = q.tick_instant(20);
+        let later = q.tick_instant(40);
         let (_, waker) = CountingWaker::new();
         let _ = queued(q.insert(now, waker.clone()));
         let _ = queued(q.insert(later, waker));

@@ -141,7 +141,7 @@ pub enum Due {
 
 /// A worker fires another shard's timers only once they are this many ticks overdue (about
 /// 1 ms): until then the shard's own worker or the reactor is expected to.
-pub const OTHERS_GRACE_TICKS: u64 = 8;
+pub(crate) const OTHERS_GRACE_TICKS: u64 = 8;
 
 /// Most shards: beyond this, threads share them.
 const MAX_SHARDS: usize = 64;
@@ -279,6 +279,12 @@ impl TimerQueue {
         self.instant(self.tick_up(deadline)).unwrap_or(deadline)
     }
 
+    /// The instant at which tick `tick` begins: deterministic wheel positions for models.
+    #[cfg(grove_loom)]
+    pub fn tick_instant(&self, tick: u64) -> Instant {
+        self.instant(tick).expect("a small tick")
+    }
+
     /// A lower bound on the earliest pending deadline (possibly a cancelled timer's, or the
     /// start of a wheel slot holding the earliest); `None` if no timer is pending. No lock.
     pub fn due_hint(&self) -> Option<Instant> {
@@ -404,8 +410,15 @@ impl TimerQueue {
                 break;
             }
             let shard = &self.shards[i];
-            let grace = if i == own { 0 } else { OTHERS_GRACE_TICKS };
-            if shard.hint.load(Ordering::Acquire).saturating_add(grace) > now_tick {
+            // The own shard unconditionally (callers check `maybe_due` first), others only
+            // once overdue.
+            if i != own
+                && shard
+                    .hint
+                    .load(Ordering::Acquire)
+                    .saturating_add(OTHERS_GRACE_TICKS)
+                    > now_tick
+            {
                 continue;
             }
             let mut st = lock(&shard.state);
