@@ -22,9 +22,9 @@ use crate::watch::{Rouse, Watch};
 /// What wraps every batch of wakes (timers fired, events dispatched) on any thread, so that the
 /// owner can batch them (grove's scheduler defers its cross-worker unparks to the end of the
 /// batch: one per worker instead of one per wake). It must call its argument exactly once, and
-/// return `true` if the batch unparked threads that watch the poll ([`Handle::begin_watching`]):
-/// the reactor thread then sleeps aside, leaving the events to them. The default runs the batch
-/// and returns `false`.
+/// return `true` if the batch unparked threads that watch the poll
+/// ([`Handle::begin_watching`](crate::Handle::begin_watching)): the reactor thread then sleeps
+/// aside, leaving the events to them. The default runs the batch and returns `false`.
 pub type WakeScope = fn(&mut dyn FnMut()) -> bool;
 
 /// State shared by the reactor thread, every [`Handle`](crate::Handle) and every
