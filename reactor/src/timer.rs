@@ -9,7 +9,7 @@
 //!   shards as the machine has CPUs (at most 64).
 //! * **The wheel** (module `wheel`): insert and cancel O(1), due timers fire a whole slot at a
 //!   time, one clock read per batch (by the caller), never early: deadlines are rounded *up* to
-//!   the wheel's 131 µs tick, `now` down.
+//!   the wheel's ~1 µs tick, `now` down.
 //! * **Keys** name the shard, the wheel node and its sequence number, which never repeats in a
 //!   shard, so a [`TimerKey`] can never cancel a later timer that happens to reuse its node.
 //!
@@ -23,15 +23,19 @@
 //! T1–T3):
 //!
 //! 1. T1 (reactor, under each shard's lock in turn): fire what is due, then set the shard's
-//!    `planned` = its next expiration (or "none" if it holds no timer); after the last shard,
-//!    sleep until the earliest of them at the latest.
-//! 2. T2 (any thread, under its shard's lock): insert; if the timer's tick is before the shard's
+//!    `planned` = its next expiration (or "none" if it holds no timer).
+//! 2. T1' (reactor, after the last shard, under each shard's lock again): lower every shard's
+//!    `planned` to the earliest plan of all, then sleep until that at the latest. (A lower
+//!    `planned` is always safe: the reactor wakes by then. Without this step each shard would
+//!    notify for deadlines between the reactor's wake and its own next expiration, and an
+//!    empty shard for every first insert: ~3× the notifications of one queue, measured.)
+//! 3. T2 (any thread, under its shard's lock): insert; if the timer's tick is before the shard's
 //!    `planned`, set `planned` to it and return `notify = true`; the caller then wakes the
 //!    reactor, after unlocking.
-//! 3. T3: each shard's lock totally orders T1 and T2 on that shard. If T2 came first, T1's scan
-//!    sees the new timer. If T1 came first, T2 sees the `planned` that the reactor will sleep
-//!    until *at the latest* (it sleeps until the minimum over shards) and notifies if it is too
-//!    late. Setting `planned` in T2 makes later, less urgent inserts skip the syscall: the
+//! 4. T3: each shard's lock totally orders T1, T1' and T2 on that shard. If T2 came first, T1's
+//!    scan sees the new timer. If T1 came first, T2 sees a `planned` no earlier than what the
+//!    reactor will sleep until *at the latest* (the minimum over shards) and notifies if it is
+//!    too late. Setting `planned` in T2 makes later, less urgent inserts skip the syscall: the
 //!    reactor is about to wake and rescan anyway. While the reactor is between a batch and the
 //!    next scan (`Due::More`), that shard's `planned` is "now", so inserts during a firing burst
 //!    stay silent.
@@ -139,9 +143,9 @@ pub enum Due {
     Idle(Option<Instant>),
 }
 
-/// A worker fires another shard's timers only once they are this many ticks overdue (about
-/// 1 ms): until then the shard's own worker or the reactor is expected to.
-pub(crate) const OTHERS_GRACE_TICKS: u64 = 8;
+/// A worker fires another shard's timers only once they are this many ticks overdue (~1 ms):
+/// until then the shard's own worker or the reactor is expected to.
+pub(crate) const OTHERS_GRACE_TICKS: u64 = 1_000_000 >> TICK_SHIFT;
 
 /// Most shards: beyond this, threads share them.
 const MAX_SHARDS: usize = 64;
@@ -391,6 +395,18 @@ impl TimerQueue {
                 }
             }
         }
+        // T1': the reactor sleeps until the earliest plan of all, so every shard may plan that
+        // (lower than or equal to its own next expiration, so still never too late): an insert
+        // into a shard then stays silent unless it precedes the reactor's actual wake, as with
+        // one queue. A shard that was empty would otherwise make its next insert notify.
+        if let Some(earliest) = next {
+            if self.shards.len() > 1 {
+                for shard in self.shards.iter() {
+                    let mut st = lock(&shard.state);
+                    st.planned = Some(st.planned.map_or(earliest, |p| p.min(earliest)));
+                }
+            }
+        }
         // An expiration past `Instant`'s end is as good as none: the reactor sleeps until
         // notified, and an insert before it notifies.
         Due::Idle(next.and_then(|tick| self.instant(tick)))
@@ -597,8 +613,8 @@ mod tests {
     }
 
     #[test]
-    fn each_shard_plans_for_itself_and_the_reactor_sleeps_until_the_earliest() {
-        let q = TimerQueue::with_shards(2);
+    fn every_shard_plans_the_reactors_earliest_wake() {
+        let q = TimerQueue::with_shards(3);
         let count = counter();
         let at = |t| tick(&q, t);
         assert!(queued(q.insert_in(0, at(30), Waker::from(count.clone()))).1);
@@ -607,12 +623,14 @@ mod tests {
         let (due, next) = fire_all(&q, at(1));
         assert!(due.is_empty());
         assert_eq!(next, Some(at(30)));
-        // Shard 1 planned 40: an insert at 35 there notifies, though the reactor wakes at 30
-        // anyway (per-shard plans trade a spare notify for a lock-free comparison).
-        assert!(queued(q.insert_in(1, at(35), Waker::from(count.clone()))).1);
-        assert!(!queued(q.insert_in(0, at(31), Waker::from(count.clone()))).1);
+        // T1': every shard, the empty one included, now plans the reactor's wake (30): later
+        // inserts anywhere stay silent, earlier ones notify.
+        assert!(!queued(q.insert_in(1, at(35), Waker::from(count.clone()))).1);
+        assert!(!queued(q.insert_in(2, at(31), Waker::from(count.clone()))).1);
+        assert!(queued(q.insert_in(2, at(29), Waker::from(count.clone()))).1);
+        assert!(queued(q.insert_in(0, at(29), Waker::from(count.clone()))).1);
         let (due, next) = fire_all(&q, at(35));
-        assert_eq!((due.len(), next), (3, Some(at(40))));
+        assert_eq!((due.len(), next), (5, Some(at(40))));
     }
 
     #[test]
@@ -641,8 +659,9 @@ mod tests {
         );
         assert!(q.is_empty());
         // The reactor fires every shard without grace.
-        let _ = queued(q.insert_in(other, at(30), Waker::from(count.clone())));
-        assert_eq!(fire_all(&q, at(30)).0.len(), 1);
+        let later = 10 + 2 * OTHERS_GRACE_TICKS;
+        let _ = queued(q.insert_in(other, at(later), Waker::from(count.clone())));
+        assert_eq!(fire_all(&q, at(later)).0.len(), 1);
     }
 
     #[test]
