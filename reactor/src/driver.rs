@@ -179,7 +179,7 @@ impl Handle {
     /// next scan. (No clock is read here: under 100k sleepers that read was 3% of the profile.)
     ///
     /// Timers never fire early. They fire late by the timer wheel's tick (the deadline is
-    /// rounded up to ~1 µs) and, when the reactor thread fires them rather than a worker, by
+    /// rounded up to 16 µs) and, when the reactor thread fires them rather than a worker, by
     /// the poll's millisecond granularity (its timeout is rounded up, on average half a
     /// millisecond), plus scheduling latency.
     pub fn add_timer(&self, deadline: Instant, waker: Waker) -> TimerKey {

@@ -65,7 +65,7 @@
 //!   argument to two lines (step W3 below).
 //! * **Timers: a hierarchical timing wheel per shard, one shard per CPU, each under its own
 //!   mutex** (modules `timer` and `wheel`). Insert and cancel O(1); due timers fire a slot at a
-//!   time with one clock read per batch; deadlines are rounded up to the wheel's ~1 µs tick
+//!   time with one clock read per batch; deadlines are rounded up to the wheel's 16 µs tick
 //!   (never early). A worker inserts into its own shard and fires it first, so its greenlets'
 //!   timers wake them with a local push and workers do not contend on one lock (tokio shards
 //!   its wheels per worker too). The binary heap with lazy deletion that came first was

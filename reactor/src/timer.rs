@@ -9,7 +9,7 @@
 //!   shards as the machine has CPUs (at most 64).
 //! * **The wheel** (module `wheel`): insert and cancel O(1), due timers fire a whole slot at a
 //!   time, one clock read per batch (by the caller), never early: deadlines are rounded *up* to
-//!   the wheel's ~1 µs tick, `now` down.
+//!   the wheel's 16 µs tick, `now` down.
 //! * **Keys** name the shard, the wheel node and its sequence number, which never repeats in a
 //!   shard, so a [`TimerKey`] can never cancel a later timer that happens to reuse its node.
 //!
