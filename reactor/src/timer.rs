@@ -212,7 +212,10 @@ fn thread_shard(watcher: bool) -> usize {
             } else {
                 &OTHER_SHARDS
             };
-            shard.set(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % MAX_SHARDS);
+            // Kept whole (below `usize::MAX`): taken modulo each queue's own shard count, so
+            // consecutive workers get consecutive shards whatever that count is.
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shard.set(n % (usize::MAX - 1));
         }
         shard.get()
     })
@@ -650,6 +653,28 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), [0, 1]);
         assert_eq!(q.len(), 1);
         assert_eq!(fire_all(&q, at(20)).0.len(), 1);
+    }
+
+    #[test]
+    fn consecutive_watchers_get_shards_of_their_own() {
+        let q = Arc::new(TimerQueue::with_shards(2));
+        let shard_of_a_new_worker = || {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                q.claim_shard();
+                let far = Instant::now() + Duration::from_secs(60);
+                let (key, _) = queued(q.insert(far, Waker::noop().clone()));
+                // Its own shard: a second insert lands there too.
+                let (again, _) = queued(q.insert(far, Waker::noop().clone()));
+                assert_eq!(again.shard, key.shard);
+                key.shard
+            })
+            .join()
+            .unwrap()
+        };
+        let a = shard_of_a_new_worker();
+        let b = shard_of_a_new_worker();
+        assert_ne!(a, b, "two workers share a timer shard");
     }
 
     #[test]
