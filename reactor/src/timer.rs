@@ -673,6 +673,14 @@ mod tests {
             .unwrap()
         };
         let a = shard_of_a_new_worker();
+        // A plain thread in between takes a number from the other counter, not the workers'.
+        let q2 = q.clone();
+        std::thread::spawn(move || {
+            let far = Instant::now() + Duration::from_secs(60);
+            let _ = queued(q2.insert(far, Waker::noop().clone()));
+        })
+        .join()
+        .unwrap();
         let b = shard_of_a_new_worker();
         assert_ne!(a, b, "two workers share a timer shard");
     }
