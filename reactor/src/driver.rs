@@ -311,7 +311,8 @@ impl Handle {
     }
 
     /// The earliest pending timer's deadline, or `None` if no timer is pending. An estimate
-    /// that is never later than the truth (it may be a cancelled timer's); no lock.
+    /// that is never later than the truth (it may be a cancelled timer's, or the start of the
+    /// timer wheel's slot that holds the earliest); one atomic load per timer shard, no lock.
     pub fn next_timer(&self) -> Option<Instant> {
         self.shared.timers.due_hint()
     }

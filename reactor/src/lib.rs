@@ -70,7 +70,7 @@
 //!   timers wake them with a local push and workers do not contend on one lock (tokio shards
 //!   its wheels per worker too). The binary heap with lazy deletion that came first was
 //!   replaced: under 100k sleepers its pops, the lock's contention and a clock read per
-//!   `add_timer` were ~17% of the profile (the wheel: ~5%). The reactor is notified only when
+//!   `add_timer` were ~16% of the profile (the wheel: ~5%). The reactor is notified only when
 //!   a new deadline precedes its planned wake.
 //!
 //! # The reactor loop
