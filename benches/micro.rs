@@ -10,7 +10,7 @@
 //!   warm one-worker runtime (stacks come from the pool). `spawn/batch_64`: spawn 64,
 //!   then join the 64 (one iteration = one greenlet).
 //! * `park_unpark/same_worker`, `park_unpark/cross_worker`: two greenlets hand a turn
-//!   back and forth with `grove::park` and each other's `current_waker`; one iteration
+//!   back and forth with `grove::greenlet::park` and each other's `current_waker`; one iteration
 //!   is one hand-off (a store, a `wake_by_ref`, the other's resume). `cross_worker`
 //!   forces the two onto different workers of a two-worker runtime the way
 //!   `ping_pong_2w` does (both spin until both have started), so every wake goes
@@ -146,7 +146,7 @@ fn park_handoffs(rt: &grove::Runtime, handoffs: u64, apart: bool) -> Duration {
             let (turn, wakers, arrived) = (turn.clone(), wakers.clone(), arrived.clone());
             grove::spawn(move || {
                 wakers[me as usize]
-                    .set(grove::current_waker())
+                    .set(grove::greenlet::current_waker())
                     .expect("one waker per side");
                 arrived.fetch_add(1, Ordering::SeqCst);
                 while arrived.load(Ordering::SeqCst) < 2 {
@@ -161,12 +161,12 @@ fn park_handoffs(rt: &grove::Runtime, handoffs: u64, apart: bool) -> Duration {
                 // Side `me` moves on turns `me, me + 2, ...`.
                 for t in (me..handoffs).step_by(2) {
                     while turn.load(Ordering::Acquire) != t {
-                        grove::park(); // wakes may be spurious: re-check
+                        grove::greenlet::park(); // wakes may be spurious: re-check
                     }
                     turn.store(t + 1, Ordering::Release);
                     other.wake_by_ref();
                 }
-                (start.elapsed(), grove::worker_index())
+                (start.elapsed(), grove::greenlet::worker_index())
             })
         };
         let (a, b) = (side(0), side(1));

@@ -11,7 +11,7 @@
 //! stops accepting, gives the users 5 s to leave, disconnects the rest and says so.
 //!
 //! Each user has two greenlets: the connection's handler *reads* lines and broadcasts
-//! them; a *writer* greenlet drains the user's [`grove::Queue`] onto the socket. Nothing
+//! them; a *writer* greenlet drains the user's [`grove::queue::Queue`] onto the socket. Nothing
 //! ever writes to a socket but its writer. A name already taken is refused and the prompt
 //! repeated.
 //!
@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grove::net::TcpStream;
+use grove::queue::Queue;
 use grove::queue::{PutTimeoutError, TryPutError};
 use grove::server::StreamServer;
-use grove::Queue;
 
 /// The address tried when none is given on the command line.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7001";

@@ -7,7 +7,7 @@
 //!
 //! To need no network, it first starts its own HTTP server on loopback, built from
 //! `examples/http_hello.rs`'s [`serve`](http_hello::serve) with a route that answers
-//! `/N?delay=MS` with `N` bytes after `MS` milliseconds. Then a [`grove::Pool`] of 20
+//! `/N?delay=MS` with `N` bytes after `MS` milliseconds. Then a [`grove::pool::Pool`] of 20
 //! downloads 100 such URLs with plain blocking code (connect, write the request, read to
 //! end, parse with `httparse`), each inside [`grove::with_timeout`]: every tenth URL is
 //! slow on purpose and times out. Outcomes print as they finish, then a total. Ends by
@@ -96,7 +96,7 @@ fn main() -> io::Result<()> {
         println!("downloading {URLS} URLs, {POOL} at a time, {DEADLINE:?} deadline each");
 
         let start = Instant::now();
-        let pool = grove::Pool::new(POOL);
+        let pool = grove::pool::Pool::new(POOL);
         let outcomes = pool.imap_unordered(0..URLS, move |i| {
             let path = path(i);
             let t = Instant::now();

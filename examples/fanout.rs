@@ -30,7 +30,7 @@ fn work_for(n: u64) -> Duration {
 fn main() {
     let start = Instant::now();
     let (finished, timed_out, failed) = grove::run(|| {
-        let pool = grove::Pool::new(POOL);
+        let pool = grove::pool::Pool::new(POOL);
         println!("{JOBS} jobs, at most {POOL} at a time, {DEADLINE:?} deadline each");
         let outcomes = pool.imap_unordered(0..JOBS, |n| {
             let work = work_for(n);

@@ -42,7 +42,7 @@ fn compute(d: Duration, seed: u64) -> u64 {
 
 /// Returns the worker's number and the hub it ran on.
 pub fn worker(n: u64, seed: u64) -> (u64, usize) {
-    let hub = grove::worker_index().unwrap_or(0);
+    let hub = grove::greenlet::worker_index().unwrap_or(0);
     compute(Duration::from_millis(20), seed);
     let ms = xorshift(seed) % 500;
     grove::sleep(Duration::from_millis(ms));

@@ -46,7 +46,7 @@ fn main() -> std::io::Result<()> {
     let base = rss();
     let maps_before = map_count();
 
-    let event = Arc::new(grove::Event::new());
+    let event = Arc::new(grove::sync::Event::new());
     let waiting = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let handles = {

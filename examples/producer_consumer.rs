@@ -31,8 +31,8 @@ struct Job {
 fn main() {
     let start = Instant::now();
     let (done, most_at_once) = grove::run(move || {
-        let queue: grove::Queue<Job> = grove::Queue::bounded(QUEUE_CAPACITY);
-        let pool = grove::Pool::new(WORKERS);
+        let queue: grove::queue::Queue<Job> = grove::queue::Queue::bounded(QUEUE_CAPACITY);
+        let pool = grove::pool::Pool::new(WORKERS);
         println!(
             "{PRODUCERS} producers x {JOBS_EACH} jobs -> queue (capacity {QUEUE_CAPACITY}) \
              -> consumer -> pool of {WORKERS} workers"
@@ -82,7 +82,7 @@ fn main() {
                 grove::sleep(Duration::from_millis(20 + 5 * (job.n as u64 % 3)));
                 println!(
                     "    worker on hub {} finished job {}/{}",
-                    grove::worker_index().unwrap_or(0),
+                    grove::greenlet::worker_index().unwrap_or(0),
                     job.producer,
                     job.n,
                 );

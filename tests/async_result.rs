@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grove::{AlreadySet, AsyncResult};
+use grove::sync::{AlreadySet, AsyncResult};
 
 mod common;
 use common::{until_waiting, waiters};

@@ -159,7 +159,7 @@ fn killed_joiner_unwinds_and_the_job_still_runs() {
             done.set();
             vec![1u8; 16] // a value that is dropped unjoined
         });
-        let joiner_parked = grove::Event::new();
+        let joiner_parked = grove::sync::Event::new();
         let parked = joiner_parked.clone();
         let joiner = grove::spawn(move || {
             parked.set();

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use grove::queue::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
-use grove::{Channel, JoinHandle};
+use grove::{queue::Channel, JoinHandle};
 
 fn rt() -> grove::Runtime {
     grove::Runtime::builder().workers(2).build().unwrap()

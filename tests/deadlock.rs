@@ -15,7 +15,11 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use grove::{Event, JoinError, Lock, Queue, Runtime};
+use grove::{
+    queue::Queue,
+    sync::{Event, Lock},
+    JoinError, Runtime,
+};
 
 /// Far above the detector's back-off (first check at 10 ms, then at most 1 s apart).
 const BOUND: Duration = Duration::from_secs(20);

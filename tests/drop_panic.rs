@@ -15,6 +15,8 @@ use std::cell::RefCell;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
+use grove::greenlet::GreenletBuilder;
+
 mod common;
 
 /// A value whose destructor panics.
@@ -42,35 +44,31 @@ fn drops_grove_performs_are_contained_and_the_worker_survives() {
         rt.block_on(|| {
             // 1. A greenlet-local bomb in a greenlet killed while parked: dropped while
             //    the kill unwinds it.
-            let h = grove::GreenletBuilder::new()
-                .name("local-bomber")
-                .spawn(|| {
-                    arm("local, killed");
-                    grove::sleep(Duration::from_secs(3600));
-                });
+            let h = GreenletBuilder::new().name("local-bomber").spawn(|| {
+                arm("local, killed");
+                grove::sleep(Duration::from_secs(3600));
+            });
             grove::sleep(Duration::from_millis(10));
             h.kill();
             assert!(h.join().unwrap_err().is_killed());
 
             // 2. A greenlet-local bomb in a greenlet that returns normally.
-            let h = grove::GreenletBuilder::new()
+            let h = GreenletBuilder::new()
                 .name("local-returner")
                 .spawn(|| arm("local, returned"));
             h.join().unwrap();
 
             // 3. A closure killed before it ever ran: the hub drops its captures.
             let bomb = Bomb("captured, never ran");
-            let h = grove::GreenletBuilder::new()
-                .name("never-ran")
-                .spawn(move || {
-                    let _keep = &bomb;
-                });
+            let h = GreenletBuilder::new().name("never-ran").spawn(move || {
+                let _keep = &bomb;
+            });
             h.kill();
             assert!(h.join().unwrap_err().is_killed());
 
             // 4. A detached greenlet's result: nobody takes it, the hub drops it.
             drop(
-                grove::GreenletBuilder::new()
+                GreenletBuilder::new()
                     .name("orphan")
                     .spawn(|| Bomb("result, detached")),
             );
@@ -82,7 +80,7 @@ fn drops_grove_performs_are_contained_and_the_worker_survives() {
         });
         // 5. A parked greenlet holding a greenlet-local bomb when the runtime shuts
         //    down: unwound on its worker, its locals dropped.
-        let _parked = grove::GreenletBuilder::new()
+        let _parked = GreenletBuilder::new()
             .name("shutdown-bomber")
             .spawn_on(rt.handle(), || {
                 arm("local, shutdown");
@@ -142,12 +140,10 @@ fn a_stack_value_panicking_in_drop_during_a_kill_aborts_naming_the_greenlet() {
     if common::is_child() {
         let rt = grove::Runtime::builder().workers(1).build().unwrap();
         rt.block_on(|| {
-            let h = grove::GreenletBuilder::new()
-                .name("stack-bomber")
-                .spawn(|| {
-                    let _b = Bomb("on the stack");
-                    grove::sleep(Duration::from_secs(3600));
-                });
+            let h = GreenletBuilder::new().name("stack-bomber").spawn(|| {
+                let _b = Bomb("on the stack");
+                grove::sleep(Duration::from_secs(3600));
+            });
             grove::sleep(Duration::from_millis(10));
             h.kill();
             let _ = h.join();

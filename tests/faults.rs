@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{is_child, run_child_watched, Latch};
+use grove::greenlet::GreenletBuilder;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -61,7 +62,7 @@ fn a_callback_panic_whose_payload_drop_panics_leaves_the_hub_running() {
     struct AtExit(Arc<Mutex<Option<Option<usize>>>>);
     impl Drop for AtExit {
         fn drop(&mut self) {
-            *self.0.lock().unwrap() = Some(grove::worker_index());
+            *self.0.lock().unwrap() = Some(grove::greenlet::worker_index());
         }
     }
     thread_local! {
@@ -100,7 +101,7 @@ fn a_closed_stderr_does_not_take_the_hub_down() {
     }
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
     for _ in 0..3 {
-        let go = grove::Event::new();
+        let go = grove::sync::Event::new();
         let g2 = go.clone();
         let h = rt.spawn(move || {
             g2.wait();
@@ -119,7 +120,7 @@ fn a_closed_stderr_does_not_take_the_hub_down() {
 /// What a destructor does when a shutdown unwinds its greenlet.
 enum Blocks {
     Sleep,
-    Lock(grove::Lock),
+    Lock(grove::sync::Lock),
     Join(Option<grove::JoinHandle<()>>),
 }
 
@@ -152,14 +153,14 @@ fn destructors_that_block_during_shutdown_complete() {
     let done = Arc::new(AtomicUsize::new(0));
     let parked = Arc::new(AtomicUsize::new(0));
     let all = Latch::new();
-    let lock = grove::Lock::new();
+    let lock = grove::sync::Lock::new();
     let forever = |parked: Arc<AtomicUsize>, all: Latch, hold: Option<BlockingDrop>| {
         move || {
             let _hold = hold;
             if parked.fetch_add(1, Ordering::SeqCst) + 1 == 5 {
                 all.set();
             }
-            grove::Event::new().wait();
+            grove::sync::Event::new().wait();
         }
     };
     // The lock's holder, parked forever: its guard is released as the shutdown unwinds it.
@@ -170,7 +171,7 @@ fn destructors_that_block_during_shutdown_complete() {
         if p2.fetch_add(1, Ordering::SeqCst) + 1 == 5 {
             a2.set();
         }
-        grove::Event::new().wait();
+        grove::sync::Event::new().wait();
     });
     let target = rt.spawn(forever(parked.clone(), all.clone(), None));
     for blocks in [
@@ -186,7 +187,7 @@ fn destructors_that_block_during_shutdown_complete() {
     drop(rt);
     assert_eq!(done.load(Ordering::SeqCst), 3);
     assert!(
-        t.elapsed() < grove::DEFAULT_SHUTDOWN_GRACE,
+        t.elapsed() < grove::runtime::DEFAULT_SHUTDOWN_GRACE,
         "{:?}",
         t.elapsed()
     );
@@ -235,7 +236,7 @@ fn a_loop_that_catches_the_shutdown_unwind_is_abandoned_after_the_grace_period()
         .unwrap();
     let caught = Arc::new(AtomicUsize::new(0));
     let started = Latch::new();
-    let server = grove::GreenletBuilder::new()
+    let server = GreenletBuilder::new()
         .name("server")
         .spawn_on(rt.handle(), serve_forever(caught.clone(), started.clone()));
     let sibling_dropped = Arc::new(AtomicBool::new(false));
@@ -251,7 +252,7 @@ fn a_loop_that_catches_the_shutdown_unwind_is_abandoned_after_the_grace_period()
     rt.spawn(move || {
         let _flag = flag;
         sp.set();
-        grove::Event::new().wait();
+        grove::sync::Event::new().wait();
     });
     started.wait();
     sib_parked.wait();
@@ -292,7 +293,7 @@ fn killing_a_loop_that_catches_the_kill_starves_nobody() {
     let c2 = caught.clone();
     rt.block_on(move || {
         let started = Latch::new();
-        let catcher = grove::GreenletBuilder::new()
+        let catcher = GreenletBuilder::new()
             .name("catcher")
             .spawn(serve_forever(c2.clone(), started.clone()));
         grove::yield_now(); // let it start and park

@@ -11,6 +11,8 @@ mod hello;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use grove::greenlet::GreenletBuilder;
+
 #[test]
 fn the_hello_demo_runs_on_every_hub() {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
@@ -25,7 +27,7 @@ fn the_hello_demo_runs_on_every_hub() {
 fn a_greenlet_panic_names_the_greenlet() {
     if common::is_child() {
         grove::run(|| {
-            let h = grove::GreenletBuilder::new()
+            let h = GreenletBuilder::new()
                 .name("conn-7")
                 .spawn(|| panic!("boom in a handler"));
             assert!(h.join().is_err());

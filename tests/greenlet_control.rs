@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use grove::greenlet::GreenletBuilder;
+
 mod common;
 
 fn rt(workers: usize) -> grove::Runtime {
@@ -30,8 +32,8 @@ impl Drop for CountOnDrop {
 }
 
 /// Spawns `n` greenlets, each waiting for its own gate and then returning its index.
-fn gated(n: usize) -> (Vec<grove::Event>, Vec<grove::JoinHandle<usize>>) {
-    let gates: Vec<_> = (0..n).map(|_| grove::Event::new()).collect();
+fn gated(n: usize) -> (Vec<grove::sync::Event>, Vec<grove::JoinHandle<usize>>) {
+    let gates: Vec<_> = (0..n).map(|_| grove::sync::Event::new()).collect();
     let hs = gates
         .iter()
         .enumerate()
@@ -51,7 +53,7 @@ fn gated(n: usize) -> (Vec<grove::Event>, Vec<grove::JoinHandle<usize>>) {
 #[test]
 fn on_finish_runs_once_after_finish_and_off_the_greenlets_stack() {
     rt(2).block_on(|| {
-        let gate = grove::Event::new();
+        let gate = grove::sync::Event::new();
         let g2 = gate.clone();
         let h = grove::spawn(move || {
             g2.wait();
@@ -61,7 +63,7 @@ fn on_finish_runs_once_after_finish_and_off_the_greenlets_stack() {
         let (tx, rx) = mpsc::channel();
         h.on_finish(move || {
             // In the hub: no greenlet is current, and the target is already finished.
-            let current = grove::try_current().map(|g| g.id());
+            let current = grove::greenlet::try_current().map(|g| g.id());
             tx.send((current, target.is_finished())).unwrap();
         });
         gate.set();
@@ -83,7 +85,9 @@ fn on_finish_of_a_finished_greenlet_runs_at_once_on_the_caller() {
         let me = grove::current().id();
         let ran_on = Arc::new(Mutex::new(None));
         let r2 = ran_on.clone();
-        let id = h.on_finish(move || *r2.lock().unwrap() = grove::try_current().map(|g| g.id()));
+        let id = h.on_finish(move || {
+            *r2.lock().unwrap() = grove::greenlet::try_current().map(|g| g.id())
+        });
         assert_eq!(*ran_on.lock().unwrap(), Some(me));
         assert!(!h.unlink(id), "a callback that ran cannot be unlinked");
     });
@@ -143,7 +147,7 @@ fn on_finish_fires_for_panicked_killed_and_never_started_greenlets() {
         let panicked = grove::spawn(|| panic!("boom"));
         link(&panicked);
         let parked = grove::spawn(|| loop {
-            grove::park();
+            grove::greenlet::park();
         });
         link(&parked);
         let unstarted = grove::spawn_later(Duration::from_secs(3600), || ());
@@ -206,7 +210,7 @@ fn many_observers_wait_on_one_greenlet_at_once() {
 #[test]
 fn on_finish_and_joinall_from_a_plain_os_thread() {
     let rt = rt(2);
-    let gate = grove::Event::new();
+    let gate = grove::sync::Event::new();
     let g2 = gate.clone();
     let hs: Vec<_> = (0..5)
         .map(|i| {
@@ -323,7 +327,7 @@ fn a_waiter_killed_mid_iwait_leaves_the_targets_untouched() {
     rt(2).block_on(|| {
         let (gates, hs) = gated(3);
         let hs = Arc::new(hs);
-        let (h2, entered) = (hs.clone(), grove::Event::new());
+        let (h2, entered) = (hs.clone(), grove::sync::Event::new());
         let e2 = entered.clone();
         let waiter = grove::spawn(move || {
             let mut it = grove::iwait(&h2);
@@ -371,7 +375,7 @@ fn killall_kills_running_parked_and_unstarted_greenlets() {
                     let _g = guard;
                     if i % 2 == 0 {
                         loop {
-                            grove::park();
+                            grove::greenlet::park();
                         }
                     } else {
                         grove::sleep(Duration::from_secs(3600));
@@ -394,19 +398,19 @@ fn killall_with_timeout_reports_a_greenlet_still_unwinding() {
     rt(2).block_on(|| {
         /// Blocks its greenlet's unwind until released (no interrupt reaches a greenlet
         /// that is already unwinding, so this wait runs to completion).
-        struct SlowDrop(grove::Event);
+        struct SlowDrop(grove::sync::Event);
         impl Drop for SlowDrop {
             fn drop(&mut self) {
                 self.0.wait();
             }
         }
-        let (release, started) = (grove::Event::new(), grove::Event::new());
+        let (release, started) = (grove::sync::Event::new(), grove::sync::Event::new());
         let (r2, s2) = (release.clone(), started.clone());
         let slow = grove::spawn(move || {
             let _d = SlowDrop(r2);
             s2.set();
             loop {
-                grove::park();
+                grove::greenlet::park();
             }
         });
         let quick = grove::spawn(|| grove::sleep(Duration::from_secs(3600)));
@@ -433,7 +437,7 @@ fn killall_including_the_caller_kills_the_caller_last() {
             others_finished_first.clone(),
             slot.clone(),
         );
-        let go = grove::Event::new();
+        let go = grove::sync::Event::new();
         let g2 = go.clone();
         let caller = grove::spawn(move || {
             g2.wait();
@@ -515,14 +519,14 @@ fn spawn_later_killed_before_it_starts_never_runs() {
 #[test]
 fn spawn_later_from_an_os_thread_and_killed_from_another_greenlet() {
     let rt = rt(2);
-    let h = grove::GreenletBuilder::new().name("later").spawn_later_on(
+    let h = GreenletBuilder::new().name("later").spawn_later_on(
         rt.handle(),
         Duration::from_millis(20),
         || grove::current().name().map(str::to_owned),
     );
     assert_eq!(h.join().unwrap().as_deref(), Some("later"));
 
-    let h = Arc::new(grove::GreenletBuilder::new().spawn_later_on(
+    let h = Arc::new(GreenletBuilder::new().spawn_later_on(
         rt.handle(),
         Duration::from_secs(3600),
         || (),
@@ -551,7 +555,7 @@ fn many_spawn_later_greenlets_all_run_on_workers() {
                     for _ in 0..20 {
                         grove::yield_now();
                     }
-                    grove::worker_index()
+                    grove::greenlet::worker_index()
                 })
             })
             .collect();

@@ -6,6 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use grove::greenlet::GreenletBuilder;
+
 mod common;
 
 grove::greenlet_local! {
@@ -68,7 +70,7 @@ fn values_start_fresh_in_every_greenlet() {
 fn values_are_dropped_when_the_greenlet_ends_or_is_killed() {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
     let before = DROPPED.load(Ordering::SeqCst);
-    let parked = Arc::new(grove::Event::new());
+    let parked = Arc::new(grove::sync::Event::new());
     let p2 = parked.clone();
     rt.block_on(move || {
         let finishing = grove::spawn(|| TRACKED.with(|t| *t.borrow_mut() = Some(Tracked)));
@@ -133,7 +135,7 @@ fn a_local_used_by_its_own_destructor_is_refused_not_recreated() {
         static SELFISH: Selfish = Selfish;
     }
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
-    let h = grove::GreenletBuilder::new()
+    let h = GreenletBuilder::new()
         .name("selfish")
         .spawn_on(rt.handle(), || SELFISH.with(|_| 7));
     assert_eq!(h.join().unwrap(), 7);

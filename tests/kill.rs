@@ -73,7 +73,7 @@ fn kill_from_another_worker_and_from_an_os_thread() {
         let h = rt.spawn(move || {
             p2.set();
             loop {
-                grove::park();
+                grove::greenlet::park();
             }
         });
         parked.wait();
@@ -219,7 +219,9 @@ fn a_timeout_inside_a_destructor_fires_during_a_kill() {
     struct TimedDrop(Arc<std::sync::Mutex<Option<bool>>>);
     impl Drop for TimedDrop {
         fn drop(&mut self) {
-            let r = grove::with_timeout(Duration::from_millis(20), || grove::Event::new().wait());
+            let r = grove::with_timeout(Duration::from_millis(20), || {
+                grove::sync::Event::new().wait()
+            });
             *self.0.lock().unwrap() = Some(r.is_err());
         }
     }
@@ -230,7 +232,7 @@ fn a_timeout_inside_a_destructor_fires_during_a_kill() {
     let h = rt.spawn(move || {
         let _d = TimedDrop(e2);
         s2.set();
-        grove::Event::new().wait();
+        grove::sync::Event::new().wait();
     });
     started.wait();
     assert!(h.greenlet().kill_timeout(Duration::from_secs(30)));
@@ -266,7 +268,7 @@ fn a_blocking_local_destructor_completes_in_a_killed_greenlet() {
     let h = rt.spawn(move || {
         SLOW.with(|_| ());
         s2.set();
-        grove::Event::new().wait();
+        grove::sync::Event::new().wait();
     });
     started.wait();
     assert!(h.greenlet().kill_timeout(Duration::from_secs(30)));

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove::{Lock, NotOwner, OverRelease, RLock};
+use grove::sync::{Lock, NotOwner, OverRelease, RLock};
 
 mod common;
 use common::{until_waiting, waiters};

@@ -9,8 +9,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use grove::greenlet::GreenletBuilder;
 use grove::monitor::parse_threshold;
-use grove::{JoinHandle, StallReport};
+use grove::{monitor::StallReport, JoinHandle};
 
 /// Runs `f` for `d` without ever switching: a std loop over the clock.
 fn spin_for(d: Duration) {
@@ -40,12 +41,14 @@ fn a_stall_is_reported_once_with_name_id_location_and_worker_while_unstarted_wor
     let (spinner_id, line, worker, children, stall_end): (u64, u32, usize, Children, Instant) = rt
         .block_on(|| {
             let line = line!() + 1;
-            let h = grove::GreenletBuilder::new().name("spinner").spawn(|| {
-                let me = grove::worker_index().unwrap();
+            let h = GreenletBuilder::new().name("spinner").spawn(|| {
+                let me = grove::greenlet::worker_index().unwrap();
                 // Queued on this worker, unstarted: all but the last (in the worker's
                 // LIFO slot) are stealable.
                 let children: Children = (0..CHILDREN)
-                    .map(|_| grove::spawn(|| (grove::worker_index().unwrap(), Instant::now())))
+                    .map(|_| {
+                        grove::spawn(|| (grove::greenlet::worker_index().unwrap(), Instant::now()))
+                    })
                     .collect();
                 spin_for(Duration::from_millis(300));
                 (me, children, Instant::now())

@@ -36,11 +36,11 @@ fn os_thread_wakes_a_parked_greenlet() {
         let published = Latch::new();
         let (s2, f2, p2) = (slot.clone(), flag.clone(), published.clone());
         let h = rt.spawn(move || {
-            *s2.lock().unwrap() = Some(grove::current_waker());
+            *s2.lock().unwrap() = Some(grove::greenlet::current_waker());
             p2.set();
             let mut parks = 0;
             while !f2.load(Ordering::SeqCst) {
-                grove::park();
+                grove::greenlet::park();
                 parks += 1;
             }
             parks
@@ -64,9 +64,9 @@ fn wake_racing_with_park_is_never_lost() {
     let (ws, c2) = (waker_slot.clone(), counter.clone());
     let h = rt.spawn(move || {
         for round in 1..=rounds {
-            *ws.lock().unwrap() = Some(grove::current_waker());
+            *ws.lock().unwrap() = Some(grove::greenlet::current_waker());
             while c2.load(Ordering::SeqCst) < round {
-                grove::park();
+                grove::greenlet::park();
             }
         }
     });
@@ -89,7 +89,7 @@ fn wake_racing_with_park_is_never_lost() {
 #[test]
 fn greenlet_joins_a_greenlet_of_another_worker() {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
-    let h = rt.spawn(|| (grove::worker_index().unwrap(), 21));
+    let h = rt.spawn(|| (grove::greenlet::worker_index().unwrap(), 21));
     let (w, v) = rt.block_on(move || {
         let (w, v) = h.join().unwrap();
         (w, v * 2)

@@ -23,9 +23,9 @@ fn spawn_and_current_outside_a_runtime_name_the_function() {
     assert!(msg.contains("grove::spawn"), "{msg}");
     let msg = panic_message(|| drop(grove::current()));
     assert!(msg.contains("grove::current"), "{msg}");
-    assert!(grove::try_current().is_none());
-    assert!(!grove::in_greenlet());
-    assert_eq!(grove::worker_index(), None);
+    assert!(grove::greenlet::try_current().is_none());
+    assert!(!grove::greenlet::in_greenlet());
+    assert_eq!(grove::greenlet::worker_index(), None);
 }
 
 #[test]

@@ -3,12 +3,13 @@
 //! survives and keeps running greenlets.
 
 mod common;
+use grove::greenlet::GreenletBuilder;
 
 #[test]
 fn join_returns_the_panic_payload_and_name() {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
     let err = rt.block_on(|| {
-        grove::GreenletBuilder::new()
+        GreenletBuilder::new()
             .name("doomed")
             .spawn(|| -> u32 {
                 let n = std::hint::black_box(42);
@@ -74,7 +75,7 @@ fn unjoined_failure_is_reported_on_stderr() {
     if common::is_child() {
         let rt = grove::Runtime::builder().workers(1).build().unwrap();
         rt.block_on(|| {
-            let h = grove::GreenletBuilder::new()
+            let h = GreenletBuilder::new()
                 .name("forgotten")
                 .spawn(|| panic!("nobody joins me"));
             drop(h);

@@ -24,7 +24,7 @@ fn spread(n: usize, burst: bool) -> [usize; 2] {
         let (per_worker, started) = (per_worker.clone(), started.clone());
         move || {
             let server = StreamServer::bind("127.0.0.1:0", move |mut conn, _| {
-                let w = grove::worker_index().expect("a handler runs on a worker");
+                let w = grove::greenlet::worker_index().expect("a handler runs on a worker");
                 per_worker[w].fetch_add(1, Ordering::SeqCst);
                 started.fetch_add(1, Ordering::SeqCst);
                 let mut buf = [0u8; 16];

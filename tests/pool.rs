@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use grove::{Event, Group, Pool};
+use grove::{
+    pool::{Group, Pool},
+    sync::Event,
+};
 
 fn rt(workers: usize) -> grove::Runtime {
     grove::Runtime::builder().workers(workers).build().unwrap()
@@ -202,7 +205,7 @@ fn free_count_and_wait_available() {
     rt(2).block_on(|| {
         let pool = Pool::new(2);
         assert_eq!((pool.size(), pool.free_count()), (2, 2));
-        assert!(pool.wait_available(None), "free at once");
+        pool.wait_available(); // free at once
         let gates = [Event::new(), Event::new()];
         let hs: Vec<_> = gates
             .iter()
@@ -212,12 +215,12 @@ fn free_count_and_wait_available() {
             })
             .collect();
         assert_eq!(pool.free_count(), 0);
-        assert!(!pool.wait_available(Some(Duration::from_millis(30))));
+        assert!(!pool.wait_available_timeout(Duration::from_millis(30)));
         assert_eq!(waiting(&pool), 0, "a timed-out waiter left the line");
         let (p2, avail) = (pool.clone(), Event::new());
         let a2 = avail.clone();
         let waiter = grove::spawn(move || {
-            assert!(p2.wait_available(None));
+            p2.wait_available();
             a2.set();
         });
         yield_until(|| waiting(&pool) == 1);
@@ -244,7 +247,7 @@ fn a_pool_of_size_zero_is_refused() {
 fn spawning_outside_a_runtime_panics_with_the_function_name() {
     let err = panic::catch_unwind(|| Pool::new(1).spawn(|| ())).unwrap_err();
     let msg = err.downcast_ref::<String>().unwrap();
-    assert!(msg.contains("grove::Pool::spawn"), "{msg}");
+    assert!(msg.contains("grove::pool::Pool::spawn"), "{msg}");
     // A refused spawn took no slot.
     let pool = Pool::new(1);
     let _ = panic::catch_unwind(AssertUnwindSafe(|| pool.spawn(|| ())));

@@ -21,7 +21,10 @@ use grove::queue::{
     Closed, GenericQueue, GetTimeoutError, PutTimeoutError, Storage, TaskDoneError, TryGetError,
     TryPutError,
 };
-use grove::{JoinHandle, LifoQueue, PriorityQueue, Queue};
+use grove::{
+    queue::{LifoQueue, PriorityQueue, Queue},
+    JoinHandle,
+};
 
 fn rt() -> grove::Runtime {
     grove::Runtime::builder().workers(2).build().unwrap()
@@ -860,7 +863,7 @@ fn in_child_with_watchdog(test: &str, scenario: impl FnOnce()) {
 /// An item whose `Clone` uses the queue it sits in, and may wait for a gate first.
 struct Reentrant {
     copies: Arc<AtomicUsize>,
-    gate: Option<grove::Event>,
+    gate: Option<grove::sync::Event>,
     /// Copies made so far when this one was made (0: the original).
     nth: usize,
 }
@@ -913,7 +916,7 @@ fn a_parked_clone_in_peek_blocks_no_other_put_or_get() {
     in_child_with_watchdog("a_parked_clone_in_peek_blocks_no_other_put_or_get", || {
         let q = REENTRANT.get_or_init(Queue::new).clone();
         let copies = Arc::new(AtomicUsize::new(0));
-        let gate = grove::Event::new();
+        let gate = grove::sync::Event::new();
         q.put(Reentrant {
             copies: copies.clone(),
             gate: Some(gate.clone()),

@@ -5,7 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use grove::{greenlet::WaitReason, Event, GreenletState, RunInfo};
+use grove::greenlet::GreenletBuilder;
+use grove::{
+    greenlet::WaitReason,
+    monitor::{GreenletState, RunInfo},
+    sync::Event,
+};
 
 /// Waits (bounded) until `f` holds for a dump of `rt`, polling; returns that dump.
 fn dump_until(rt: &grove::Runtime, f: impl Fn(&RunInfo) -> bool) -> RunInfo {
@@ -30,7 +35,7 @@ fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations()
         let main_id = grove::current().id();
         // A greenlet parked on an event: it says it started, then waits.
         let (started, release) = (Event::new(), Event::new());
-        let b = grove::GreenletBuilder::new().name("parked-on-event");
+        let b = GreenletBuilder::new().name("parked-on-event");
         let parked_line = line!() + 1;
         let parked = b.spawn({
             let (started, release) = (started.clone(), release.clone());
@@ -44,7 +49,7 @@ fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations()
         // A greenlet that is runnable: it wakes us, then yields; we run first (the
         // woken greenlet takes the worker's LIFO slot), so it waits in the run queue.
         let (woke_us, stop) = (Event::new(), Event::new());
-        let b = grove::GreenletBuilder::new().name("runnable-yielder");
+        let b = GreenletBuilder::new().name("runnable-yielder");
         let runnable_line = line!() + 1;
         let runnable = b.spawn({
             let (woke_us, stop) = (woke_us.clone(), stop.clone());
@@ -58,7 +63,7 @@ fn a_dump_lists_running_runnable_and_parked_greenlets_with_names_and_locations()
         woke_us.wait();
         // An unstarted greenlet: queued, not listed, counted.
         let unstarted = grove::spawn(|| ());
-        let info = grove::run_info().expect("inside a runtime");
+        let info = grove::monitor::run_info().expect("inside a runtime");
         let (parked_id, runnable_id) = (parked.id(), runnable.id());
         release.set();
         stop.set();
@@ -130,7 +135,7 @@ fn a_dump_from_outside_sees_a_greenlet_running_on_another_thread() {
         .build()
         .unwrap();
     let stop = Event::new();
-    let spinning = grove::GreenletBuilder::new()
+    let spinning = GreenletBuilder::new()
         .name("spinning")
         .spawn_on(rt.handle(), {
             let stop = stop.clone();
@@ -171,7 +176,7 @@ fn parked_greenlets_on_two_workers_from_outside() {
     let hs: Vec<_> = (0..10)
         .map(|i| {
             let release = release.clone();
-            grove::GreenletBuilder::new()
+            GreenletBuilder::new()
                 .name(format!("waiter-{i}"))
                 .spawn_on(rt.handle(), move || release.wait())
         })
@@ -192,7 +197,7 @@ fn parked_greenlets_on_two_workers_from_outside() {
 
 #[test]
 fn run_info_outside_a_runtime_is_none() {
-    assert!(grove::run_info().is_none());
+    assert!(grove::monitor::run_info().is_none());
 }
 
 #[test]
@@ -213,7 +218,7 @@ fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
         // Three parks woken from another thread, ordered by states rather than time:
         // the thread sets the event only once a dump shows this greenlet parked.
         let me = grove::current().id();
-        let handle = grove::Handle::try_current().unwrap();
+        let handle = grove::runtime::Handle::try_current().unwrap();
         for _ in 0..3 {
             let ev = Event::new();
             let (e2, h2) = (ev.clone(), handle.clone());
@@ -244,7 +249,7 @@ fn metrics_count_spawns_runs_parks_finishes_and_reactor_work() {
         std::thread::yield_now();
     }
     let m = rt.metrics();
-    let sum = |f: fn(&grove::WorkerMetrics) -> u64| m.workers.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&grove::runtime::WorkerMetrics) -> u64| m.workers.iter().map(f).sum::<u64>();
     assert!(sum(|w| w.spawned) >= N, "{m:#?}");
     assert!(sum(|w| w.finished) > N, "children and main: {m:#?}");
     assert!(sum(|w| w.runs) > N, "{m:#?}");
@@ -270,44 +275,46 @@ fn a_dump_says_what_parked_greenlets_wait_on() {
         .build()
         .unwrap();
     let info = rt.block_on(|| {
-        let (ev, q, lock) = (Event::new(), grove::Queue::<u8>::new(), grove::Lock::new());
+        let (ev, q, lock) = (
+            Event::new(),
+            grove::queue::Queue::<u8>::new(),
+            grove::sync::Lock::new(),
+        );
         let held = lock.lock();
         let waiters = [
-            grove::GreenletBuilder::new().name("on-event").spawn({
+            GreenletBuilder::new().name("on-event").spawn({
                 let ev = ev.clone();
                 move || {
                     ev.wait();
                 }
             }),
-            grove::GreenletBuilder::new().name("on-queue").spawn({
+            GreenletBuilder::new().name("on-queue").spawn({
                 let q = q.clone();
                 move || {
                     q.get().unwrap();
                 }
             }),
-            grove::GreenletBuilder::new().name("on-lock").spawn({
+            GreenletBuilder::new().name("on-lock").spawn({
                 let lock = lock.clone();
                 move || drop(lock.lock())
             }),
-            grove::GreenletBuilder::new().name("on-sleep").spawn(|| {
+            GreenletBuilder::new().name("on-sleep").spawn(|| {
                 grove::sleep(Duration::from_secs(3600));
             }),
             // A primitive of the user's own names its wait (parks until killed).
-            grove::GreenletBuilder::new()
-                .name("on-custom")
-                .spawn(|| loop {
-                    grove::greenlet::park_on(MY_RECV);
-                }),
+            GreenletBuilder::new().name("on-custom").spawn(|| loop {
+                grove::greenlet::park_on(MY_RECV);
+            }),
         ];
         // One worker: yielding lets each run up to its wait.
-        while grove::run_info()
+        while grove::monitor::run_info()
             .expect("inside a runtime")
             .count(GreenletState::Parked)
             < 5
         {
             grove::yield_now();
         }
-        let info = grove::run_info().expect("inside a runtime");
+        let info = grove::monitor::run_info().expect("inside a runtime");
         ev.set();
         q.put(1).unwrap();
         drop(held);

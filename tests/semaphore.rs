@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove::{BoundedSemaphore, OverRelease, Semaphore};
+use grove::sync::{BoundedSemaphore, OverRelease, Semaphore};
 
 mod common;
 use common::{until_waiting, waiters};

@@ -148,7 +148,7 @@ fn chat_example_broadcasts_among_three_users() {
 fn full_pool_stops_accepting_and_loses_no_client() {
     runtime().block_on(|| {
         let started = Arc::new(AtomicUsize::new(0));
-        let go = grove::Event::new();
+        let go = grove::sync::Event::new();
         let server = {
             let (started, go) = (started.clone(), go.clone());
             StreamServer::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
@@ -241,7 +241,7 @@ fn stop_kills_handlers_that_do_not_finish() {
             let unwound = unwound.clone();
             StreamServer::bind("127.0.0.1:0", move |_conn: TcpStream, _| {
                 let _guard = SetOnDrop(unwound.clone());
-                grove::Event::new().wait(); // never returns by itself
+                grove::sync::Event::new().wait(); // never returns by itself
             })
             .unwrap()
         };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use grove::net::TcpStream;
 use grove::server::{StopReport, StreamServer};
-use grove::Event;
+use grove::sync::Event;
 
 /// Generous bound for "does not hang" on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(10);

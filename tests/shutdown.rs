@@ -7,6 +7,7 @@ use std::time::Duration;
 
 mod common;
 use common::Latch;
+use grove::greenlet::GreenletBuilder;
 
 struct CountOnDrop(Arc<AtomicUsize>);
 
@@ -34,7 +35,7 @@ fn parked_greenlets_run_their_destructors() {
             }
             // Parks forever: nothing will ever wake it.
             loop {
-                grove::park();
+                grove::greenlet::park();
             }
         });
         drop(h);
@@ -125,7 +126,7 @@ fn spawn_after_shutdown_resolves_with_an_error() {
     drop(rt);
     let err = handle.spawn(|| 1).join().unwrap_err();
     assert!(err.is_shutdown(), "{err}");
-    let err = grove::GreenletBuilder::new()
+    let err = GreenletBuilder::new()
         .try_spawn_on(&handle, || 1)
         .unwrap_err();
     assert!(err.to_string().contains("shutting down"), "{err}");

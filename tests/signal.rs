@@ -82,13 +82,13 @@ fn every_listener_hears_a_signal_and_a_waiter_can_be_killed() {
 fn signal_handler_runs_the_closure_in_a_greenlet_per_arrival() {
     grove::run(|| {
         let seen = Arc::new(AtomicUsize::new(0));
-        let done = grove::Event::new();
+        let done = grove::sync::Event::new();
         let (s2, d2) = (seen.clone(), done.clone());
         let h = signal_handler(&[Signal::User2], move |sig| {
             assert_eq!(sig, Signal::User2);
             // Greenlet context: blocking calls are fine here.
             grove::sleep(Duration::from_millis(1));
-            assert!(grove::try_current().is_some());
+            assert!(grove::greenlet::try_current().is_some());
             if s2.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
                 d2.set();
             }

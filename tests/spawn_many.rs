@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use grove::greenlet::GreenletBuilder;
+
 #[test]
 fn hundred_thousand_greenlets_spawned_and_joined() {
     let rt = grove::Runtime::builder().workers(2).build().unwrap();
@@ -40,7 +42,7 @@ fn greenlets_that_park_and_yield_all_finish() {
 fn named_greenlets_report_their_name() {
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
     let (name, id_matches) = rt.block_on(|| {
-        let h = grove::GreenletBuilder::new().name("conn-7").spawn(|| {
+        let h = GreenletBuilder::new().name("conn-7").spawn(|| {
             let me = grove::current();
             (me.name().map(str::to_owned), me.id())
         });

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use grove::greenlet::GreenletBuilder;
+
 mod common;
 
 const FORCE_MPROTECT: (&str, &str) = ("GROVE_STACK_GUARD", "mprotect");
@@ -67,17 +69,17 @@ fn hitting_the_ceiling_says_what_and_why() {
         }
         let rt = grove::Runtime::builder()
             .workers(1)
-            .stack_size(grove::MIN_STACK_SIZE)
+            .stack_size(grove::runtime::MIN_STACK_SIZE)
             .build()
             .unwrap();
-        let event = Arc::new(grove::Event::new());
+        let event = Arc::new(grove::sync::Event::new());
         let ev = event.clone();
         let (handles, err) = rt.block_on(move || {
             // Reserved up front: at the limit, growing a large Vec may need a mapping.
             let mut hs = Vec::with_capacity(max);
             let err = loop {
                 let ev = ev.clone();
-                match grove::GreenletBuilder::new().try_spawn(move || ev.wait()) {
+                match GreenletBuilder::new().try_spawn(move || ev.wait()) {
                     Ok(h) => hs.push(h),
                     Err(e) => break e.to_string(),
                 }

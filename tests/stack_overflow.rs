@@ -2,6 +2,7 @@
 //! never silent corruption. Runs in a child process.
 
 mod common;
+use grove::greenlet::GreenletBuilder;
 
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
@@ -21,7 +22,7 @@ fn overflow_names_the_greenlet() {
             .build()
             .unwrap();
         rt.block_on(|| {
-            grove::GreenletBuilder::new()
+            GreenletBuilder::new()
                 .name("deep-diver")
                 .spawn(|| recurse(0))
                 .join()

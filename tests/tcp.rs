@@ -50,7 +50,7 @@ fn echo_round_trips_many_clients_across_workers() {
                         s.read_exact(&mut buf).unwrap();
                         assert_eq!(buf, msg);
                     }
-                    if let Some(w) = grove::worker_index() {
+                    if let Some(w) = grove::greenlet::worker_index() {
                         used[w.min(1)].fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -114,7 +114,7 @@ fn two_readers_on_one_stream_are_served_one_after_the_other() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (conn, _) = listener.accept().unwrap();
-        let got = grove::Queue::new();
+        let got = grove::queue::Queue::new();
         let readers: Vec<_> = (0..2)
             .map(|_| {
                 let (conn, got) = (conn.clone(), got.clone());
@@ -239,7 +239,7 @@ fn kill_interrupts_a_read_and_the_stream_still_works() {
     grove::run(|| {
         let (mut client, server) = pair();
         let s = server.clone();
-        let started = grove::Event::new();
+        let started = grove::sync::Event::new();
         let st = started.clone();
         let reader = grove::spawn(move || {
             st.set();

@@ -2,6 +2,7 @@
 //! with a message that says what failed and what to raise.
 
 mod common;
+use grove::greenlet::GreenletBuilder;
 
 #[test]
 fn try_spawn_succeeds_normally() {
@@ -14,7 +15,7 @@ fn try_spawn_succeeds_normally() {
 fn bad_stack_sizes_are_clear_errors() {
     let rt = grove::Runtime::builder().workers(1).build().unwrap();
     let err = rt.block_on(|| {
-        grove::GreenletBuilder::new()
+        GreenletBuilder::new()
             .stack_size(100)
             .try_spawn(|| ())
             .unwrap_err()
@@ -39,16 +40,13 @@ fn stack_exhaustion_is_an_error_not_an_abort() {
         cap_address_space(512 << 20);
         rt.block_on(|| {
             let big = 1 << 30; // 1 GiB cannot fit under the cap
-            let err = grove::GreenletBuilder::new()
+            let err = GreenletBuilder::new()
                 .stack_size(big)
                 .try_spawn(|| ())
                 .unwrap_err();
             assert!(err.is_no_stack(), "{err:?}");
             println!("TRY_SPAWN_ERROR: {err}");
-            let joined = grove::GreenletBuilder::new()
-                .stack_size(big)
-                .spawn(|| ())
-                .join();
+            let joined = GreenletBuilder::new().stack_size(big).spawn(|| ()).join();
             let err = joined.unwrap_err();
             assert!(err.is_no_stack(), "{err}");
             println!("SPAWN_ERROR: {err}");

@@ -23,7 +23,7 @@ fn burst_spawned_from_one_greenlet_runs_on_both_workers() {
                         while started.load(Ordering::SeqCst) < 2 {
                             std::hint::spin_loop();
                         }
-                        grove::worker_index().unwrap()
+                        grove::greenlet::worker_index().unwrap()
                     })
                 })
                 .collect();
@@ -44,12 +44,12 @@ fn started_greenlet_stays_on_its_home_worker() {
         let hs: Vec<_> = (0..100)
             .map(|_| {
                 grove::spawn(|| {
-                    let home = grove::worker_index().unwrap();
+                    let home = grove::greenlet::worker_index().unwrap();
                     let mut moved = false;
                     for _ in 0..100 {
                         grove::yield_now();
                         grove::sleep(std::time::Duration::from_micros(50));
-                        moved |= grove::worker_index().unwrap() != home;
+                        moved |= grove::greenlet::worker_index().unwrap() != home;
                         moved |= grove::current().worker() != Some(home);
                     }
                     moved

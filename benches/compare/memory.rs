@@ -193,7 +193,7 @@ fn idle_mem_child(runtime: &str, host: Host<'_>, n: usize) -> Result<f64, String
                 .map_err(|e| e.to_string())?;
             let rss0 = rss_bytes().map_err(|e| e.to_string())?;
             rt.block_on(move || {
-                let ev = grove::Event::new();
+                let ev = grove::sync::Event::new();
                 let hs: Vec<_> = (0..n)
                     .map(|_| {
                         let (ev, ready) = (ev.clone(), ready.clone());

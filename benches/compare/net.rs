@@ -282,8 +282,8 @@ fn thread_cpu() -> (u64, u64) {
 }
 
 fn print_grove_metrics(
-    a: &grove::Metrics,
-    b: &grove::Metrics,
+    a: &grove::runtime::Metrics,
+    b: &grove::runtime::Metrics,
     round_trips: u64,
     cpu_a: (u64, u64),
     cpu_b: (u64, u64),

@@ -549,12 +549,12 @@ fn inbox() {
                     waiting.clone(),
                 );
                 rt.spawn(move || {
-                    wakers[i].set(grove::current_waker()).unwrap();
+                    wakers[i].set(grove::greenlet::current_waker()).unwrap();
                     while !stop.load(Ordering::Relaxed) {
                         // Raised just before parking: a wake may still land before the
                         // park (then it only marks the greenlet notified, no inbox push).
                         waiting[i].store(true, Ordering::Release);
-                        grove::park();
+                        grove::greenlet::park();
                         resumes.fetch_add(1, Ordering::Relaxed);
                     }
                 })

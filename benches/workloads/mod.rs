@@ -447,7 +447,7 @@ pub(crate) fn skynet(rt: &Runtimes, s: Sizes) -> Workload<'_> {
 /// both have started, which puts them on different workers (neither yields).
 fn grove_ping_pong(rt: &grove::Runtime, n: u64, apart: bool) {
     rt.block_on(move || {
-        let (ping, pong) = (grove::Queue::new(), grove::Queue::new());
+        let (ping, pong) = (grove::queue::Queue::new(), grove::queue::Queue::new());
         let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (ping2, pong2, started2) = (ping.clone(), pong.clone(), started.clone());
         let echo = grove::spawn(move || {
@@ -458,7 +458,7 @@ fn grove_ping_pong(rt: &grove::Runtime, n: u64, apart: bool) {
                 let v: u64 = ping2.get().unwrap();
                 pong2.put(v + 1).unwrap();
             }
-            grove::worker_index()
+            grove::greenlet::worker_index()
         });
         let driver = grove::spawn(move || {
             if apart {
@@ -469,7 +469,7 @@ fn grove_ping_pong(rt: &grove::Runtime, n: u64, apart: bool) {
                 let v = pong.get().unwrap();
                 debug_assert_eq!(v, i + 1);
             }
-            grove::worker_index()
+            grove::greenlet::worker_index()
         });
         let (a, b) = (driver.join().unwrap(), echo.join().unwrap());
         assert!(
@@ -573,7 +573,7 @@ pub(crate) fn mutex_contention(rt: &Runtimes, s: Sizes) -> Workload<'_> {
     Workload::new("mutex_contention")
         .case("grove", total, move || {
             rt.grove.block_on(move || {
-                let lock = grove::Lock::new();
+                let lock = grove::sync::Lock::new();
                 let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let hs: Vec<_> = (0..s.mutex_tasks)
                     .map(|_| {

@@ -29,7 +29,7 @@ fn kill_returns_ecanceled_then_unwinds_at_the_next_blocking_point() {
             let (mut s, _c) = pair();
             let seen = Arc::new(Mutex::new(None));
             let seen2 = seen.clone();
-            let started = grove::Event::new();
+            let started = grove::sync::Event::new();
             let st = started.clone();
             let reader = grove::spawn(move || {
                 st.set();
@@ -85,7 +85,7 @@ fn close_wakes_a_greenlet_waiting_on_the_fd_with_ebadf() {
         rt.block_on(|| {
             let (s, _c) = pair();
             let fd = s.into_raw_fd();
-            let parked = grove::Event::new();
+            let parked = grove::sync::Event::new();
             let p2 = parked.clone();
             let reader = grove::spawn(move || {
                 // SAFETY: `fd` is an open socket this greenlet borrows; it is closed by
@@ -367,7 +367,7 @@ fn signals_do_not_break_green_calls() {
 fn monitor_reports_a_greenlet_blocked_in_a_pipe_read() {
     within(Duration::from_secs(30), "monitor", || {
         grove_monkey::link();
-        let reported = grove::Event::new();
+        let reported = grove::sync::Event::new();
         let r2 = reported.clone();
         let rt = grove::Runtime::builder()
             .workers(1)
@@ -436,7 +436,7 @@ fn poll_on_a_pipe_goes_green() {
 fn shutdown_with_a_greenlet_parked_in_a_hooked_accept_loop_finishes() {
     within(Duration::from_secs(30), "shutdown", || {
         let rt = rt(1);
-        let parked = grove::Event::new();
+        let parked = grove::sync::Event::new();
         let p2 = parked.clone();
         rt.spawn(move || {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();

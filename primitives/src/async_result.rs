@@ -48,7 +48,7 @@ struct Inner<T, E> {
 /// every reader gets the error. Cheap to clone: clones share one result.
 ///
 /// ```
-/// use grove::AsyncResult;
+/// use grove::sync::AsyncResult;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let result: AsyncResult<u32> = AsyncResult::new();

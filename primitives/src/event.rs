@@ -16,18 +16,18 @@ struct State {
 ///
 /// Cheap to clone: clones share one flag. Waiting parks a greenlet (its worker runs
 /// others) or blocks a plain thread; `set` may be called from anywhere, including a
-/// plain OS thread. A waiter woken by `set` returns `true` even if the flag was
-/// cleared again before it ran (as in gevent).
+/// plain OS thread. A waiter woken by `set` returns (from `wait_timeout`: `true`) even if
+/// the flag was cleared again before it ran (as in gevent).
 ///
 /// ```
-/// use grove::Event;
+/// use grove::sync::Event;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let ev = Event::new();
 /// let ev2 = ev.clone();
 /// let waiter = rt.spawn(move || ev2.wait());
 /// rt.block_on(move || ev.set());
-/// assert!(waiter.join().unwrap());
+/// waiter.join().unwrap(); // its `wait` returned: the flag was set
 /// ```
 #[derive(Clone)]
 pub struct Event {
@@ -78,9 +78,9 @@ impl Event {
         lock(&self.state).set
     }
 
-    /// Waits until the flag is set. Always returns `true` (gevent's signature).
-    pub fn wait(&self) -> bool {
-        self.wait_deadline(None)
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_deadline(None);
     }
 
     /// Waits at most `timeout`; returns whether the flag was set.

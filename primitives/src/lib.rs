@@ -1,4 +1,5 @@
-//! grove's primitives: what greenlets block on.
+//! grove's primitives: what greenlets block on, and the runtime that wires the scheduler
+//! to the reactor ([`Runtime`], [`run`]).
 //!
 //! Every primitive here is built from the same two pieces: the scheduler's
 //! [`park`](grove_scheduler::park) / [`current_waker`](grove_scheduler::current_waker)
@@ -24,6 +25,8 @@ mod pool {
     pub(crate) mod members;
 }
 pub mod queue;
+#[cfg(not(grove_loom))]
+pub mod runtime;
 mod semaphore;
 #[cfg(not(grove_loom))]
 pub mod server;
@@ -41,6 +44,8 @@ pub use crate::lock::{Lock, LockGuard, NotOwner, RLock, RLockGuard};
 #[cfg(not(grove_loom))]
 pub use crate::pool::{Group, ImapUnordered, Pool, PoolFull};
 pub use crate::queue::{Channel, LifoQueue, PriorityQueue, Queue};
+#[cfg(not(grove_loom))]
+pub use crate::runtime::{run, Metrics, Runtime, RuntimeBuilder};
 pub use crate::semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard};
 #[cfg(not(grove_loom))]
 pub use crate::time::{sleep, sleep_until};
@@ -59,17 +64,27 @@ pub mod __loom {
 /// The reactor of the runtime running the current greenlet.
 ///
 /// Panics with a message naming `what` when called outside a grove runtime, or on a
-/// runtime built without a reactor (only the `grove` facade attaches one).
+/// runtime built without a reactor (only [`Runtime`] attaches one).
 #[cfg(not(grove_loom))]
 pub fn reactor(what: &str) -> grove_reactor::Handle {
+    current_reactor().unwrap_or_else(|| panic!("{}", not_in_runtime(what)))
+}
+
+/// The reactor of the runtime running the current greenlet, if any: [`Runtime`] stores
+/// its handle as the scheduler's extension.
+#[cfg(not(grove_loom))]
+pub(crate) fn current_reactor() -> Option<grove_reactor::Handle> {
     grove_scheduler::with_extension(|ext| {
         ext.and_then(|e| e.downcast_ref::<grove_reactor::Handle>())
             .cloned()
     })
-    .unwrap_or_else(|| {
-        panic!(
-            "{what} must be called from a greenlet inside a grove runtime \
-             (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
-        )
-    })
+}
+
+/// The message for a greenlet-only call made outside a runtime, naming the call `what`.
+#[cfg(not(grove_loom))]
+pub(crate) fn not_in_runtime(what: &str) -> String {
+    format!(
+        "{what} must be called from a greenlet inside a grove runtime \
+         (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
+    )
 }

@@ -55,7 +55,7 @@ use crate::semaphore::{deadline_after, Core, OverRelease, SemaphoreGuard};
 /// ```
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use std::sync::Arc;
-/// use grove::Lock;
+/// use grove::sync::Lock;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let lock = Lock::new();
@@ -218,7 +218,7 @@ struct RInner {
 /// Cheap to clone: clones share the lock.
 ///
 /// ```
-/// use grove::RLock;
+/// use grove::sync::RLock;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let rlock = RLock::new();

@@ -154,10 +154,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 
 fn require_runtime(what: &str) {
     if grove_scheduler::Handle::try_current().is_none() {
-        panic!(
-            "{what} must be called from a greenlet inside a grove runtime \
-             (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
-        );
+        panic!("{}", crate::not_in_runtime(what));
     }
 }
 
@@ -169,7 +166,7 @@ fn require_runtime(what: &str) {
 /// work from anywhere (from a plain thread, `join` blocks the thread).
 ///
 /// ```
-/// use grove::Group;
+/// use grove::pool::Group;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
@@ -212,7 +209,7 @@ impl Group {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        require_runtime("grove::Group::spawn");
+        require_runtime("grove::pool::Group::spawn");
         self.core.spawn_acquired(f)
     }
 
@@ -227,7 +224,7 @@ impl Group {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        require_runtime("grove::Group::spawn");
+        require_runtime("grove::pool::Group::spawn");
         self.core.spawn_acquired_with(b, f)
     }
 
@@ -290,7 +287,7 @@ impl Group {
 /// into its own full pool waits for a slot that may only free up when it finishes.
 ///
 /// ```
-/// use grove::Pool;
+/// use grove::pool::Pool;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// rt.block_on(|| {
@@ -321,7 +318,7 @@ impl fmt::Debug for Pool {
 impl Pool {
     /// A pool of `size` slots. Panics if `size` is 0.
     pub fn new(size: usize) -> Pool {
-        assert!(size >= 1, "grove::Pool::new: size must be at least 1");
+        assert!(size >= 1, "grove::pool::Pool::new: size must be at least 1");
         Pool {
             core: Core::new(Some(size)),
             size,
@@ -341,7 +338,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        require_runtime("grove::Pool::spawn");
+        require_runtime("grove::pool::Pool::spawn");
         self.core.acquire(None);
         self.core.spawn_acquired(f)
     }
@@ -357,7 +354,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        require_runtime("grove::Pool::spawn");
+        require_runtime("grove::pool::Pool::spawn");
         self.core.acquire(None);
         self.core.spawn_acquired_with(b, f)
     }
@@ -370,7 +367,7 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        require_runtime("grove::Pool::try_spawn");
+        require_runtime("grove::pool::Pool::try_spawn");
         if !self.core.try_acquire() {
             return Err(PoolFull(f));
         }
@@ -387,11 +384,20 @@ impl Pool {
         self.free_count() == 0
     }
 
-    /// Waits until a slot is free, at most `timeout` (`None`: no limit); true if one
-    /// was. Takes no slot: a spawner may take it first; use [`try_spawn`](Self::try_spawn)
-    /// to claim one. Waits in line with blocked spawners (first come, first served).
-    pub fn wait_available(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.and_then(deadline_after);
+    /// Waits until a slot is free (gevent's `wait_available`). Takes no slot: a spawner
+    /// may take it first; use [`try_spawn`](Self::try_spawn) to claim one. Waits in line
+    /// with blocked spawners (first come, first served).
+    pub fn wait_available(&self) {
+        self.wait_available_until(None);
+    }
+
+    /// [`wait_available`](Self::wait_available) for at most `timeout`; true if a slot was
+    /// free by then.
+    pub fn wait_available_timeout(&self, timeout: Duration) -> bool {
+        self.wait_available_until(deadline_after(timeout))
+    }
+
+    fn wait_available_until(&self, deadline: Option<Instant>) -> bool {
         if self.core.acquire(deadline) {
             self.core.release_slot();
             true
@@ -457,7 +463,7 @@ impl Pool {
             Ok(v) => v,
             Err(e) => match e.try_into_panic() {
                 Ok(payload) => panic::resume_unwind(payload),
-                Err(e) => panic!("grove::Pool::map: {e}"),
+                Err(e) => panic!("grove::pool::Pool::map: {e}"),
             },
         }
     }
@@ -505,7 +511,7 @@ impl Pool {
     /// iterator early kills the calls still running. Panics outside a runtime's greenlet.
     ///
     /// ```
-    /// use grove::Pool;
+    /// use grove::pool::Pool;
     ///
     /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
     /// let mut out: Vec<u32> = rt.block_on(|| {
@@ -522,7 +528,7 @@ impl Pool {
         F: Fn(I::Item) -> R + Send + Sync + 'static,
         R: Send + 'static,
     {
-        require_runtime("grove::Pool::imap_unordered");
+        require_runtime("grove::pool::Pool::imap_unordered");
         let mut it = ImapUnordered {
             pool: self.clone(),
             items: Some(items.into_iter()),

@@ -165,7 +165,7 @@ pub use self::storage::{Fifo, Lifo, Priority, Storage};
 /// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// use std::sync::Arc;
 ///
-/// use grove::Queue;
+/// use grove::queue::Queue;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let jobs = Queue::new();
@@ -192,7 +192,7 @@ pub struct GenericQueue<T, S> {
 /// A first-in, first-out queue (gevent's `Queue` and `JoinableQueue`).
 ///
 /// ```
-/// use grove::Queue;
+/// use grove::queue::Queue;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let q = Queue::bounded(2);
@@ -214,7 +214,7 @@ pub type Queue<T> = GenericQueue<T, Fifo<T>>;
 /// A last-in, first-out queue (gevent's `LifoQueue`).
 ///
 /// ```
-/// use grove::LifoQueue;
+/// use grove::queue::LifoQueue;
 ///
 /// let q = LifoQueue::new();
 /// for i in 1..=3 {
@@ -230,7 +230,7 @@ pub type LifoQueue<T> = GenericQueue<T, Lifo<T>>;
 /// `(priority, sequence, item)` tuples to keep FIFO order among equal priorities.
 ///
 /// ```
-/// use grove::PriorityQueue;
+/// use grove::queue::PriorityQueue;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let q = PriorityQueue::new();

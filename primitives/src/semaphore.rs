@@ -270,7 +270,7 @@ impl Error for OverRelease {}
 /// takes a permit with it.
 ///
 /// ```
-/// use grove::Semaphore;
+/// use grove::sync::Semaphore;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let sem = Semaphore::new(2);
@@ -359,7 +359,7 @@ impl Semaphore {
 /// Otherwise the same as [`Semaphore`] (the same implementation underneath).
 ///
 /// ```
-/// use grove::BoundedSemaphore;
+/// use grove::sync::BoundedSemaphore;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let sem = BoundedSemaphore::new(1);

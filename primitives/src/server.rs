@@ -154,7 +154,7 @@ impl Handlers {
     /// Waits until a handler could start (a pool slot is free).
     fn wait_slot(&self) {
         if let Handlers::Pool(p) = self {
-            p.wait_available(None);
+            p.wait_available();
         }
     }
 
@@ -423,9 +423,7 @@ impl<S: Send + 'static> Core<S> {
         run: impl FnOnce(S, Handlers) -> io::Result<()> + Send + 'static,
     ) -> io::Result<Greenlet> {
         let Some(runtime) = grove_scheduler::Handle::try_current() else {
-            return Err(io::Error::other(format!(
-                "{what} must be called from a greenlet inside a grove runtime"
-            )));
+            return Err(io::Error::other(crate::not_in_runtime(what)));
         };
         let mut s = lock(&self.state);
         if !matches!(s.phase, Phase::Running) {

@@ -240,13 +240,7 @@ use impl_stream_io;
 
 /// The reactor of the current runtime, or an error naming `what` outside one.
 pub(crate) fn reactor(what: &str) -> io::Result<Handle> {
-    grove_scheduler::with_extension(|ext| ext.and_then(|e| e.downcast_ref::<Handle>()).cloned())
-        .ok_or_else(|| {
-            io::Error::other(format!(
-                "{what} must be called inside a grove runtime \
-                 (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
-            ))
-        })
+    crate::current_reactor().ok_or_else(|| io::Error::other(crate::not_in_runtime(what)))
 }
 
 /// The error of a read or write that reached its timeout: always of kind

@@ -17,7 +17,7 @@ use super::Iter;
 /// handed one passes it to the next getter, or leaves it for the next `get`).
 ///
 /// ```
-/// use grove::Channel;
+/// use grove::queue::Channel;
 ///
 /// let rt = grove::Runtime::builder().workers(2).build().unwrap();
 /// let ch = Channel::new();
