@@ -32,3 +32,29 @@ fn spawn_and_current_outside_a_runtime_name_the_function() {
 fn yield_now_outside_a_greenlet_is_harmless() {
     grove::yield_now();
 }
+
+/// Every primitive that needs a runtime says so in the same words, naming the call and how
+/// to start one: sleeps and pools panic, sockets and servers return the error.
+#[test]
+fn primitives_outside_a_runtime_say_so_the_same_way() {
+    const SAID: &str = "must be called from a greenlet inside a grove runtime \
+                        (use grove::run, Runtime::block_on or Runtime::spawn to start one)";
+    let sleep = panic_message(|| grove::sleep(std::time::Duration::from_millis(1)));
+    let pool = panic_message(|| drop(grove::pool::Pool::new(1).spawn(|| ())));
+    let socket = grove::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_err()
+        .to_string();
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    let server = rt
+        .block_on(|| grove::server::StreamServer::bind("127.0.0.1:0", |_, _| {}))
+        .unwrap();
+    let start = server.start().unwrap_err().to_string();
+    for (msg, call) in [
+        (sleep, "grove::sleep"),
+        (pool, "grove::pool::Pool::spawn"),
+        (socket, "grove::net::TcpListener::bind"),
+        (start, "StreamServer::start"),
+    ] {
+        assert!(msg.contains(&format!("{call} {SAID}")), "{msg}");
+    }
+}
