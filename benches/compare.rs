@@ -51,7 +51,9 @@
 //!   1,000 / 300).
 //! * `skynet`: 10-ary spawn/join tree (1M / 100k leaves; may 10k; no thread row).
 //! * `ping_pong_1w`, `ping_pong_2w`: round trips over two queues, on one worker, and
-//!   with grove's two greenlets forced onto two workers (1M / 100k; threads 10k / 2k).
+//!   across two threads: grove's two greenlets forced onto two workers, tokio's echo
+//!   task on a current-thread runtime of its own thread (a multi-thread runtime would
+//!   keep both tasks on one worker) (1M / 100k; threads 10k / 2k).
 //! * `mutex_contention`: 100 tasks × 10,000 lock/unlock (quick 50 × 2,000).
 //!
 //! Timers (issue 6):

@@ -505,6 +505,34 @@ async fn tokio_ping_pong(n: u64) {
     echo.await.unwrap();
 }
 
+/// `ping_pong_2w` for tokio: the echo task on a current-thread runtime of its own thread,
+/// the driver on the multi-thread runtime, so every round trip crosses threads as grove's
+/// does. (A multi-thread runtime alone would keep both tasks on one worker: a spawned
+/// task and the tasks it wakes take that worker's LIFO slot, and tokio lets tasks move;
+/// grove's started greenlets never do, so that pairing measured co-location against a
+/// cross-thread hand-off.)
+async fn tokio_ping_pong_apart(n: u64) {
+    let (ping_tx, mut ping_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let echo = thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                while let Some(v) = ping_rx.recv().await {
+                    pong_tx.send(v + 1).unwrap();
+                }
+            })
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        let v = pong_rx.recv().await.unwrap();
+        debug_assert_eq!(v, i + 1);
+    }
+    drop(ping_tx);
+    echo.join().unwrap();
+}
+
 fn may_ping_pong(n: u64) {
     let (ping_tx, ping_rx) = may::sync::mpsc::channel::<u64>();
     let (pong_tx, pong_rx) = may::sync::mpsc::channel::<u64>();
@@ -558,9 +586,15 @@ pub(crate) fn ping_pong(rt: &Runtimes, s: Sizes, apart: bool) -> Workload<'_> {
             grove_ping_pong(grove_rt, s.ping, apart)
         })
         .case("tokio", s.ping, move || {
-            tokio_rt
-                .block_on(tokio_rt.spawn(tokio_ping_pong(s.ping)))
-                .unwrap()
+            if apart {
+                tokio_rt
+                    .block_on(tokio_rt.spawn(tokio_ping_pong_apart(s.ping)))
+                    .unwrap()
+            } else {
+                tokio_rt
+                    .block_on(tokio_rt.spawn(tokio_ping_pong(s.ping)))
+                    .unwrap()
+            }
         })
         .case("may", s.ping, move || may_ping_pong(s.ping))
         .case("threads", s.thread_ping, move || {
