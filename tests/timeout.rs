@@ -153,3 +153,27 @@ fn a_timeout_never_fires_after_its_scope_ended() {
         }
     });
 }
+
+#[test]
+fn sleep_until_waits_for_its_deadline() {
+    let elapsed = rt().block_on(|| {
+        let t = Instant::now();
+        grove::sleep_until(t + SHORT);
+        t.elapsed()
+    });
+    assert!(elapsed >= SHORT, "woke early: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "woke late: {elapsed:?}");
+}
+
+/// A deadline already behind is nothing to wait for: `sleep_until` returns without
+/// arming a timer (which would otherwise wake the greenlet later, for nothing).
+#[test]
+fn sleep_until_a_past_deadline_returns_without_a_timer() {
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    let armed = |m: grove::runtime::ReactorMetrics| m.timers_fired + m.timers_pending;
+    let past = Instant::now();
+    rt.block_on(|| grove::sleep(Duration::from_millis(2)));
+    let before = armed(rt.reactor_metrics());
+    rt.block_on(move || grove::sleep_until(past));
+    assert_eq!(armed(rt.reactor_metrics()), before, "a timer was armed");
+}

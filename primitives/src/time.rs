@@ -48,9 +48,18 @@ pub fn sleep(dur: Duration) {
 ///
 /// Panics if called outside a grove runtime.
 pub fn sleep_until(deadline: Instant) {
+    if Instant::now() >= deadline {
+        // Nothing to wait for: no timer, no park (but the same error outside a runtime).
+        crate::reactor("grove::sleep_until");
+        return;
+    }
     sleep_until_inner(deadline, "grove::sleep_until");
 }
 
+/// Parks until `deadline`, which the caller has just seen in the future: so the first
+/// park needs no clock read before it (under 100k sleepers the reads were a tenth of
+/// the profile). Timers never fire early; the clock is read after each wake only to tell
+/// the timer's wake from a spurious one.
 fn sleep_until_inner(deadline: Instant, what: &str) {
     let reactor = crate::reactor(what);
     let key = reactor.add_timer(deadline, grove_scheduler::current_waker());
@@ -58,8 +67,11 @@ fn sleep_until_inner(deadline: Instant, what: &str) {
         reactor: &reactor,
         key: Some(key),
     };
-    while Instant::now() < deadline && !reactor.is_shutdown() {
+    loop {
         grove_scheduler::park_on(grove_scheduler::WaitReason::SLEEP);
+        if reactor.is_shutdown() || Instant::now() >= deadline {
+            break;
+        }
     }
     // Fired (or the reactor is gone): nothing to cancel.
     guard.key = None;
