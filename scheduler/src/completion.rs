@@ -22,7 +22,8 @@
 
 use std::task::Waker;
 
-use crate::loom::{AtomicU8, Mutex, MutexGuard, Ordering};
+// No user code runs under these locks (links fire outside them): `lock` ignores poison.
+use crate::loom::{lock, AtomicU8, Mutex, Ordering};
 
 const COMPLETE: u8 = 1;
 const DETACHED: u8 = 2;
@@ -53,12 +54,6 @@ impl<L> Default for Completion<L> {
     fn default() -> Self {
         Completion::new()
     }
-}
-
-/// Locks ignoring poison: no user code runs under these locks (links run outside),
-/// so a poisoned one still holds a consistent value.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<L> Completion<L> {

@@ -27,22 +27,18 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::greenlet::{current_waker, park, park_until, JoinHandle, LinkId};
+use crate::loom::lock;
 
 /// The FIFO of finished indices shared by an [`Iwait`] and its links' callbacks.
 #[derive(Default)]
 struct Ready {
     done: VecDeque<usize>,
     waker: Option<Waker>,
-}
-
-fn lock(m: &Mutex<Ready>) -> MutexGuard<'_, Ready> {
-    // Nothing panics under this lock; a poisoned one still holds a consistent FIFO.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Indices of handles in the order they finish (gevent's `iwait`): see [`iwait`].

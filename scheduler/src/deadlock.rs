@@ -71,9 +71,10 @@
 use std::collections::HashMap;
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::loom::lock;
 use crate::task::Header;
 use crate::timers::Timers;
 
@@ -107,10 +108,7 @@ impl HelperThread {
         let busy = Arc::new(AtomicBool::new(true));
         let tid = current_os_tid();
         if let Some(tid) = tid {
-            helpers()
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(tid, busy.clone());
+            lock(helpers()).insert(tid, busy.clone());
         }
         HelperThread { tid, busy }
     }
@@ -124,10 +122,7 @@ impl HelperThread {
 impl Drop for HelperThread {
     fn drop(&mut self) {
         if let Some(tid) = self.tid {
-            helpers()
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&tid);
+            lock(helpers()).remove(&tid);
         }
     }
 }
@@ -167,21 +162,14 @@ pub(crate) fn is_deadlocked(main: &Header, timers: Option<&dyn Timers>) -> bool 
 }
 
 fn helpers_idle() -> bool {
-    helpers()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    lock(helpers())
         .values()
         .all(|busy| !busy.load(Ordering::SeqCst))
 }
 
 /// Steps 2 and 4: every thread but `me`, asleep the provable way; `None` if any is not.
 fn snapshot(me: u32, driver_tids: &[u32]) -> Option<Vec<Sleeper>> {
-    let helper_tids: Vec<u32> = helpers()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .keys()
-        .copied()
-        .collect();
+    let helper_tids: Vec<u32> = lock(helpers()).keys().copied().collect();
     let mut out = Vec::new();
     for entry in fs::read_dir("/proc/self/task").ok()? {
         let tid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;

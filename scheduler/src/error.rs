@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 
-use crate::task::payload_text;
+use crate::signal::payload_text;
 
 /// Why [`JoinHandle::join`](crate::JoinHandle::join) produced no value.
 pub struct JoinError {

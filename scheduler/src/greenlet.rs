@@ -17,24 +17,20 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use crate::deadlock;
 use crate::delayed::DelayedSlot;
 use crate::error::{JoinError, SpawnError};
-use crate::runtime::{check_stack_size, Handle};
+use crate::shared::{check_stack_size, Handle, Shared};
 use crate::stack::GreenStack;
-use crate::task::{Header, JoinTarget, Link, Suspend, Task, TaskRef};
+use crate::task::{report_unjoined, Header, JoinTarget, Link, Suspend, Task, TaskRef, NO_HOME};
 use crate::timers::Timers;
 use crate::wait_reason::WaitReason;
-use crate::worker::{suspend_current, with_local};
+use crate::worker::{
+    checkpoint, kill, not_in_runtime, suspend_current, suspend_current_nounwind, with_local, Side,
+};
 
 /// Greenlet ids are unique in the process, starting at 1.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn not_in_runtime(what: &str) -> ! {
-    panic!(
-        "{what} must be called from a greenlet inside a grove runtime \
-         (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
-    )
-}
 
 /// Options for one greenlet: a name for diagnostics and a stack size.
 ///
@@ -202,7 +198,12 @@ impl GreenletBuilder {
         if !runnable {
             return h;
         }
-        Delayed::arm(h.task.clone().as_runnable(), timers, delay);
+        Delayed::arm(
+            h.task.clone().as_runnable(),
+            handle.shared.clone(),
+            timers,
+            delay,
+        );
         h
     }
 
@@ -269,15 +270,9 @@ impl GreenletBuilder {
     {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let at = self.spawned_at.unwrap_or(at);
-        let header = Header::new(
-            handle.shared.clone(),
-            id,
-            self.name.map(String::into_boxed_str),
-            at,
-            stack,
-        );
+        let header = Header::new(id, self.name.map(String::into_boxed_str), at, stack);
         JoinHandle {
-            task: Task::new(header, f),
+            task: Task::new(header, f, handle.shared.clone()),
         }
     }
 }
@@ -292,11 +287,13 @@ fn submit(handle: &Handle, task: TaskRef) {
 /// `delayed::DelayedSlot` (loom-checked; its steps 0–4 are cited below).
 struct Delayed {
     slot: DelayedSlot<TaskRef>,
-    timers: Arc<dyn crate::Timers>,
+    /// The runtime it is queued on when the delay ends.
+    shared: Arc<Shared>,
+    timers: Arc<dyn Timers>,
 }
 
 impl Delayed {
-    fn arm(task: TaskRef, timers: Arc<dyn crate::Timers>, delay: Duration) {
+    fn arm(task: TaskRef, shared: Arc<Shared>, timers: Arc<dyn Timers>, delay: Duration) {
         // A delay too large to represent waits "forever" (until killed or shut down).
         let deadline = Instant::now()
             .checked_add(delay)
@@ -305,6 +302,7 @@ impl Delayed {
         let h = task.header();
         let delayed = Arc::new(Delayed {
             slot: DelayedSlot::new(),
+            shared,
             timers: timers.clone(),
         });
         let weak: Weak<Delayed> = Arc::downgrade(&delayed);
@@ -334,8 +332,7 @@ impl Delayed {
         if let Some(hook) = taken.unlink_hook {
             taken.task.header().unlink(hook);
         }
-        let rt = taken.task.header().rt.clone();
-        rt.push_new(taken.task);
+        self.shared.push_new(taken.task);
     }
 }
 
@@ -356,7 +353,7 @@ impl Drop for Delayed {
             let h = task.header();
             task.cancel_unstarted(JoinError::shutdown(h.display_name()));
             if h.complete() {
-                crate::task::report_unjoined(&*task);
+                report_unjoined(&*task);
             }
         }
     }
@@ -416,7 +413,7 @@ fn kill_task_nowait(task: TaskRef) {
     if h.is_done() {
         return;
     }
-    crate::interrupt::kill(&task);
+    kill(&task);
     // A greenlet still waiting out its `spawn_later` delay is queued now, to die.
     for hook in h.take_kill_hooks() {
         hook();
@@ -424,7 +421,7 @@ fn kill_task_nowait(task: TaskRef) {
     if is_current(h) {
         // Raised here unless it must wait (step 5 of `interrupt`): then at the next
         // blocking point.
-        let _ = crate::interrupt::checkpoint(h, crate::interrupt::Side::Before);
+        let _ = checkpoint(h, Side::Before);
     }
 }
 
@@ -560,9 +557,9 @@ impl<T: 'static> JoinHandle<T> {
     /// `block_on`'s deadlock check (module `deadlock`): if this greenlet provably waits
     /// forever, interrupts it so it unwinds and its join reports the deadlock.
     pub(crate) fn interrupt_if_deadlocked(&self, timers: Option<&dyn Timers>) -> bool {
-        let stuck = crate::deadlock::is_deadlocked(self.task.header(), timers);
+        let stuck = deadlock::is_deadlocked(self.task.header(), timers);
         if stuck {
-            crate::interrupt::deadlock(&self.task.clone().as_runnable());
+            crate::worker::deadlock(&self.task.clone().as_runnable());
         }
         stuck
     }
@@ -657,7 +654,7 @@ impl<T: 'static> Drop for JoinHandle<T> {
         let h = self.task.header();
         if h.detach() {
             // Finished before we were dropped and nobody took the output.
-            crate::task::report_unjoined(&*self.task);
+            report_unjoined(&*self.task);
         }
     }
 }
@@ -688,7 +685,7 @@ impl Greenlet {
     /// Index of the worker the greenlet lives on (once started it never moves).
     pub fn worker(&self) -> Option<usize> {
         match self.task.header().home.load(Ordering::Relaxed) {
-            crate::task::NO_HOME => None,
+            NO_HOME => None,
             i => Some(i),
         }
     }
@@ -850,10 +847,15 @@ fn park_timeout_inner(timeout: Duration, what: *mut &'static str) {
     }
 }
 
+/// The greenlet running on this thread and its runtime's timers, if any.
+fn current_with_timers() -> Option<(TaskRef, Option<Arc<dyn Timers>>)> {
+    with_local(|l| l.and_then(|l| Some((l.current()?, l.shared.timers.clone()))))
+}
+
 fn park_until_inner(deadline: Instant, what: *mut &'static str) {
-    match with_local(|l| l.and_then(|l| l.current())) {
-        Some(task) => {
-            let timers = task.header().rt.timers.clone().unwrap_or_else(|| {
+    match current_with_timers() {
+        Some((task, timers)) => {
+            let timers = timers.unwrap_or_else(|| {
                 panic!("a timeout needs a runtime with timers (build it with grove::Runtime)")
             });
             let key = timers.add(deadline, task.waker());
@@ -1009,12 +1011,12 @@ pub enum ParkStatus {
 /// assert_eq!(grove_scheduler::park_nounwind(None, EXAMPLE), ParkStatus::NotGreenlet);
 /// ```
 pub fn park_nounwind(deadline: Option<Instant>, reason: WaitReason) -> ParkStatus {
-    let Some(task) = with_local(|l| l.and_then(|l| l.current())) else {
+    let Some((task, timers)) = current_with_timers() else {
         return ParkStatus::NotGreenlet;
     };
     let _guard = match deadline {
         Some(d) => {
-            let Some(timers) = task.header().rt.timers.clone() else {
+            let Some(timers) = timers else {
                 // A runtime without timers cannot honour a deadline: report it as passed
                 // rather than panic through a foreign frame.
                 return ParkStatus::Woken;
@@ -1025,7 +1027,7 @@ pub fn park_nounwind(deadline: Option<Instant>, reason: WaitReason) -> ParkStatu
         None => None,
     };
     drop(task);
-    match crate::worker::suspend_current_nounwind(Suspend::Park, reason.as_ptr()) {
+    match suspend_current_nounwind(Suspend::Park, reason.as_ptr()) {
         None => ParkStatus::NotGreenlet,
         Some(true) => ParkStatus::Interrupted,
         Some(false) => ParkStatus::Woken,

@@ -34,6 +34,8 @@
 // Items are `pub` so that `__loom` can re-export them to the loom tests.
 #![allow(unreachable_pub)]
 
+#[cfg(not(grove_loom))]
+use crate::loom::lock;
 use crate::loom::{fence, AtomicUsize, Condvar, Mutex, Ordering};
 
 const SEARCH_MASK: usize = 0xFFFF;
@@ -235,7 +237,7 @@ impl Parker {
         {
             return;
         }
-        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.lock);
         match self
             .state
             .compare_exchange(EMPTY, PARKED, Ordering::SeqCst, Ordering::SeqCst)

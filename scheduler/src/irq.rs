@@ -23,7 +23,7 @@
 
 #![allow(unreachable_pub)]
 
-use crate::loom::{AtomicU64, Mutex, Ordering};
+use crate::loom::{lock, AtomicU64, Mutex, Ordering};
 
 /// The final part's value for a kill.
 pub const KILL: u64 = 1;
@@ -142,14 +142,14 @@ impl Scope {
     /// The timer fired: fills an empty word with our id if the scope is still active.
     /// True if it did (the caller then wakes the greenlet).
     pub fn fire(&self, word: &Word) -> bool {
-        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        let active = lock(&self.active);
         *active && word.fill_scope(self.id)
     }
 
     /// The scope ended (on the greenlet): from now on `fire` does nothing, and our id, if
     /// pending, is taken back.
     pub fn end(&self, word: &Word) {
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        *lock(&self.active) = false;
         word.clear_scope(self.id);
     }
 }

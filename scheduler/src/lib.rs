@@ -80,6 +80,7 @@ pub(crate) fn write_report(args: std::fmt::Arguments<'_>) {
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
 
+// Layer 1, protocols (each loom-checked, each built under loom too).
 mod completion;
 mod delayed;
 mod gate;
@@ -89,17 +90,39 @@ mod loom;
 mod queue;
 mod spotlight;
 mod state;
-mod timers;
 mod wait_reason;
 
+// Layer 2, memory (`stack::overflow` included).
+#[cfg(not(grove_loom))]
+mod stack;
+
+// Layer 3, the greenlet object.
+#[cfg(not(grove_loom))]
+mod error;
+#[cfg(not(grove_loom))]
+mod signal;
+#[cfg(not(grove_loom))]
+mod task;
+
+// Layer 4, the shared core and the hub core (the hub core is built under loom).
+#[cfg(not(grove_loom))]
+mod batch;
+#[cfg(not(grove_loom))]
+mod driver;
+mod hub;
+#[cfg(not(grove_loom))]
+mod shared;
+mod timers;
+
+// Layer 5, the worker.
+#[cfg(not(grove_loom))]
+mod worker;
+
+// Layer 6, the public face and diagnostics.
 #[cfg(not(grove_loom))]
 mod control;
 #[cfg(not(grove_loom))]
 pub mod deadlock;
-#[cfg(not(grove_loom))]
-mod driver;
-#[cfg(not(grove_loom))]
-mod error;
 #[cfg(not(grove_loom))]
 mod greenlet;
 #[cfg(not(grove_loom))]
@@ -109,27 +132,19 @@ mod local;
 #[cfg(not(grove_loom))]
 pub mod monitor;
 #[cfg(not(grove_loom))]
-mod placement;
-#[cfg(not(grove_loom))]
 mod run_info;
 #[cfg(not(grove_loom))]
 mod runtime;
-#[cfg(not(grove_loom))]
-mod stack;
-#[cfg(not(grove_loom))]
-use crate::stack::overflow;
-#[cfg(not(grove_loom))]
-mod task;
-#[cfg(not(grove_loom))]
-mod worker;
 
+#[cfg(not(grove_loom))]
+pub use crate::batch::{batch_wakes, batch_wakes_to_workers};
 #[cfg(not(grove_loom))]
 pub use crate::control::{
     iwait, iwait_timeout, iwait_until, joinall, joinall_count, joinall_timeout, killall,
     killall_timeout, wait_any, Iwait,
 };
 #[cfg(not(grove_loom))]
-pub use crate::driver::{batch_wakes, batch_wakes_to_workers, Driver};
+pub use crate::driver::Driver;
 #[cfg(not(grove_loom))]
 pub use crate::error::{JoinError, SpawnError};
 #[cfg(not(grove_loom))]
@@ -155,6 +170,8 @@ pub use crate::runtime::{
 };
 pub use crate::timers::{TimerKey, Timers};
 pub use crate::wait_reason::WaitReason;
+#[cfg(not(grove_loom))]
+pub use crate::worker::not_in_runtime;
 
 /// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).
 #[cfg(grove_loom)]
@@ -163,6 +180,7 @@ pub mod __loom {
     pub use crate::completion::{Completed, Completion};
     pub use crate::delayed::{DelayedSlot, Taken};
     pub use crate::gate::Gate;
+    pub use crate::hub::{Core, Hooks, Hub, Job, Remote, LIFO_BUDGET};
     pub use crate::idle::{Idle, Parker};
     pub use crate::irq::{
         final_of, scope_of, Scope, Word, DEADLOCK, FIRST_SCOPE, IN_CLEANUP, KILL, SHUTDOWN,

@@ -8,8 +8,8 @@
 //! its closure returned, panicked, was killed, or was unwound by a shutdown.
 //!
 //! # How
-//! Each greenlet header holds a small map from a local's address (its key) to a boxed
-//! value, created lazily. Values are boxed so a reference handed to `with` stays valid
+//! Each greenlet header holds a small map (`task`, "Greenlet-locals") from a local's
+//! address (its key) to a boxed value, created lazily. Values are boxed so a reference handed to `with` stays valid
 //! while the map grows; entries are never removed before the greenlet ends. The map is
 //! only ever touched by the greenlet itself (its own code, on its home thread), and no
 //! borrow of it is held while user code runs (an initializer may use other locals).
@@ -20,37 +20,8 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 
-use crate::task::Header;
+use crate::task::{Header, LocalMap};
 use crate::worker::with_local;
-
-/// One greenlet's (or plain thread's) locals: `(key, value)`, few enough for a scan.
-#[derive(Default)]
-pub(crate) struct LocalMap {
-    entries: Vec<(usize, Box<dyn Any>)>,
-    /// Keys whose value has been (or is being) dropped at the greenlet's end: using
-    /// them again is refused, as std refuses a destroyed `thread_local!`, instead of
-    /// creating a value that the next round of drops would have to drop again.
-    destroyed: Vec<usize>,
-}
-
-impl LocalMap {
-    fn get(&self, key: usize) -> Option<*const dyn Any> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| &**v as *const dyn Any)
-    }
-}
-
-/// A greenlet-local used again by a destructor that runs after its value was dropped.
-#[cold]
-fn destroyed() -> ! {
-    panic!(
-        "grove: a greenlet-local was used after its value was dropped (a greenlet-local's \
-         destructor uses it, or one dropped before it); like std's thread_local!, it cannot \
-         be accessed during or after its destruction"
-    )
-}
 
 thread_local! {
     /// The fallback map of a plain thread.
@@ -115,74 +86,6 @@ impl<T: 'static> GreenletLocal<T> {
             m.entries.push((key, value));
             ptr
         })
-    }
-}
-
-impl Header {
-    /// The value stored under `key` in this greenlet's locals, inserting `init()` if
-    /// absent.
-    ///
-    /// # Safety
-    /// Only the greenlet itself may call this (on its own stack), so no other access
-    /// to its map can overlap.
-    pub(crate) unsafe fn local_value(
-        &self,
-        key: usize,
-        init: impl FnOnce() -> Box<dyn Any>,
-    ) -> *const dyn Any {
-        // SAFETY: exclusive per the caller's contract; the borrow ends before `init`.
-        if let Some(m) = unsafe { self.locals_mut() }.as_ref() {
-            if let Some(v) = m.get(key) {
-                return v;
-            }
-            if m.destroyed.contains(&key) {
-                destroyed();
-            }
-        }
-        let value = init();
-        // SAFETY: as above; `init` has returned, so no other borrow is live.
-        let map = unsafe { self.locals_mut() }.get_or_insert_with(Default::default);
-        if let Some(v) = map.get(key) {
-            return v; // created by a re-entrant initializer
-        }
-        let ptr = &*value as *const dyn Any;
-        map.entries.push((key, value));
-        ptr
-    }
-
-    /// Drops this greenlet's locals, on its own stack at the end of its body, in the
-    /// order they were created. A destructor may create a local not created yet (it is
-    /// dropped in turn); one that uses a local already dropped (its own included)
-    /// panics, contained and reported like any panicking destructor here (std's
-    /// `thread_local!` refuses the same access).
-    ///
-    /// # Safety
-    /// Only the greenlet itself may call this, once its closure has finished.
-    ///
-    /// This runs while a kill, `Timeout` or panic unwinds the greenlet, where a panic
-    /// escaping a destructor would abort the process: each value is dropped inside
-    /// `catch_unwind`, and a panic is reported on stderr, naming the greenlet, and
-    /// contained (the other values are still dropped).
-    pub(crate) unsafe fn drop_locals(&self) {
-        loop {
-            // SAFETY: exclusive per the caller's contract; the entry is taken out and its
-            // key marked destroyed before its destructor runs, and no borrow of the map is
-            // held while it does.
-            let next = unsafe { self.locals_mut() }.as_mut().and_then(|m| {
-                if m.entries.is_empty() {
-                    return None;
-                }
-                let (key, value) = m.entries.remove(0);
-                m.destroyed.push(key);
-                Some(value)
-            });
-            match next {
-                Some(value) => crate::task::drop_contained(self, "a greenlet-local value", value),
-                None => break,
-            }
-        }
-        // SAFETY: as above; every destructor has returned.
-        drop(unsafe { self.locals_mut() }.take());
     }
 }
 

@@ -21,3 +21,12 @@ pub(crate) use std::sync::{
 };
 #[cfg(not(grove_loom))]
 pub(crate) use std::thread::yield_now;
+
+/// Locks `m`, ignoring poison: the one copy of this helper in the scheduler.
+///
+/// grove never runs user code (a `Drop`, a `Clone`, a callback) under one of its own
+/// locks, so a panic cannot leave the protected data half-updated, and a poisoned lock
+/// still guards a consistent value. Works on `std`'s mutexes and on loom's alike.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

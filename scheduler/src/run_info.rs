@@ -49,10 +49,12 @@ use std::fmt;
 use std::panic::Location;
 use std::time::{Duration, Instant};
 
-use crate::runtime::{Shared, WorkerMetrics};
+use crate::loom::lock;
+use crate::shared::{Shared, WorkerMetrics};
+use crate::state::{NOTIFIED, PARKED, RUNNING, SCHEDULED};
 use crate::task::read_pinned;
 use crate::wait_reason::WaitReason;
-use crate::worker::lock_registry;
+use crate::worker::with_local;
 
 /// What a listed greenlet was doing when the dump looked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -232,14 +234,14 @@ impl fmt::Display for RunInfo {
 pub(crate) fn dump(shared: &Shared) -> RunInfo {
     let now = Instant::now();
     let mut greenlets = Vec::new();
-    let mut workers = Vec::with_capacity(shared.workers.len());
+    let mut workers = Vec::with_capacity(shared.workers().len());
     let metrics = shared.worker_metrics();
     {
         // Step 1.
         let _readers = shared.lock_readers();
-        for (i, w) in shared.workers.iter().enumerate() {
+        for (i, w) in shared.workers().iter().enumerate() {
             // Step 2: the running greenlet, then the registry.
-            let pinned = w.counters.spot.pin();
+            let pinned = w.data.counters.spot.pin();
             let running_addr = pinned.as_ref().map(|p| p.addr());
             let running = pinned.as_ref().map(|p| {
                 read_pinned(p, |h| GreenletInfo {
@@ -254,7 +256,7 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
             });
             drop(pinned);
             let mut running_age = None;
-            for (t, since) in lock_registry(&w.registry).iter() {
+            for (t, since) in lock(&w.data.registry).iter() {
                 let h = t.header();
                 let age = Some(now.saturating_duration_since(*since));
                 if running_addr.is_some_and(|a| std::ptr::eq(a, h)) {
@@ -262,10 +264,10 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
                     continue;
                 }
                 let st = h.state.load();
-                let state = match st & !crate::state::NOTIFIED {
-                    crate::state::RUNNING => GreenletState::Running,
-                    crate::state::SCHEDULED => GreenletState::Runnable,
-                    crate::state::PARKED => GreenletState::Parked,
+                let state = match st & !NOTIFIED {
+                    RUNNING => GreenletState::Running,
+                    SCHEDULED => GreenletState::Runnable,
+                    PARKED => GreenletState::Parked,
                     _ => continue,
                 };
                 greenlets.push(GreenletInfo {
@@ -303,7 +305,7 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
         live,
         greenlets,
         workers,
-        queued_global: shared.injector.len(),
+        queued_global: shared.core.injector.len(),
         stalls: shared.monitor.as_ref().map(|m| m.total()),
     }
 }
@@ -318,5 +320,5 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
 /// println!("{info}");
 /// ```
 pub fn run_info() -> Option<RunInfo> {
-    crate::Handle::try_current().map(|h| h.dump())
+    with_local(|l| l.map(|l| dump(&l.shared)))
 }

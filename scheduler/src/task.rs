@@ -3,7 +3,9 @@
 //! This is one of the few modules with `unsafe` (the header/cell module of
 //! STYLE.md): a started greenlet's coroutine is `!Send` and lives in a header that
 //! every thread can reach through a `Waker`. Everything here is about *who may touch
-//! which field when*:
+//! which field when*. The greenlet object knows nothing of the runtime that runs it: a
+//! wake reaches the scheduler through the [`Schedule`] seam (tokio's `task::Schedule`),
+//! which the worker implements for the runtime.
 //!
 //! | field                     | who touches it                                   |
 //! |---------------------------|--------------------------------------------------|
@@ -55,9 +57,11 @@ use corosensei::{Coroutine, Yielder};
 
 use crate::completion::Completion;
 use crate::error::JoinError;
-use crate::runtime::Shared;
+use crate::irq::Word;
+use crate::signal::{dispose_payload, is_deadlock, is_kill, is_shutdown, is_timeout, payload_text};
+use crate::spotlight::Pinned;
 use crate::stack::GreenStack;
-use crate::state::{State, Unpark};
+use crate::state::{State, Unpark, DONE, PARKED};
 use crate::wait_reason::WaitReason;
 
 /// Why a greenlet switched back to its hub.
@@ -75,6 +79,26 @@ pub(crate) type TaskRef = Arc<dyn Runnable>;
 
 /// `home` before the greenlet first runs: any worker may take it.
 pub(crate) const NO_HOME: usize = usize::MAX;
+
+/// Where a woken greenlet goes: the one thing the greenlet object asks of the scheduler
+/// that runs it (tokio's `task::Schedule`). The runtime implements it (`worker`).
+pub(crate) trait Schedule: Send + Sync + 'static {
+    /// Queues a started greenlet that a wake has just moved from `PARKED` to `SCHEDULED`
+    /// (the wake won the state machine's race: exactly one caller gets here per park).
+    fn schedule(&self, task: TaskRef);
+}
+
+// `Header::irq` bits: the greenlet's own record of interrupts (only its home thread
+// touches them; see `worker::switch`, "Interrupts").
+/// A final interrupt has been raised in this greenlet at least once.
+pub(crate) const IRQ_DELIVERED: u8 = 1;
+/// The warning for a greenlet that caught its final interrupt has been printed.
+pub(crate) const IRQ_WARNED: u8 = 2;
+/// The body has ended: final interrupts are no longer raised.
+pub(crate) const IRQ_FINISHING: u8 = 4;
+/// The thread was not unwinding when the greenlet last suspended, so it was not
+/// unwinding itself then ("own unwinding").
+pub(crate) const IRQ_CLEAN: u8 = 8;
 
 /// Link ids are unique in the process (so an id from one greenlet never unlinks
 /// another's link), starting at 1.
@@ -104,11 +128,10 @@ pub(crate) struct Header {
     /// Home worker index, `NO_HOME` until first run; written once, by the first hub,
     /// before the greenlet can be parked (so before any wake reads it).
     pub(crate) home: AtomicUsize,
-    pub(crate) rt: Arc<Shared>,
-    /// A pending interrupt: 0, `interrupt::KILL`, `DEADLOCK`, `SHUTDOWN`, or a timeout
-    /// scope's id (see `interrupt`).
-    pub(crate) interrupt: crate::irq::Word,
-    /// The greenlet's own record of interrupts (`interrupt::IRQ_*` bits). Only its home
+    /// A pending interrupt: 0, `irq::KILL`, `DEADLOCK`, `SHUTDOWN`, or a timeout
+    /// scope's id (see `irq` and `worker::switch`).
+    pub(crate) interrupt: Word,
+    /// The greenlet's own record of interrupts (the `IRQ_*` bits). Only its home
     /// thread touches it, while running it; atomic only so the header stays `Sync`.
     pub(crate) irq: AtomicU8,
     /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
@@ -117,7 +140,7 @@ pub(crate) struct Header {
     pub(crate) waiting_on: AtomicPtr<&'static str>,
     /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
     /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
-    /// abandons (leaks) its stack instead of unwinding it (`worker::Local::shutdown`).
+    /// abandons (leaks) its stack instead of unwinding it (`worker::shutdown`).
     pub(crate) in_foreign: AtomicBool,
     /// The joiner's waker slot and the other observers' links (module `completion`,
     /// loom-checked).
@@ -127,8 +150,9 @@ pub(crate) struct Header {
     prealloc: UnsafeCell<Option<GreenStack>>,
     coroutine: UnsafeCell<Option<Co>>,
     yielder: Cell<*const GreenYielder>,
-    /// Greenlet-local values (see `local.rs`); only the greenlet itself touches them.
-    locals: UnsafeCell<Option<Box<crate::local::LocalMap>>>,
+    /// Greenlet-local values (see "Greenlet-locals" below); only the greenlet itself
+    /// touches them.
+    locals: UnsafeCell<Option<Box<LocalMap>>>,
     /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
     pub(crate) slot: AtomicUsize,
     /// The stack's guard range `[lo, hi)`, recorded at first run for the overflow reporter.
@@ -155,7 +179,6 @@ impl fmt::Debug for Header {
 
 impl Header {
     pub(crate) fn new(
-        rt: Arc<Shared>,
         id: u64,
         name: Option<Box<str>>,
         spawned_at: &'static Location<'static>,
@@ -167,8 +190,7 @@ impl Header {
             name,
             spawned_at,
             home: AtomicUsize::new(NO_HOME),
-            rt,
-            interrupt: crate::irq::Word::new(),
+            interrupt: Word::new(),
             irq: AtomicU8::new(0),
             waiting_on: AtomicPtr::new(std::ptr::null_mut()),
             in_foreign: AtomicBool::new(false),
@@ -209,11 +231,11 @@ impl Header {
     }
 
     pub(crate) fn is_parked(&self) -> bool {
-        self.state.load() == crate::state::PARKED
+        self.state.load() == PARKED
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.state.load() == crate::state::DONE
+        self.state.load() == DONE
     }
 
     /// The coroutine cell.
@@ -235,7 +257,7 @@ impl Header {
     /// Only the greenlet itself may call this (on its own stack), and the reference
     /// must not be held across user code or another call.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn locals_mut(&self) -> &mut Option<Box<crate::local::LocalMap>> {
+    unsafe fn locals_mut(&self) -> &mut Option<Box<LocalMap>> {
         // SAFETY: exclusive access is the caller's contract.
         unsafe { &mut *self.locals.get() }
     }
@@ -255,14 +277,34 @@ impl Header {
     /// Must be called on this greenlet's own stack (it is the current greenlet of
     /// this thread), after `set_yielder`.
     pub(crate) unsafe fn suspend(&self, why: Suspend) {
-        // Every switch away records whether the greenlet was unwinding (`interrupt`,
+        // Every switch away records whether the greenlet was unwinding (`worker::switch`,
         // "Own unwinding"), whichever blocking point it comes from.
-        crate::interrupt::before_switch(self);
+        self.before_switch();
         let y = self.yielder.get();
         debug_assert!(!y.is_null(), "suspend: greenlet has no yielder");
         // SAFETY: the yielder lives on this coroutine's stack as long as the coroutine
         // runs, and we are running on it (caller's contract).
         unsafe { (*y).suspend(why) }
+    }
+
+    /// Called by every switch away: records whether the greenlet is certainly not
+    /// unwinding (see `IRQ_CLEAN`).
+    fn before_switch(&self) {
+        let irq = self.irq.load(Ordering::Relaxed);
+        let irq = if std::thread::panicking() {
+            irq & !IRQ_CLEAN
+        } else {
+            irq | IRQ_CLEAN
+        };
+        self.irq.store(irq, Ordering::Relaxed);
+    }
+
+    /// The greenlet's body has ended (called on it, before its locals are dropped): no
+    /// final interrupt is raised in it any more, so greenlet-local destructors that block
+    /// run to completion.
+    fn body_finished(&self) {
+        let irq = self.irq.load(Ordering::Relaxed);
+        self.irq.store(irq | IRQ_FINISHING, Ordering::Relaxed);
     }
 
     /// The hub finished the greenlet: publish `DONE`, wake the joiner, fire the links.
@@ -403,40 +445,45 @@ pub(crate) trait JoinTarget<T>: Runnable {
     unsafe fn take_output(&self) -> Option<Result<T, JoinError>>;
 }
 
-/// A greenlet with closure `F` returning `T`. `repr(C)`: the header comes first (the
-/// contract of [`Runnable`]).
+/// A greenlet with closure `F` returning `T`, woken into scheduler `S`. `repr(C)`: the
+/// header comes first (the contract of [`Runnable`]).
 #[repr(C)]
-pub(crate) struct Task<F, T> {
+pub(crate) struct Task<F, T, S> {
     header: Header,
     func: UnsafeCell<Option<F>>,
     output: UnsafeCell<Option<Result<T, JoinError>>>,
+    /// Where its wakes go (immutable).
+    scheduler: S,
 }
 
 // SAFETY: `func` is moved out exactly once by the thread that owns the greenlet (first
 // run or shutdown), `output` is written before `DONE` is published with Release and read
 // after it is observed with Acquire by its single owner; `F: Send` and `T: Send` make
-// those cross-thread moves sound.
-unsafe impl<F: Send, T: Send> Sync for Task<F, T> {}
+// those cross-thread moves sound; the scheduler `S` is only ever read, and is `Sync`.
+unsafe impl<F: Send, T: Send, S: Sync> Sync for Task<F, T, S> {}
 
-impl<F, T> Task<F, T>
+impl<F, T, S> Task<F, T, S>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
+    S: Schedule,
 {
-    pub(crate) fn new(header: Header, f: F) -> Arc<Task<F, T>> {
+    pub(crate) fn new(header: Header, f: F, scheduler: S) -> Arc<Task<F, T, S>> {
         Arc::new(Task {
             header,
             func: UnsafeCell::new(Some(f)),
             output: UnsafeCell::new(None),
+            scheduler,
         })
     }
 }
 
 // SAFETY: `Task` is `repr(C)` with `header` as its first field.
-unsafe impl<F, T> Runnable for Task<F, T>
+unsafe impl<F, T, S> Runnable for Task<F, T, S>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
+    S: Schedule,
 {
     fn run_body(&self) {
         // SAFETY: the first run is the single owner of an unstarted greenlet.
@@ -456,19 +503,20 @@ where
         let _locals = DropLocals(&self.header);
         let result = panic::catch_unwind(AssertUnwindSafe(f));
         // The body is over: no kill, deadlock or shutdown is raised in it any more, so
-        // greenlet-local destructors that block run to completion (`interrupt`, step 4).
-        crate::interrupt::body_finished(&self.header);
+        // greenlet-local destructors that block run to completion (`worker::switch`,
+        // step 4).
+        self.header.body_finished();
         let output = match result {
             Ok(v) => Ok(v),
             Err(payload) => {
                 let name = self.header.display_name();
-                if crate::interrupt::is_kill(&*payload) {
+                if is_kill(&*payload) {
                     Err(JoinError::killed(name))
-                } else if crate::interrupt::is_deadlock(&*payload) {
+                } else if is_deadlock(&*payload) {
                     Err(JoinError::deadlock(name))
-                } else if crate::interrupt::is_shutdown(&*payload) {
+                } else if is_shutdown(&*payload) {
                     Err(JoinError::shutdown(name))
-                } else if crate::interrupt::is_timeout(&*payload) {
+                } else if is_timeout(&*payload) {
                     Err(JoinError::timed_out(name))
                 } else {
                     Err(JoinError::panicked(payload, name))
@@ -512,7 +560,7 @@ where
     }
 }
 
-impl<F, T> Drop for Task<F, T> {
+impl<F, T, S> Drop for Task<F, T, S> {
     fn drop(&mut self) {
         // The last reference may go on a hub (a detached greenlet's output, a closure that
         // never ran), on the reactor or pool thread that fired a wake, or while some frame
@@ -527,10 +575,11 @@ impl<F, T> Drop for Task<F, T> {
     }
 }
 
-impl<F, T> JoinTarget<T> for Task<F, T>
+impl<F, T, S> JoinTarget<T> for Task<F, T, S>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
+    S: Schedule,
 {
     fn as_runnable(self: Arc<Self>) -> TaskRef {
         self
@@ -542,20 +591,21 @@ where
     }
 }
 
-impl<F, T> Wake for Task<F, T>
+impl<F, T, S> Wake for Task<F, T, S>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
+    S: Schedule,
 {
     fn wake(self: Arc<Self>) {
-        if self.header.state.unpark() == Unpark::Schedule {
-            crate::worker::schedule_woken(self);
-        }
+        self.wake_by_ref();
     }
 
+    /// The park state machine (`state`), then the [`Schedule`] seam for the one wake
+    /// that moved it from `PARKED` to `SCHEDULED`.
     fn wake_by_ref(self: &Arc<Self>) {
         if self.header.state.unpark() == Unpark::Schedule {
-            crate::worker::schedule_woken(self.clone());
+            self.scheduler.schedule(self.clone());
         }
     }
 }
@@ -563,10 +613,7 @@ where
 /// Reads the header of a greenlet pinned in a worker's spotlight (see `spotlight`):
 /// how the monitor and run-info dumps read a greenlet running on another thread.
 /// `f` should only copy fields out: the hub may be waiting for the pin to go.
-pub(crate) fn read_pinned<R>(
-    pinned: &crate::spotlight::Pinned<'_, Header>,
-    f: impl FnOnce(&Header) -> R,
-) -> R {
+pub(crate) fn read_pinned<R>(pinned: &Pinned<'_, Header>, f: impl FnOnce(&Header) -> R) -> R {
     // SAFETY: a confirmed pin keeps the greenlet alive until it is dropped, and it
     // outlives this borrow (step 3 of the `spotlight` protocol: the hub's release waits
     // for the pin to clear before dropping its references). Only `Sync` parts of the
@@ -607,93 +654,107 @@ pub(crate) fn drop_contained<V>(h: &Header, what: &str, value: V) {
     }
 }
 
-/// Payload text of the panic Rust raises when a panic escapes a destructor while the
-/// thread is already unwinding; the process aborts right after the hook runs.
-const PANIC_IN_CLEANUP: &str = "panic in a destructor during cleanup";
+// Greenlet-locals (the storage behind `local::GreenletLocal`, gevent's `local`).
+//
+// Each greenlet header holds a small map from a local's address (its key) to a boxed
+// value, created lazily. Values are boxed so a reference handed out stays valid while the
+// map grows; entries are never removed before the greenlet ends. The map is only ever
+// touched by the greenlet itself (its own code, on its home thread), and no borrow of it
+// is held while user code runs (an initializer may use other locals).
 
-/// Installs, once per process, a panic hook in front of the existing one. A panic in a
-/// greenlet is reported as Rust's default hook would, but naming the greenlet (name, id,
-/// spawn site) instead of the worker thread; the hook installed before is not called for
-/// those (a hook installed after the runtime is built sees every panic). Panics outside
-/// greenlets go to the previous hook. It also names the greenlet when Rust is about to
-/// abort the process because a destructor panicked while the greenlet was unwinding
-/// (from a kill, a `Timeout`, a panic or a shutdown).
-///
-/// Such a panic escapes from a frame of the user's own stack, so no `catch_unwind` of
-/// grove's can contain it: Rust aborts (`panic in a destructor during cleanup`) and the
-/// worker goes down with the process. What grove can do is say which greenlet it was. The
-/// drops grove performs itself are contained instead ([`drop_contained`]). Other panics
-/// pass through to the previous hook untouched.
-pub(crate) fn install_abort_report() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let prev = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let who = crate::worker::with_local(|l| {
-                l.and_then(|l| {
-                    l.with_current(|h| h.map(|h| (h.display_name(), h.id, h.spawned_at)))
-                })
-            });
-            let text = payload_text(info.payload());
-            if text != PANIC_IN_CLEANUP {
-                match who {
-                    Some((name, id, at)) => report_greenlet_panic(info, &name, id, at, &text),
-                    None => prev(info),
-                }
-                return;
-            }
-            prev(info);
-            if let Some((name, id, at)) = who {
-                report!(
-                    "grove: greenlet '{name}' (id {id}, spawned at {at}) panicked in a \
-                     destructor while it was unwinding (killed, timed out, panicking or shut \
-                     down); Rust aborts the process when a panic escapes a destructor during \
-                     unwinding, so grove cannot contain it: catch panics inside such \
-                     destructors (std::panic::catch_unwind) or do not panic in Drop"
-                );
-            }
-        }));
-    });
+/// One greenlet's (or plain thread's) locals: `(key, value)`, few enough for a scan.
+#[derive(Default)]
+pub(crate) struct LocalMap {
+    pub(crate) entries: Vec<(usize, Box<dyn Any>)>,
+    /// Keys whose value has been (or is being) dropped at the greenlet's end: using
+    /// them again is refused, as std refuses a destroyed `thread_local!`, instead of
+    /// creating a value that the next round of drops would have to drop again.
+    destroyed: Vec<usize>,
 }
 
-/// What Rust's default hook prints, but naming the greenlet rather than the worker
-/// thread ("thread 'grove-worker-0' panicked" says nothing about which code failed).
-fn report_greenlet_panic(
-    info: &panic::PanicHookInfo<'_>,
-    name: &str,
-    id: u64,
-    at: &std::panic::Location<'_>,
-    text: &str,
-) {
-    let place = info
-        .location()
-        .map_or_else(String::new, |l| format!(" at {l}"));
-    let bt = std::backtrace::Backtrace::capture();
-    let trace = match bt.status() {
-        std::backtrace::BacktraceStatus::Captured => format!("\nstack backtrace:\n{bt}"),
-        _ => "\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
-            .to_string(),
-    };
-    // Never `eprintln!`: a panic inside a panic hook aborts, and stderr may be closed.
-    report!("greenlet '{name}' (id {id}, spawned at {at}) panicked{place}:\n{text}{trace}");
-}
-
-/// Drops a caught panic payload on a thread that must survive it (a hub). A payload is
-/// a user's value and its `Drop` may panic too: that second panic is caught and its own
-/// payload leaked (forgotten) rather than dropped, so disposal always ends here.
-pub(crate) fn dispose_payload(payload: Box<dyn Any + Send>) {
-    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
+impl LocalMap {
+    pub(crate) fn get(&self, key: usize) -> Option<*const dyn Any> {
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| &**v as *const dyn Any)
     }
 }
 
-/// A panic payload as text, for messages.
-pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
+/// A greenlet-local used again by a destructor that runs after its value was dropped.
+#[cold]
+fn destroyed() -> ! {
+    panic!(
+        "grove: a greenlet-local was used after its value was dropped (a greenlet-local's \
+         destructor uses it, or one dropped before it); like std's thread_local!, it cannot \
+         be accessed during or after its destruction"
+    )
+}
+
+impl Header {
+    /// The value stored under `key` in this greenlet's locals, inserting `init()` if
+    /// absent.
+    ///
+    /// # Safety
+    /// Only the greenlet itself may call this (on its own stack), so no other access
+    /// to its map can overlap.
+    pub(crate) unsafe fn local_value(
+        &self,
+        key: usize,
+        init: impl FnOnce() -> Box<dyn Any>,
+    ) -> *const dyn Any {
+        // SAFETY: exclusive per the caller's contract; the borrow ends before `init`.
+        if let Some(m) = unsafe { self.locals_mut() }.as_ref() {
+            if let Some(v) = m.get(key) {
+                return v;
+            }
+            if m.destroyed.contains(&key) {
+                destroyed();
+            }
+        }
+        let value = init();
+        // SAFETY: as above; `init` has returned, so no other borrow is live.
+        let map = unsafe { self.locals_mut() }.get_or_insert_with(Default::default);
+        if let Some(v) = map.get(key) {
+            return v; // created by a re-entrant initializer
+        }
+        let ptr = &*value as *const dyn Any;
+        map.entries.push((key, value));
+        ptr
+    }
+
+    /// Drops this greenlet's locals, on its own stack at the end of its body, in the
+    /// order they were created. A destructor may create a local not created yet (it is
+    /// dropped in turn); one that uses a local already dropped (its own included)
+    /// panics, contained and reported like any panicking destructor here (std's
+    /// `thread_local!` refuses the same access).
+    ///
+    /// # Safety
+    /// Only the greenlet itself may call this, once its closure has finished.
+    ///
+    /// This runs while a kill, `Timeout` or panic unwinds the greenlet, where a panic
+    /// escaping a destructor would abort the process: each value is dropped inside
+    /// `catch_unwind`, and a panic is reported on stderr, naming the greenlet, and
+    /// contained (the other values are still dropped).
+    pub(crate) unsafe fn drop_locals(&self) {
+        loop {
+            // SAFETY: exclusive per the caller's contract; the entry is taken out and its
+            // key marked destroyed before its destructor runs, and no borrow of the map is
+            // held while it does.
+            let next = unsafe { self.locals_mut() }.as_mut().and_then(|m| {
+                if m.entries.is_empty() {
+                    return None;
+                }
+                let (key, value) = m.entries.remove(0);
+                m.destroyed.push(key);
+                Some(value)
+            });
+            match next {
+                Some(value) => drop_contained(self, "a greenlet-local value", value),
+                None => break,
+            }
+        }
+        // SAFETY: as above; every destructor has returned.
+        drop(unsafe { self.locals_mut() }.take());
     }
 }

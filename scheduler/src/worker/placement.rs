@@ -34,29 +34,20 @@
 //!   only child away. At equilibrium the workers differ by about 2 + 6%: 1,000 connections
 //!   split about 516/484.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
+use super::Local;
 use crate::task::{TaskRef, NO_HOME};
-use crate::worker::Local;
-
-/// Adds `n` (wrapping: `usize::MAX` subtracts one) to a gauge only its worker writes: a plain
-/// load and store, no locked instruction.
-#[inline]
-pub(crate) fn gauge_add(gauge: &AtomicUsize, n: usize) {
-    gauge.store(
-        gauge.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
 
 impl Local {
     /// Before `task` runs here: hands a detached, never-started greenlet to the least loaded
     /// peer if this worker is clearly more loaded (see the module docs). Returns the task if
     /// it should run here.
-    pub(crate) fn place(&self, task: TaskRef) -> Option<TaskRef> {
+    pub(super) fn place(&self, task: TaskRef) -> Option<TaskRef> {
         let shared = &*self.shared;
         let h = task.header();
-        if shared.workers.len() == 1
+        let workers = shared.workers();
+        if workers.len() == 1
             || h.home.load(Ordering::Relaxed) != NO_HOME
             || !h.is_detached()
             || shared.is_shutdown()
@@ -64,11 +55,11 @@ impl Local {
             return Some(task);
         }
         let load = |i: usize| {
-            let w = &shared.workers[i];
-            w.counters.homed.load(Ordering::Relaxed) + w.inbox.len()
+            let w = &workers[i];
+            w.data.counters.homed.load(Ordering::Relaxed) + w.inbox.len()
         };
         let mine = load(self.index);
-        let Some((least, peer)) = (0..shared.workers.len())
+        let Some((least, peer)) = (0..workers.len())
             .filter(|&i| i != self.index)
             .map(|i| (load(i), i))
             .min()
@@ -78,16 +69,16 @@ impl Local {
         if mine < least + 2 + least / 16 {
             return Some(task);
         }
-        // As `Shared::push_remote`, except that a peer whose hub has already exited (a
+        // As `Core::push_remote`, except that a peer whose hub has already exited (a
         // shutdown racing this hand-off) gets its inbox drained *with cancellation*: these
         // are unstarted greenlets, whose joins must still resolve.
-        let w = &shared.workers[peer];
+        let w = &workers[peer];
         w.inbox.push(task);
         w.parker.unpark();
         if w.exited.closed_after_push() {
             while let Some(t) = w.inbox.steal().success() {
                 if t.header().home.load(Ordering::Relaxed) == NO_HOME {
-                    crate::worker::cancel_unstarted(shared, Some(self.index), t);
+                    shared.cancel_unstarted(Some(self.index), t);
                 }
             }
         }
