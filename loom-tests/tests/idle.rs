@@ -1,8 +1,9 @@
 // Without --cfg grove_loom this file compiles to an empty crate, docs included.
 #![cfg_attr(not(grove_loom), allow(missing_docs))]
 #![cfg(grove_loom)]
-//! Loom models of the idle-worker protocol (`scheduler/src/idle.rs`): who searches,
-//! who sleeps, and how a sleeper is woken, plus the `Parker` it sleeps on.
+//! Loom models of the idle-worker protocol (`scheduler/src/idle.rs`) as the hub core runs
+//! it (`scheduler/src/hub.rs`): who searches, who sleeps, and how a sleeper is woken, plus
+//! the `Parker` it sleeps on.
 //!
 //! # What is modelled
 //! Workers that run out of work must sleep (an idle runtime burns no CPU), yet work
@@ -14,27 +15,31 @@
 //! `Parker`, which remembers an unpark that comes before the park.
 //!
 //! # Who each thread stands for
-//! * A **worker** thread is `Local::run` (`scheduler/src/worker.rs`), reproduced step by
-//!   step on the real `Idle` and `Parker` (and the scheduler's loom mock `Injector` for
-//!   inboxes; stealable queues are [`Queue`], see there why): `next_task` (its `ready` queue,
-//!   then its inbox, then its `fresh` deque, then a batch from the global injector),
-//!   `search` (become a searcher, steal a batch from each peer's `fresh`), `sleep`
-//!   (`transition_worker_to_parked`, the last searcher's `has_stealable_work` re-check,
-//!   `Parker::park`, `unpark_worker_by_id`) and `run_task` (`end_search`, which wakes
-//!   another worker when the last searcher finds work). The LIFO slot and the
-//!   every-N-ticks fairness checks are left out: they only reorder local queues.
-//! * A greenlet that spawns is `Local::push_spawned` once the LIFO slot is taken:
-//!   `Local::requeue` of an unstarted greenlet, i.e. push to the worker's own `fresh`
-//!   deque, then `Shared::notify_parked`. A CPU-bound greenlet that keeps its worker
-//!   busy is modelled by blocking that worker thread until the spawned work is done,
-//!   so only its peers can run it.
-//! * The **publisher** thread is `Shared::push_new` from outside the runtime: push to
-//!   the injector, then `Shared::notify_parked`.
-//! * The **reactor** thread is `schedule_woken` → `Shared::push_remote`: push a started
-//!   greenlet to its home worker's inbox, then unpark that worker's `Parker`.
-//! * Shutdown is `Runtime::begin_shutdown`, done by whichever worker runs the last
-//!   item: set the flag, then unpark every parker. Workers leave their loop when they
-//!   see it, which bounds the model.
+//! * A **worker** thread runs the production hub loop, `Hub::run`, on the production
+//!   `Core` (queues, `Idle`, parkers, shutdown gate), with a token type ([`Item`]) for the
+//!   runnable and no hooks: `next_task` (its LIFO slot, `ready`, inbox, `fresh`, a batch
+//!   from the injector, and the every-N-ticks fairness checks), `search` (become a
+//!   searcher, steal a batch from a peer's `fresh`), `sleep` (`transition_worker_to_parked`,
+//!   the last searcher's `has_stealable_work` re-check, `Parker::park`,
+//!   `unpark_worker_by_id`) and the `end_search` before each run. Running an item is the
+//!   model's closure.
+//! * A greenlet that spawns is `Hub::push_spawned` once the LIFO slot is taken, i.e.
+//!   `Hub::requeue` of an unstarted greenlet: push to the worker's own `fresh` deque, then
+//!   `Core::notify_parked`. A CPU-bound greenlet that keeps its worker busy is modelled by
+//!   blocking that worker thread until the spawned work is done, so only its peers can run
+//!   it.
+//! * The **publisher** thread is `Core::push_outside` (a spawn from outside the runtime:
+//!   push to the injector, then notify).
+//! * The **reactor** thread is `Core::push_remote`: push a started greenlet to its home
+//!   worker's inbox, then unpark that worker's `Parker` (the runtime's `Schedule` for a
+//!   wake from another thread).
+//! * Shutdown is `Core::close`, done by whichever worker runs the last item: close the
+//!   gate, then unpark every parker. Workers leave `Hub::run` when they see it, which bounds
+//!   the model.
+//!
+//! The queues are the scheduler's loom stand-ins for crossbeam's (`scheduler/src/queue.rs`):
+//! FIFO under a lock, but emptiness answered from an atomic count without the lock, as
+//! crossbeam answers it from its indices, so a missing fence is not hidden by the lock.
 //!
 //! # Properties asserted
 //! * No lost wakeup: every item pushed is run. If all workers went to sleep with work
@@ -45,132 +50,57 @@
 //!   and a park synchronizes with every unpark it consumes, including one that found a
 //!   wake already pending (the regression model `parker_second_unpark_is_not_lost`).
 //!
-//! Each model was checked to fail when the protocol is broken on purpose: no
-//! last-searcher re-check, no StoreLoad fence before `worker_to_notify` reads the
-//! counters, a notified sleeper not counted as searching or as unparked, `Parker` without
-//! its lock hand-off or its `notify_one`, or with the old `store(EMPTY)`.
-//!
-//! # What is not the production code
-//! The queues, `Idle` and `Parker` are the runtime's own; the loop around them is a
-//! step-by-step copy of `Local::run`, because the hub itself (`worker::Local`) is tied
-//! to corosensei stacks and the `Arc<dyn Runnable>` greenlet type and cannot run under
-//! loom. Driving the real hub needs the hub core generic over an opaque runnable
-//! (issue 13); until then this copy must be kept in step with `worker.rs` by hand.
+//! # Shown to fail when broken (checked on the production code, then reverted)
+//! * `Hub::sleep` without the last searcher's `has_stealable_work` re-check: every model
+//!   but `targeted_wake_reaches_worker_going_to_sleep` (a targeted wake bypasses `Idle`)
+//!   deadlocks: the work sits in a queue while the last searcher sleeps.
+//! * `Idle::worker_to_notify` without its `SeqCst` fence: `outside_spawns_reach_two_workers`,
+//!   `outside_spawn_reaches_three_workers` and `spawn_from_busy_worker_reaches_peer_two_workers`
+//!   deadlock (the publisher reads the counters before its push is visible to the worker
+//!   going to sleep, whose re-check misses the push).
+//! * `Hub::requeue` without `Core::notify_parked`: both two-worker spawn-from-busy-worker
+//!   models deadlock.
+//! Earlier versions of these models (a copy of the loop) were also seen to fail with a
+//! notified sleeper not counted as searching or as unparked, and with `Parker` missing its
+//! lock hand-off, its `notify_one`, or with the old `store(EMPTY)`.
 //!
 //! # Bounds
 //! At most three items and three workers. The three-worker models use at most two
 //! preemptions (see `builder`): at three, `spawn_from_busy_worker_reaches_peers_three_workers`
-//! alone takes about 17 minutes on a two-core machine (20 s at two).
+//! alone takes many minutes on a two-core machine.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-
-use grove_scheduler::__loom::{Idle, Injector, Parker, Steal};
-use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use loom::sync::{Arc, Mutex};
+use grove_scheduler::__loom::{Core, Hub, Job, Parker};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::Arc;
 use loom::thread;
 
-/// A runnable greenlet, as far as the scheduler's queues see it.
+/// A runnable greenlet, as far as the hub core sees it.
 #[derive(Debug, Clone, Copy)]
 enum Item {
-    /// Runs and finishes.
+    /// Unstarted (spawned from outside): runs and finishes.
     Plain,
-    /// Spawned by a `SpawnAndHold`: runs, then tells the holder.
+    /// Started, homed on the worker it was pushed to (a targeted wake): runs and finishes.
+    Woken,
+    /// Unstarted, spawned by a `SpawnAndHold`: runs, then tells the holder.
     Child,
-    /// Spawns this many `Child` greenlets on its worker, then keeps that worker busy
-    /// (a CPU-bound loop) until they have all run elsewhere.
+    /// Started on worker 0: spawns this many `Child` greenlets there, then keeps that
+    /// worker busy (a CPU-bound loop) until they have all run elsewhere.
     SpawnAndHold(usize),
 }
 
-/// How many of the items left after the first a `steal_batch_and_pop` moves.
-#[derive(Clone, Copy)]
-enum Batch {
-    /// A peer's `Stealer`: half of them.
-    Half,
-    /// The global `Injector`: all of them, up to 16.
-    UpTo16,
-}
-
-/// A stealable run queue: the worker's `fresh` deque or the global injector.
-///
-/// Semantics of crossbeam-deque's FIFO `Worker`/`Stealer` and `Injector` (and of the
-/// scheduler's loom mock of them): FIFO, and `steal_batch_and_pop` takes one item and
-/// moves a [`Batch`] of the rest into the thief's `fresh`. It is written here,
-/// rather than taken from `grove_scheduler::__loom`, for one reason: emptiness. The mock
-/// answers `is_empty` under the same lock as `push`, and that lock alone orders a push
-/// against a concurrent `is_empty`, so with it the publisher's StoreLoad fence in
-/// `Idle::worker_to_notify` could be deleted and no model would notice. crossbeam
-/// publishes a push with an atomic store of its tail index and answers `is_empty` with
-/// atomic loads, no lock: `Stealer::is_empty` puts a `fence(SeqCst)` between them, and
-/// `Injector::is_empty` uses `SeqCst` loads, which loom models only as `Acquire`, so
-/// the fence stands in for them. Here `len` plays the tail index: written under the
-/// lock after each change, read by `is_empty` with no lock.
-struct Queue {
-    items: Mutex<VecDeque<Item>>,
-    len: AtomicUsize,
-}
-
-impl Queue {
-    fn new() -> Queue {
-        Queue {
-            items: Mutex::new(VecDeque::new()),
-            len: AtomicUsize::new(0),
-        }
-    }
-
-    fn push(&self, t: Item) {
-        let mut q = self.items.lock().unwrap();
-        q.push_back(t);
-        self.len.store(q.len(), Ordering::Release);
-    }
-
-    /// The owner's `Worker::pop`, or an `Injector::steal` of one item.
-    fn pop(&self) -> Option<Item> {
-        let mut q = self.items.lock().unwrap();
-        let t = q.pop_front();
-        self.len.store(q.len(), Ordering::Release);
-        t
-    }
-
-    /// `Stealer::steal_batch_and_pop` or `Injector::steal_batch_and_pop`.
-    fn steal_batch_and_pop(&self, dest: &Queue, batch: Batch) -> Option<Item> {
-        let mut src = self.items.lock().unwrap();
-        let first = src.pop_front()?;
-        let n = match batch {
-            Batch::Half => src.len() / 2,
-            Batch::UpTo16 => src.len().min(16),
-        };
-        if n > 0 {
-            let mut dst = dest.items.lock().unwrap();
-            dst.extend(src.drain(..n));
-            dest.len.store(dst.len(), Ordering::Release);
-        }
-        self.len.store(src.len(), Ordering::Release);
-        Some(first)
-    }
-
-    /// `Stealer::is_empty` / `Injector::is_empty`: no lock.
-    fn is_empty(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.len.load(Ordering::Acquire) == 0
+impl Job for Item {
+    fn is_started(&self) -> bool {
+        matches!(self, Item::Woken | Item::SpawnAndHold(_))
     }
 }
 
-/// `Remote`: what other threads may touch of one worker.
-struct Remote {
-    /// Started greenlets woken from other threads (only the owner takes from it).
-    inbox: Injector<Item>,
-    /// `fresh`: the owner pushes and pops, peers steal (`Worker` + `Stealer`).
-    fresh: Queue,
-    parker: Parker,
-}
+/// The production core, with `()` as the runtime's per-worker data.
+type ModelCore = Core<Item, ()>;
 
-/// `Shared`, reduced to what the idle protocol uses, plus the model's bookkeeping.
-struct Shared {
-    workers: Vec<Remote>,
-    injector: Queue,
-    idle: Idle,
-    shutdown: AtomicBool,
+/// What the model counts beside the core.
+struct Model {
+    /// Shared with the hubs through a `std` `Arc`, as the runtime shares it.
+    core: std::sync::Arc<ModelCore>,
     /// Items run so far; the one that runs item `total` begins shutdown.
     processed: AtomicUsize,
     total: usize,
@@ -179,233 +109,83 @@ struct Shared {
     holder: Parker,
 }
 
-impl Shared {
-    fn is_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
-    }
-
-    /// `Shared::notify_parked`.
-    fn notify_parked(&self) {
-        if let Some(i) = self.idle.worker_to_notify() {
-            self.workers[i].parker.unpark();
-        }
-    }
-
-    /// `Shared::has_stealable_work`.
-    fn has_stealable_work(&self) -> bool {
-        !self.injector.is_empty() || self.workers.iter().any(|w| !w.fresh.is_empty())
-    }
-
-    /// `Shared::push_new` from outside any worker.
-    fn push_new(&self, item: Item) {
-        self.injector.push(item);
-        self.notify_parked();
-    }
-
-    /// `Shared::push_remote`: a started greenlet woken from another thread.
-    fn push_remote(&self, home: usize, item: Item) {
-        let w = &self.workers[home];
-        w.inbox.push(item);
-        w.parker.unpark();
-    }
-
-    /// `Runtime::begin_shutdown`.
-    fn begin_shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        for w in &self.workers {
-            w.parker.unpark();
-        }
-    }
-}
-
-/// `Local`: one worker's own state, owned by its thread.
-struct Local {
-    index: usize,
-    shared: Arc<Shared>,
-    ready: RefCell<VecDeque<Item>>,
-    searching: Cell<bool>,
-}
-
-impl Local {
-    /// `Local::run`.
-    fn run(self) {
-        while !self.shared.is_shutdown() {
-            if let Some(t) = self.next_task() {
-                self.run_task(t);
-            } else if let Some(t) = self.search() {
-                self.run_task(t);
-            } else {
-                self.sleep();
-            }
-        }
-    }
-
-    fn drain_inbox(&self) {
-        let inbox = &self.remote().inbox;
-        let mut ready = self.ready.borrow_mut();
-        while let Steal::Success(t) = inbox.steal() {
-            ready.push_back(t);
-        }
-    }
-
-    /// `Local::next_task`, without the LIFO slot and the every-N-ticks checks.
-    fn next_task(&self) -> Option<Item> {
-        // Started greenlets that are ready, then remote wakes.
-        if let Some(t) = self.ready.borrow_mut().pop_front() {
-            return Some(t);
-        }
-        self.drain_inbox();
-        if let Some(t) = self.ready.borrow_mut().pop_front() {
-            return Some(t);
-        }
-        // Unstarted greenlets: ours, then a batch from the injector.
-        let fresh = &self.remote().fresh;
-        if let Some(t) = fresh.pop() {
-            return Some(t);
-        }
-        self.shared
-            .injector
-            .steal_batch_and_pop(fresh, Batch::UpTo16)
-    }
-
-    fn remote(&self) -> &Remote {
-        &self.shared.workers[self.index]
-    }
-
-    /// `Local::search`; peers are tried in index order after our own instead of from
-    /// a random start (the order does not matter to the protocol).
-    fn search(&self) -> Option<Item> {
-        let shared = &*self.shared;
-        let n = shared.workers.len();
-        if n == 1 {
-            return None;
-        }
-        if !self.searching.get() {
-            if !shared.idle.transition_worker_to_searching() {
-                return None;
-            }
-            self.searching.set(true);
-        }
-        for k in 1..n {
-            let j = (self.index + k) % n;
-            let peer = &shared.workers[j].fresh;
-            if let Some(t) = peer.steal_batch_and_pop(&self.remote().fresh, Batch::Half) {
-                return Some(t);
-            }
-        }
-        None
-    }
-
-    /// `Local::end_search`.
-    fn end_search(&self) {
-        if self.searching.replace(false) && self.shared.idle.transition_worker_from_searching() {
-            self.shared.notify_parked();
-        }
-    }
-
-    /// `Local::sleep`.
-    fn sleep(&self) {
-        let shared = &*self.shared;
-        let was_searching = self.searching.replace(false);
-        if shared
-            .idle
-            .transition_worker_to_parked(self.index, was_searching)
-            && shared.has_stealable_work()
-        {
-            // We were the last searcher and work appeared: keep going instead.
-            if !shared.idle.unpark_worker_by_id(self.index) {
-                self.searching.set(true);
-            }
-            return;
-        }
-        if shared.is_shutdown() {
-            shared.idle.unpark_worker_by_id(self.index);
-            return;
-        }
-        shared.workers[self.index].parker.park();
-        if !shared.idle.unpark_worker_by_id(self.index) {
-            // A publisher took us off the sleeper list and counted us as searching.
-            self.searching.set(true);
-        }
-    }
-
-    /// `Local::run_task`: leave the searching state, then run the greenlet's body.
-    fn run_task(&self, item: Item) {
-        self.end_search();
-        let shared = &*self.shared;
+impl Model {
+    /// Runs one item on the worker of `hub` (the body of a greenlet).
+    fn run_item(&self, hub: &Hub<Item, ()>, item: Item) {
         match item {
-            Item::Plain => {}
+            Item::Plain | Item::Woken => {}
             Item::Child => {
-                shared.children_done.fetch_add(1, Ordering::Release);
-                shared.holder.unpark();
+                self.children_done.fetch_add(1, Ordering::Release);
+                self.holder.unpark();
             }
             Item::SpawnAndHold(children) => {
                 for _ in 0..children {
-                    // Local::push_spawned -> Local::requeue.
-                    self.remote().fresh.push(Item::Child);
-                    shared.notify_parked();
+                    // `push_spawned` once the LIFO slot is taken: the displaced greenlet
+                    // is requeued where peers can steal it, and idle peers are notified.
+                    hub.requeue(Item::Child);
                 }
                 // CPU-bound until the children ran: only peers can run them.
-                while shared.children_done.load(Ordering::Acquire) < children {
-                    shared.holder.park();
+                while self.children_done.load(Ordering::Acquire) < children {
+                    self.holder.park();
                 }
             }
         }
-        if shared.processed.fetch_add(1, Ordering::AcqRel) + 1 == shared.total {
-            shared.begin_shutdown();
+        if self.processed.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
+            self.core
+                .close(|t| panic!("{t:?} still queued when every item had run"));
         }
     }
 }
 
 /// A runtime of `n` workers expecting `total` items, with `seed` already queued on
-/// worker 0's `ready` queue (a started greenlet, so it cannot be stolen).
-fn runtime(n: usize, total: usize, seed: &[Item]) -> (Arc<Shared>, Vec<Local>) {
-    let shared = Arc::new(Shared {
-        workers: (0..n)
-            .map(|_| Remote {
-                inbox: Injector::new(),
-                fresh: Queue::new(),
-                parker: Parker::new(),
-            })
-            .collect(),
-        injector: Queue::new(),
-        idle: Idle::new(n),
-        shutdown: AtomicBool::new(false),
+/// worker 0's `ready` queue (started greenlets, so they cannot be stolen).
+fn runtime(n: usize, total: usize, seed: &[Item]) -> (Arc<Model>, Vec<Hub<Item, ()>>) {
+    let (core, deques) = Core::new(n, |_| ());
+    let core = std::sync::Arc::new(core);
+    let hubs: Vec<Hub<Item, ()>> = deques
+        .into_iter()
+        .enumerate()
+        .map(|(i, fresh)| Hub::new(i, core.clone(), fresh))
+        .collect();
+    for &item in seed {
+        hubs[0].push_ready(item);
+    }
+    let model = Arc::new(Model {
+        core,
         processed: AtomicUsize::new(0),
         total,
         children_done: AtomicUsize::new(0),
         holder: Parker::new(),
     });
-    let locals: Vec<Local> = (0..n)
-        .map(|index| Local {
-            index,
-            shared: shared.clone(),
-            ready: RefCell::new(VecDeque::new()),
-            searching: Cell::new(false),
-        })
-        .collect();
-    locals[0].ready.borrow_mut().extend(seed.iter().copied());
-    (shared, locals)
+    (model, hubs)
 }
 
-/// Starts every worker, runs `outside` on the model's main thread (the publisher or
-/// the reactor), joins the workers, and checks that all items ran.
-fn run_workers(shared: Arc<Shared>, locals: Vec<Local>, outside: impl FnOnce(&Shared)) {
-    let handles: Vec<_> = locals
+/// Starts every worker on the production loop, runs `outside` on the model's main thread
+/// (the publisher or the reactor), joins the workers, and checks that all items ran.
+fn run_workers(model: Arc<Model>, hubs: Vec<Hub<Item, ()>>, outside: impl FnOnce(&ModelCore)) {
+    let handles: Vec<_> = hubs
         .into_iter()
-        .map(|l| thread::spawn(move || l.run()))
+        .map(|hub| {
+            let model = model.clone();
+            thread::spawn(move || hub.run(&(), |item| model.run_item(&hub, item)))
+        })
         .collect();
-    outside(&shared);
+    outside(&model.core);
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(shared.processed.load(Ordering::Acquire), shared.total);
-    let n = shared.workers.len();
-    let (unparked, searching) = shared.idle.counts();
+    assert_eq!(model.processed.load(Ordering::Acquire), model.total);
+    let n = model.core.workers.len();
+    let (unparked, searching) = model.core.idle.counts();
     assert!(
         searching <= unparked && unparked <= n,
         "idle counters out of range: unparked {unparked}, searching {searching}, workers {n}"
     );
+}
+
+/// A spawn from outside the runtime (nothing is ever cancelled in these models).
+fn spawn_outside(core: &ModelCore, item: Item) {
+    core.push_outside(item, |t| panic!("{t:?} cancelled before shutdown"));
 }
 
 /// A model builder: `LOOM_MAX_PREEMPTIONS` (default 3), capped at `max_preemptions`.
@@ -421,10 +201,10 @@ fn builder(max_preemptions: usize) -> loom::model::Builder {
 #[test]
 fn outside_spawns_reach_two_workers() {
     builder(3).check(|| {
-        let (shared, locals) = runtime(2, 2, &[]);
-        run_workers(shared, locals, |s| {
-            s.push_new(Item::Plain);
-            s.push_new(Item::Plain);
+        let (model, hubs) = runtime(2, 2, &[]);
+        run_workers(model, hubs, |core| {
+            spawn_outside(core, Item::Plain);
+            spawn_outside(core, Item::Plain);
         });
     });
 }
@@ -435,8 +215,8 @@ fn outside_spawns_reach_two_workers() {
 #[test]
 fn spawn_from_busy_worker_reaches_peer_two_workers() {
     builder(3).check(|| {
-        let (shared, locals) = runtime(2, 2, &[Item::SpawnAndHold(1)]);
-        run_workers(shared, locals, |_| {});
+        let (model, hubs) = runtime(2, 2, &[Item::SpawnAndHold(1)]);
+        run_workers(model, hubs, |_| {});
     });
 }
 
@@ -445,8 +225,8 @@ fn spawn_from_busy_worker_reaches_peer_two_workers() {
 #[test]
 fn spawn_two_from_busy_worker_reach_peer_two_workers() {
     builder(3).check(|| {
-        let (shared, locals) = runtime(2, 3, &[Item::SpawnAndHold(2)]);
-        run_workers(shared, locals, |_| {});
+        let (model, hubs) = runtime(2, 3, &[Item::SpawnAndHold(2)]);
+        run_workers(model, hubs, |_| {});
     });
 }
 
@@ -457,8 +237,8 @@ fn spawn_two_from_busy_worker_reach_peer_two_workers() {
 #[test]
 fn spawn_from_busy_worker_reaches_peers_three_workers() {
     builder(2).check(|| {
-        let (shared, locals) = runtime(3, 3, &[Item::SpawnAndHold(2)]);
-        run_workers(shared, locals, |_| {});
+        let (model, hubs) = runtime(3, 3, &[Item::SpawnAndHold(2)]);
+        run_workers(model, hubs, |_| {});
     });
 }
 
@@ -467,8 +247,8 @@ fn spawn_from_busy_worker_reaches_peers_three_workers() {
 #[test]
 fn outside_spawn_reaches_three_workers() {
     builder(2).check(|| {
-        let (shared, locals) = runtime(3, 1, &[]);
-        run_workers(shared, locals, |s| s.push_new(Item::Plain));
+        let (model, hubs) = runtime(3, 1, &[]);
+        run_workers(model, hubs, |core| spawn_outside(core, Item::Plain));
     });
 }
 
@@ -478,8 +258,8 @@ fn outside_spawn_reaches_three_workers() {
 #[test]
 fn targeted_wake_reaches_worker_going_to_sleep() {
     builder(3).check(|| {
-        let (shared, locals) = runtime(2, 1, &[]);
-        run_workers(shared, locals, |s| s.push_remote(1, Item::Plain));
+        let (model, hubs) = runtime(2, 1, &[]);
+        run_workers(model, hubs, |core| core.push_remote(1, Item::Woken));
     });
 }
 
@@ -488,10 +268,10 @@ fn targeted_wake_reaches_worker_going_to_sleep() {
 #[test]
 fn targeted_wake_and_spawn_together() {
     builder(3).check(|| {
-        let (shared, locals) = runtime(2, 2, &[]);
-        run_workers(shared, locals, |s| {
-            s.push_remote(1, Item::Plain);
-            s.push_new(Item::Plain);
+        let (model, hubs) = runtime(2, 2, &[]);
+        run_workers(model, hubs, |core| {
+            core.push_remote(1, Item::Woken);
+            spawn_outside(core, Item::Plain);
         });
     });
 }
