@@ -10,24 +10,25 @@
 //! sequence, and must neither be lost nor resume the greenlet twice.
 //!
 //! # Who each thread stands for
-//! * The **hub** thread is `Local::run_task` (`scheduler/src/worker.rs`): it takes the
-//!   greenlet off a run queue, calls `start_running`, "resumes" it (the greenlet body is
-//!   inlined: it registers its waker, which here means spawning the waker thread, and
-//!   asks to park), then calls `complete_park` and, if that fails, pushes the greenlet
-//!   back on its `ready` queue. Between parks it finds the greenlet again the way
-//!   `Local::next_task` does (`ready`, then the inbox) and, finding nothing, sleeps on
-//!   its `Parker` as `Local::sleep` does.
-//! * A **waker** thread is `Task::wake` (`impl Wake for Task`, `scheduler/src/task.rs`) on another
-//!   thread (the reactor, another worker, a plain thread): `State::unpark`, and on
-//!   `Unpark::Schedule` `schedule_woken` → `Shared::push_remote`
-//!   (`scheduler/src/runtime.rs`), i.e. push to the home worker's inbox, then unpark
-//!   the home worker's `Parker`.
+//! * The **hub** thread runs the production hub loop, `Hub::run` (`scheduler/src/hub.rs`),
+//!   on a one-worker production `Core`, with a token for the greenlet. Running it is the
+//!   model's closure, `Local::run_task`'s steps (`scheduler/src/worker/mod.rs`):
+//!   `start_running`, "resume" (the greenlet body is inlined: it registers its waker, which
+//!   here means spawning the waker thread, and asks to park), then `complete_park` and, if
+//!   that fails, `Hub::push_ready`. Between parks the real loop finds the greenlet again
+//!   (`next_task`: `ready`, then the inbox) or sleeps on the worker's `Parker` (`sleep`).
+//!   When the greenlet returns, the closure closes the core (`Core::close`), which ends the
+//!   loop.
+//! * A **waker** thread is `Task::wake` (`scheduler/src/task.rs`) on another thread (the
+//!   reactor, another worker, a plain thread): `State::unpark`, and on `Unpark::Schedule`
+//!   the runtime's `Schedule` for a wake from another thread, `Core::push_remote`: push to
+//!   the home worker's inbox, then unpark the home worker's `Parker`.
 //! * A **stale** waker is one left over from an earlier wait: it may fire at any time,
 //!   including before `start_running` and after `complete`.
 //!
-//! The state word, inbox and parker are the runtime's own; the hub's side is a copy of
-//! `Local::run_task`'s steps (see `idle.rs`, "What is not the production code", for
-//! why, and what would lift it: issue 13).
+//! The state word, the hub loop, its queues and the parker are the runtime's own; the
+//! coroutine switch itself is not (it cannot run under loom), and only `run_task`'s state
+//! steps around it are written here.
 //!
 //! # Properties asserted
 //! * Exactly one queue insertion per park: the hub's failed `complete_park` or one
@@ -41,10 +42,14 @@
 //! * `complete_yield` absorbs a wake that landed while the greenlet ran, and a wake
 //!   racing a yield never queues it a second time; a wake after `complete` does nothing.
 //!
-//! Each model was checked to fail when the protocol is broken on purpose: `unpark`
+//! Earlier versions of these models (around a copy of the hub loop) were checked to fail
+//! when the protocol is broken on purpose: `unpark`
 //! of a running greenlet not setting `NOTIFIED` or scheduling it, `complete_park`
 //! ignoring `NOTIFIED`, `Relaxed` instead of `AcqRel`/`Acquire` on either CAS, or the
-//! hub's `Parker` losing its lock hand-off or `notify_one`.
+//! hub's `Parker` losing its lock hand-off or `notify_one`. On the production loop
+//! (`Hub::run`), checked again: `Core::push_remote` without its `Parker::unpark`
+//! deadlocks `wake_races_park_resumes_once`, `two_wakers_race_park_queue_once`,
+//! `stale_wake_anywhere_resumes_once` and `second_park_after_wake_resumes_once`.
 //!
 //! # A loom limitation
 //! `complete`, `complete_yield` and the failure path of `complete_park` are plain
@@ -57,10 +62,11 @@
 //! does nothing) rather than the exact state value; where the wake is ordered with the
 //! store, they check the exact value.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use grove_scheduler::__loom::{
-    Injector, Parker, State, Steal, Unpark, DONE, NOTIFIED, PARKED, RUNNING, SCHEDULED,
+    Core, Hub, Job, State, Unpark, DONE, NOTIFIED, PARKED, RUNNING, SCHEDULED,
 };
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
@@ -69,27 +75,41 @@ use loom::thread::{self, JoinHandle};
 /// Mailbox value meaning "nothing written yet".
 const EMPTY_MAIL: usize = usize::MAX;
 
-/// One greenlet and what its home worker exposes to other threads.
+/// The greenlet as the hub core sees it; the number names who queued it.
+#[derive(Debug)]
+struct Greenlet(usize);
+
+impl Job for Greenlet {
+    /// Started: it only ever goes to its home worker's `ready` and inbox.
+    fn is_started(&self) -> bool {
+        true
+    }
+}
+
+/// One greenlet and its home worker's shared core.
 struct Home {
     /// The greenlet's state word (`Header::state`).
     state: State,
-    /// `Remote::inbox`: greenlets woken from other threads. Items name the waker.
-    inbox: Injector<usize>,
-    /// `Remote::parker`: the home worker sleeps here.
-    parker: Parker,
+    /// The production core of a one-worker runtime (its inbox and parker are what other
+    /// threads touch), shared with the hub as the runtime shares it.
+    core: std::sync::Arc<Core<Greenlet, ()>>,
     /// One slot per park: what that park's waker publishes before waking. `Relaxed`
     /// on both sides, so only the protocol's synchronization can make it visible.
     mail: Vec<AtomicUsize>,
 }
 
 impl Home {
-    fn new(rounds: usize) -> Home {
-        Home {
+    /// The greenlet, and the hub of its home worker.
+    fn new(rounds: usize) -> (Home, Hub<Greenlet, ()>) {
+        let (core, mut fresh) = Core::new(1, |_| ());
+        let core = std::sync::Arc::new(core);
+        let hub = Hub::new(0, core.clone(), fresh.pop().unwrap());
+        let home = Home {
             state: State::new(),
-            inbox: Injector::new(),
-            parker: Parker::new(),
+            core,
             mail: (0..rounds).map(|_| AtomicUsize::new(EMPTY_MAIL)).collect(),
-        }
+        };
+        (home, hub)
     }
 
     /// `Task::wake` from a thread that is not the home worker. Returns `true` if
@@ -97,9 +117,8 @@ impl Home {
     fn wake(&self, id: usize) -> bool {
         match self.state.unpark() {
             Unpark::Schedule => {
-                // Shared::push_remote: inbox first, then the parker.
-                self.inbox.push(id);
-                self.parker.unpark();
+                // The runtime's `Schedule` from another thread: `Core::push_remote`.
+                self.core.push_remote(0, Greenlet(id));
                 true
             }
             Unpark::Nothing => false,
@@ -108,7 +127,7 @@ impl Home {
 
     /// Number of greenlet entries still sitting in the inbox.
     fn inbox_len(&self) -> usize {
-        self.inbox.len()
+        self.core.workers[0].inbox.len()
     }
 }
 
@@ -123,16 +142,22 @@ struct Scenario {
     stale: bool,
 }
 
-/// The hub's side: runs the greenlet through `rounds` parks, then to completion.
-/// Returns how many times the hub itself re-queued the greenlet (failed
+/// The hub's side: the production loop runs the greenlet through `rounds` parks, then to
+/// completion. Returns how many times the hub itself re-queued the greenlet (failed
 /// `complete_park`) and the handles of every waker it started.
-fn hub(home: &Arc<Home>, sc: Scenario) -> (usize, Vec<JoinHandle<bool>>) {
-    let mut ready: VecDeque<()> = VecDeque::new();
-    let mut requeued = 0;
-    let mut wakers = Vec::new();
-
-    for round in 0..=sc.rounds {
-        // Taken off a run queue (initially: the spawn), so it must be SCHEDULED.
+fn hub(home: &Arc<Home>, hub: Hub<Greenlet, ()>, sc: Scenario) -> (usize, Vec<JoinHandle<bool>>) {
+    let round = Cell::new(0);
+    let requeued = Cell::new(0);
+    let wakers = RefCell::new(Vec::new());
+    // Queued by its spawn.
+    hub.push_ready(Greenlet(usize::MAX));
+    hub.run(&(), |g| {
+        let round_now = round.get();
+        assert!(
+            g.0 == usize::MAX || g.0 < sc.rounds * sc.wakers,
+            "queued by someone other than its spawn and its wakers"
+        );
+        // Taken off a run queue, so it must be SCHEDULED.
         assert_eq!(
             home.state.load(),
             SCHEDULED,
@@ -143,15 +168,21 @@ fn hub(home: &Arc<Home>, sc: Scenario) -> (usize, Vec<JoinHandle<bool>>) {
         // Resumed after park `round - 1`: that park's waker's write must be visible.
         // Only checked with a single waker per park and no stale waker, where that
         // waker is the only thing that can have resumed us.
-        if round > 0 && sc.wakers == 1 && !sc.stale {
-            let got = home.mail[round - 1].load(Ordering::Relaxed);
-            assert_eq!(got, round - 1, "woken greenlet missed its waker's write");
+        if round_now > 0 && sc.wakers == 1 && !sc.stale {
+            let got = home.mail[round_now - 1].load(Ordering::Relaxed);
+            assert_eq!(
+                got,
+                round_now - 1,
+                "woken greenlet missed its waker's write"
+            );
         }
 
-        if round == sc.rounds {
-            // The body returns.
+        if round_now == sc.rounds {
+            // The body returns; nothing is left to run.
             home.state.complete();
-            break;
+            home.core
+                .close(|g| panic!("{g:?} queued outside the home worker"));
+            return;
         }
 
         // Greenlet body: register a waker for this park (the waker thread starts once
@@ -159,41 +190,32 @@ fn hub(home: &Arc<Home>, sc: Scenario) -> (usize, Vec<JoinHandle<bool>>) {
         for w in 0..sc.wakers {
             let home = home.clone();
             let publish = sc.wakers == 1 && !sc.stale;
-            wakers.push(thread::spawn(move || {
+            wakers.borrow_mut().push(thread::spawn(move || {
                 if publish {
-                    home.mail[round].store(round, Ordering::Relaxed);
+                    home.mail[round_now].store(round_now, Ordering::Relaxed);
                 }
-                home.wake(round * sc.wakers + w)
+                home.wake(round_now * sc.wakers + w)
             }));
         }
 
         // Hub, off the greenlet's stack.
         if !home.state.complete_park() {
-            requeued += 1;
-            ready.push_back(());
+            requeued.set(requeued.get() + 1);
+            hub.push_ready(g);
         }
-
-        // Local::next_task / Local::sleep until the greenlet is runnable again.
-        loop {
-            if ready.pop_front().is_some() {
-                break;
-            }
-            if let Steal::Success(_) = home.inbox.steal() {
-                break;
-            }
-            home.parker.park();
-        }
-    }
+        round.set(round_now + 1);
+    });
     assert!(
-        ready.is_empty(),
+        hub.next_in_shutdown().is_none(),
         "greenlet queued on the hub after it finished"
     );
-    (requeued, wakers)
+    (requeued.get(), wakers.into_inner())
 }
 
 /// Runs one scenario and checks the exactly-once accounting.
 fn check(sc: Scenario) {
-    let home = Arc::new(Home::new(sc.rounds));
+    let (home, home_hub) = Home::new(sc.rounds);
+    let home = Arc::new(home);
 
     let stale = sc.stale.then(|| {
         let home = home.clone();
@@ -201,7 +223,9 @@ fn check(sc: Scenario) {
     });
 
     let hub_home = home.clone();
-    let (requeued, wakers) = thread::spawn(move || hub(&hub_home, sc)).join().unwrap();
+    let (requeued, wakers) = thread::spawn(move || hub(&hub_home, home_hub, sc))
+        .join()
+        .unwrap();
 
     let mut scheduled = 0;
     for w in wakers {
@@ -302,7 +326,7 @@ fn second_park_after_wake_resumes_once() {
 #[test]
 fn wake_before_start_and_after_park() {
     loom::model(|| {
-        let home = Arc::new(Home::new(0));
+        let home = Arc::new(Home::new(0).0);
 
         // Before start_running: a queued, not yet running greenlet ignores wakes.
         assert!(!home.wake(0));
@@ -343,7 +367,7 @@ fn wake_before_start_and_after_park() {
 #[test]
 fn wake_after_done_is_nothing() {
     loom::model(|| {
-        let home = Arc::new(Home::new(0));
+        let home = Arc::new(Home::new(0).0);
         let h = home.clone();
         let hub = thread::spawn(move || {
             h.state.start_running();
@@ -357,7 +381,7 @@ fn wake_after_done_is_nothing() {
         assert_finished(&home, true);
 
         // Ordered after `complete`: exactly DONE, and it stays so.
-        let home = Arc::new(Home::new(0));
+        let home = Arc::new(Home::new(0).0);
         let h = home.clone();
         thread::spawn(move || {
             h.state.start_running();
@@ -377,7 +401,7 @@ fn wake_after_done_is_nothing() {
 #[test]
 fn yield_races_wake_queues_once() {
     loom::model(|| {
-        let home = Arc::new(Home::new(0));
+        let home = Arc::new(Home::new(0).0);
         let h = home.clone();
         let hub = thread::spawn(move || {
             let mut ready = VecDeque::new();
@@ -409,7 +433,7 @@ fn yield_races_wake_queues_once() {
 #[test]
 fn yield_absorbs_notification() {
     loom::model(|| {
-        let home = Arc::new(Home::new(0));
+        let home = Arc::new(Home::new(0).0);
         let h = home.clone();
         thread::spawn(move || {
             h.state.start_running();
