@@ -21,7 +21,7 @@
 // Items are `pub` so that `__loom` can re-export them to the loom tests.
 #![allow(unreachable_pub)]
 
-use crate::loom::{Mutex, MutexGuard};
+use crate::loom::{lock, Mutex, MutexGuard};
 use crate::timers::TimerKey;
 
 /// What a [`take`](DelayedSlot::take) leaves its caller to do.
@@ -67,7 +67,7 @@ impl<T> DelayedSlot<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Step 0: the greenlet and its kill hook's id, before the timer is added.
