@@ -5,12 +5,12 @@
 //! `Gate`: once a runtime shuts down, nothing queued after it is left uncancelled.
 //!
 //! # Who each thread stands for
-//! * A **pusher** is `Shared::push_new` from outside the workers (push to the injector;
+//! * A **pusher** is `Core::push_outside` (a spawn from outside the workers: push to the injector;
 //!   if `Gate::closed_after_push`, cancel what the injector holds), or
-//!   `Shared::push_remote` (push to a worker's inbox; if that worker's `exited` gate is
+//!   `Core::push_remote` (`scheduler/src/hub.rs`: push to a worker's inbox; if that worker's `exited` gate is
 //!   closed, drop what the inbox holds). Before pushing it checks `Gate::is_closed` and,
 //!   if closed, cancels its item directly, as `push_new` does.
-//! * The **closer** is `Shared::begin_shutdown` (close `shutdown`, then cancel the
+//! * The **closer** is `Core::close` (close `shutdown`, then cancel the
 //!   injector's items) or a hub's `exit` (close `exited`, then drop the inbox's).
 //!
 //! The queue is a model of crossbeam's: items under a lock, but emptiness answered from

@@ -5,11 +5,11 @@
 //! `Word` and `Scope`: kill, deadlock, shutdown and timeouts.
 //!
 //! # Who each thread stands for
-//! * The **greenlet** is `interrupt::checkpoint` (its take of a pending timeout,
+//! * The **greenlet** is `worker::switch::checkpoint` (its take of a pending timeout,
 //!   `Word::take_scope`) and `Timeout::drop` (`Scope::end`).
 //! * The **timer** is `Fire::wake_by_ref` on the reactor thread (`Scope::fire`).
-//! * **Interrupters** are `interrupt::kill`, `interrupt::deadlock` (the `block_on`
-//!   thread) and `interrupt::shutdown` (a hub).
+//! * **Interrupters** are `worker::switch::kill`, `worker::switch::deadlock` (the `block_on`
+//!   thread) and `worker::switch::shutdown` (a hub).
 //!
 //! # Properties asserted
 //! * Rule 2 (issue 15 item 8): once `Scope::end` has returned, the greenlet never sees

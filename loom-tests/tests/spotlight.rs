@@ -6,7 +6,7 @@
 //! running, while the worker may finish it and drop it at any moment.
 //!
 //! # Who each thread stands for
-//! * The **hub** is `Local::run_task` / `Local::finish` (`scheduler/src/worker.rs`):
+//! * The **hub** is `Local::run_task` / `Local::finish` (`scheduler/src/worker/mod.rs`):
 //!   `enter(p)` before resuming `p`, `leave()` when it switches back, and, for a
 //!   greenlet that finished, `release(p)` before dropping its references. Dropping is
 //!   modelled as a write to the object's `UnsafeCell` (the allocator reusing the

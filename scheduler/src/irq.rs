@@ -1,4 +1,4 @@
-//! The interrupt word and timeout scopes: the loom-checked core of `interrupt`.
+//! The interrupt word and timeout scopes: the loom-checked core of interrupts (`worker::switch`, `interrupt`).
 //!
 //! Every greenlet header holds one [`Word`] with two parts: a *final* interrupt
 //! ([`KILL`], [`DEADLOCK`] or [`SHUTDOWN`], in the top two bits) and a pending timeout

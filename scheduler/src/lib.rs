@@ -23,31 +23,47 @@
 //! consequence, stated plainly: a started greenlet whose home worker is busy waits for
 //! it; long CPU-bound loops should `yield_now` or run on a blocking pool.
 //!
-//! # Modules
-//! * `state`: the per-greenlet park/unpark state machine (loom-checked).
-//! * `idle`: which workers search and sleep, and how they are woken (loom-checked).
-//! * `queue`: crossbeam-deque, or a model under loom.
-//! * `task`: the greenlet object (`unsafe`: the `!Send` coroutine in a shared header).
-//! * `stack`: guarded stacks, their pools, and (`stack::overflow`) the overflow reporter
-//!   (`unsafe`).
-//! * `control`: waiting on and killing many greenlets (`joinall`, `iwait`, `killall`),
-//!   built on completion links (`JoinHandle::on_finish`).
-//! * `interrupt`: kill, shutdown and `Timeout`, delivered at blocking points, on the
-//!   interrupt word of `irq` (loom-checked); `timers`: the hook through which the owner
-//!   (the `grove` facade) provides timers, and their opaque keys; `driver`: the
-//!   worker-side poll hook (hubs harvest I/O events and due timers themselves) and
-//!   per-worker wake batching.
-//! * `completion`: the joiner's waker slot, links and detach-vs-complete (loom-checked);
-//!   `delayed`: `spawn_later`'s timer/kill/shutdown hand-off (loom-checked); `gate`:
-//!   the shutdown drains' push/close handshake (loom-checked).
-//! * `placement`: where a detached greenlet (a connection handler) first runs, and so
-//!   lives: the least loaded worker, not necessarily its spawner's.
-//! * `worker`: the hub loop and shutdown; `runtime`: builder and shared state;
-//!   `greenlet`: the user API.
-//! * `spotlight`: which greenlet each worker runs, readable from other threads
-//!   (loom-checked); `monitor`: blocking detection built on it; `run_info`: dumps of
-//!   every live greenlet and the workers' counters; `wait_reason`: what a parked greenlet
-//!   says it waits on.
+//! # Modules, bottom to top
+//! Each layer uses only the layers below it (`python3 tools/modcycles.py scheduler/src`
+//! shows the graph and fails on a cycle).
+//!
+//! 1. **Protocols**, each loom-checked on the production type and built under loom:
+//!    `state` (a greenlet's park/unpark state machine), `idle` (which workers search and
+//!    sleep, the `Parker`), `queue` (crossbeam-deque, or a stand-in under loom), `irq` (the
+//!    interrupt word), `completion` (the joiner's waker slot, links, detach vs complete),
+//!    `delayed` (`spawn_later`'s timer/kill/shutdown hand-off), `gate` (the shutdown
+//!    drains' push/close handshake), `spotlight` (which greenlet a worker runs, read from
+//!    other threads); `loom` (the std/loom switch, and `lock`, which ignores poison);
+//!    `timers` and `wait_reason` (the owner's timer hook and its opaque keys; what a parked
+//!    greenlet waits on).
+//! 2. **Memory**: `stack` (guarded stacks and their pools; `stack::overflow`, the
+//!    overflow reporter).
+//! 3. **The greenlet object**: `task` (header, closure, output and coroutine in one
+//!    allocation; its greenlet-locals map; the `Schedule` seam, its only way to
+//!    the scheduler), `error` (`JoinError`, `SpawnError`), `signal` (grove's panic
+//!    payloads: kill, deadlock, shutdown, timeout).
+//! 4. **The cores**: `hub` (the hub core: the queues all workers share and the
+//!    search/steal/park loop, generic over an opaque runnable, which the loom models
+//!    drive); `shared` (the runtime's shared state around it: stacks, hooks, counters,
+//!    registries, the `Handle` type); `batch` (wake batching); `driver` (the owner's
+//!    worker-side poll hook).
+//! 5. **The worker** (`worker`): the coroutine part. A greenlet resumed on its stack
+//!    (`worker`), its switches and the interrupts delivered there (`worker::switch`),
+//!    shutdown (`worker::shutdown`), the driver hooks (`worker::driver`), where a
+//!    detached greenlet first runs (`worker::placement`), the panic hook.
+//! 6. **The public face**: `runtime` (`Builder`, `Runtime`, `Handle`'s spawning side),
+//!    `greenlet` (`park`, `handle`, `spawn`), `interrupt` (`Timeout`), `local`
+//!    (greenlet-locals), `control` (`joinall`, `iwait`, `killall`); and **diagnostics**:
+//!    `monitor` (blocking detection; `monitor::stall`, its state, sits in layer 4's
+//!    reach), `run_info` (dumps), `deadlock` (`block_on`'s deadlock proof).
+//!
+//! `unsafe` lives in `stack` (mappings, guard pages, the `corosensei` stack contract,
+//! the overflow handler), `task` (the `!Send` coroutine and cells in a shared header),
+//! `worker` (`worker`, `worker::switch`, `worker::shutdown`: the resume, the switch
+//! away, a header read through the thread's current pointer, abandoning a coroutine),
+//! `local` (a greenlet-local's value behind a pointer), `greenlet::handle` (taking a
+//! finished greenlet's output) and `shared` (`getpid` and `pthread_atfork`). Every
+//! block has a `// SAFETY:` comment; every `unsafe fn` a `# Safety` section.
 //!
 //! The scheduler knows nothing of I/O or timers: it wakes and is woken through
 //! `std::task::Waker`, which is how the reactor (and any future) reaches it.

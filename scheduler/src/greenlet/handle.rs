@@ -33,7 +33,7 @@ fn kill_task_nowait(task: TaskRef) {
         hook();
     }
     if is_current(h) {
-        // Raised here unless it must wait (step 5 of `interrupt`): then at the next
+        // Raised here unless it must wait (step 5 of `worker::switch`): then at the next
         // blocking point.
         let _ = checkpoint(h, Side::Before);
     }

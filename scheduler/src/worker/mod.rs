@@ -27,7 +27,7 @@
 //! 2. The hub cancels the unstarted greenlets of its own queues (dropped unrun, joins
 //!    resolved with `is_shutdown`).
 //! 3. It tells every started greenlet homed here (the registry) to unwind: a `SHUTDOWN`
-//!    interrupt (see `interrupt`), raised at the blocking point the greenlet is parked
+//!    interrupt (see `worker::switch`), raised at the blocking point the greenlet is parked
 //!    in, with grove's own payload. The greenlet then runs on this hub like any other:
 //!    its destructors run on its own stack, and a destructor that blocks (a `sleep`, a
 //!    `join`, a contended `Lock`) parks and is woken as usual; its root reports

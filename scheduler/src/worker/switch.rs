@@ -78,7 +78,7 @@ use crate::task::{Header, Suspend, TaskRef, IRQ_CLEAN, IRQ_DELIVERED, IRQ_FINISH
 ///
 /// `std::thread::panicking()` counts per OS thread: a greenlet suspended in the middle
 /// of an unwind (a destructor that blocks) leaves it true for every greenlet its worker
-/// runs meanwhile, so on its own it cannot tell *whose* unwind it is (`interrupt`,
+/// runs meanwhile, so on its own it cannot tell *whose* unwind it is (see "Own unwinding" above,
 /// step 4).
 pub(crate) fn unwinding_is_ours() -> bool {
     std::thread::panicking() && with_local(|l| l.is_some_and(|l| l.resumed_clear.get()))
@@ -87,7 +87,7 @@ pub(crate) fn unwinding_is_ours() -> bool {
 /// An interrupt was not raised in the current greenlet because its thread is
 /// unwinding. The hub wakes it again once its thread no longer is, so that the
 /// interrupt is delayed, never lost, when the unwinding was another greenlet's
-/// (`interrupt`, step 4).
+/// (step 4 above).
 pub(crate) fn defer_interrupt() {
     with_local(|l| {
         if let Some(l) = l {
@@ -116,7 +116,7 @@ pub(crate) fn suspend_current(why: Suspend, what: *mut &'static str) -> bool {
     // Every blocking point is an interruption point (kill, Timeout), checked on both
     // sides of the switch: before, so that a pending interrupt whose wake was already
     // consumed does not park forever (a final one the greenlet caught switches as a
-    // yield first: step 5 of `interrupt`); after, for one that arrived while parked.
+    // yield first: step 5 above); after, for one that arrived while parked.
     let why = if checkpoint(h, Side::Before) {
         Suspend::Yield
     } else {
