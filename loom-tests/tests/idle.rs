@@ -60,6 +60,7 @@
 //!   going to sleep, whose re-check misses the push).
 //! * `Hub::requeue` without `Core::notify_parked`: both two-worker spawn-from-busy-worker
 //!   models deadlock.
+//!
 //! Earlier versions of these models (a copy of the loop) were also seen to fail with a
 //! notified sleeper not counted as searching or as unparked, and with `Parker` missing its
 //! lock hand-off, its `notify_one`, or with the old `store(EMPTY)`.

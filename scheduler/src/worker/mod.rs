@@ -1,4 +1,4 @@
-//! The hub: the scheduling loop each worker thread runs on its native stack.
+//! The worker: the part of each worker thread's hub that knows a greenlet.
 //!
 //! The search for work (queues, fairness, stealing, sleeping) is the hub core's (`hub`),
 //! generic over what it runs; this module is the part that knows a greenlet: it gives a
