@@ -19,6 +19,9 @@
 //!   holds.
 //! * The **closer** is `Shared::begin_shutdown`'s `Core::close`: close the shutdown gate,
 //!   cancel what the injector holds, unpark every hub.
+//! * The **stopper** (`stop_waits_for_every_hub`) is `Runtime::stop`: close, then
+//!   `Core::wait_exits` until every hub's thread has counted its exit (`Core::count_exit`,
+//!   the last thing a worker thread does with the runtime), before joining the threads.
 //!
 //! # Properties asserted
 //! Every item pushed meets exactly one fate (run, cancelled, or dropped after the hub
@@ -26,10 +29,17 @@
 //! for a greenlet that nobody will run or cancel (issue 15, item 5); the hub's loop ends
 //! once the core is closed (else the model never ends: loom reports the deadlock).
 //!
+//! * `stop_waits_for_every_hub`: the stopper returns only once every hub has left its
+//!   loop, drained and exited, and none of its wakes is lost (else loom reports the
+//!   deadlock).
+//!
 //! # Shown to fail when broken (checked on the production code, then reverted)
 //! * `Core::push_outside` without its `closed_after_push` drain:
 //!   `spawn_races_shutdown` strands the spawn in the injector.
 //! * `Hub::exit` without draining its inbox: `wake_races_hub_exit` strands the wake.
+//! * `Core::count_exit` notifying before it counts, outside the lock:
+//!   `stop_waits_for_every_hub` deadlocks (the stopper reads the old count, then sleeps
+//!   through the only notification).
 //!
 //! # Bounds
 //! One hub and two or three other threads, a handful of operations each: exhaustive
@@ -158,5 +168,43 @@ fn wake_races_hub_exit() {
         waker.join().unwrap();
         hub.join().unwrap();
         check(&core, &fates, 1);
+    });
+}
+
+/// Two hubs and the stopper: `Runtime::stop` closes the core and waits for both hubs'
+/// exits. It returns only once both have left their loops, run their shutdown drain and
+/// exited. (Spawns racing the shutdown are `spawn_races_shutdown`'s: with one here too the
+/// model takes minutes.)
+#[test]
+fn stop_waits_for_every_hub() {
+    loom::model(|| {
+        let (core, hubs) = Core::new(2, |_| ());
+        let core = std::sync::Arc::new(core);
+        let fates = Arc::new(Fates::default());
+        let exited = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = hubs
+            .into_iter()
+            .enumerate()
+            .map(|(i, fresh)| {
+                let hub = Hub::new(i, core.clone(), fresh);
+                let (c, f, e) = (core.clone(), fates.clone(), exited.clone());
+                thread::spawn(move || {
+                    hub_thread(hub, f);
+                    e.fetch_add(1, Ordering::Release);
+                    c.count_exit();
+                })
+            })
+            .collect();
+        core.close(|t| fates.cancel(t));
+        assert!(core.wait_exits(2, None), "stop returned early");
+        assert_eq!(
+            exited.load(Ordering::Acquire),
+            2,
+            "stop returned before every hub exited"
+        );
+        for t in threads {
+            t.join().unwrap();
+        }
+        check(&core, &fates, 0);
     });
 }

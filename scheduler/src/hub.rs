@@ -42,10 +42,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use crate::gate::Gate;
 use crate::idle::{Idle, Parker};
+use crate::loom::{lock, Condvar, Mutex};
 use crate::queue::{Injector, Steal, Stealer, Worker};
 
 /// Hand-offs through the LIFO slot before the slot's runnable must queue like the rest.
@@ -116,6 +118,10 @@ pub struct Core<R, W> {
     pub idle: Idle,
     /// Hubs must stop; whoever pushes to `injector` now must drain it too (see `gate`).
     pub shutdown: Gate,
+    /// Hubs that have finished ([`Core::count_exit`]), and where a stopper waits for them
+    /// ([`Core::wait_exits`]).
+    exits: Mutex<usize>,
+    exits_cv: Condvar,
 }
 
 impl<R, W> Core<R, W> {
@@ -139,6 +145,8 @@ impl<R, W> Core<R, W> {
             injector: Injector::new(),
             idle: Idle::new(n),
             shutdown: Gate::new(),
+            exits: Mutex::new(0),
+            exits_cv: Condvar::new(),
         };
         (core, deques)
     }
@@ -194,6 +202,42 @@ impl<R, W> Core<R, W> {
                 Steal::Retry => {}
             }
         }
+    }
+
+    /// A hub's thread is done with the runtime (the last step of its shutdown): counted
+    /// under the lock, then every waiter is woken, so a stopper that read a smaller count
+    /// is either woken or reads this one.
+    pub fn count_exit(&self) {
+        *lock(&self.exits) += 1;
+        self.exits_cv.notify_all();
+    }
+
+    /// Waits until `n` hubs have counted their exit, or until `deadline` (`None`: however
+    /// long it takes). Returns `true` if all `n` did.
+    pub fn wait_exits(&self, n: usize, deadline: Option<Instant>) -> bool {
+        let mut exits = lock(&self.exits);
+        while *exits < n {
+            match deadline {
+                None => {
+                    exits = self
+                        .exits_cv
+                        .wait(exits)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    exits = self
+                        .exits_cv
+                        .wait_timeout(exits, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+        *exits == n
     }
 
     /// Begins shutdown: closes the gate (hubs leave their loops at the top), hands what

@@ -14,7 +14,7 @@ use std::any::Any;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::driver::Driver;
@@ -145,9 +145,6 @@ pub(crate) struct Shared {
     pub(crate) deadline: Mutex<Option<Option<Instant>>>,
     /// The process that built the runtime (see [`Shared::check_owner`]); 0 if unknown.
     pub(crate) pid: u32,
-    /// Hubs that have exited, and where `Runtime::stop` waits for them.
-    pub(crate) exited: Mutex<usize>,
-    pub(crate) exited_cv: Condvar,
 }
 
 impl fmt::Debug for Shared {

@@ -5,13 +5,12 @@ use std::fmt;
 use std::io;
 use std::panic;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use crate::driver::Driver;
 use crate::hub::Core;
-use crate::loom::lock;
 use crate::monitor::stall::{threshold_from_env, Monitor, StallHook, StallReport};
 use crate::runtime::handle::Runtime;
 use crate::shared::{
@@ -233,8 +232,6 @@ impl Builder {
             grace: self.shutdown_grace,
             deadline: Mutex::new(None),
             pid: current_pid(),
-            exited: Mutex::new(0),
-            exited_cv: Condvar::new(),
         });
         let mut rt = Runtime {
             handle: Handle {
@@ -250,8 +247,7 @@ impl Builder {
                 .spawn(move || {
                     let local = Local::new(i, shared.clone(), deque);
                     let outcome = panic::catch_unwind(panic::AssertUnwindSafe(|| local.run()));
-                    *lock(&shared.exited) += 1;
-                    shared.exited_cv.notify_all();
+                    shared.core.count_exit();
                     if let Err(p) = outcome {
                         // A hub never panics for a user's mistake (greenlet panics are caught
                         // at their root); reaching this is a grove bug.

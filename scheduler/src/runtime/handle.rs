@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use crate::deadlock;
 use crate::error::JoinError;
 use crate::greenlet::{in_greenlet, GreenletBuilder, JoinHandle};
-use crate::loom::lock;
 use crate::monitor::stall::StallReport;
 use crate::run_info::{self, RunInfo};
 use crate::shared::{Handle, EXIT_MARGIN};
@@ -114,30 +113,7 @@ impl Runtime {
         }
         let deadline = grace.and_then(|g| start.checked_add(g)?.checked_add(EXIT_MARGIN));
         let n = self.threads.len();
-        let mut exited = lock(&shared.exited);
-        while *exited < n {
-            match deadline {
-                None => {
-                    exited = shared
-                        .exited_cv
-                        .wait(exited)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    exited = shared
-                        .exited_cv
-                        .wait_timeout(exited, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-        let all = *exited == n;
-        drop(exited);
+        let all = shared.core.wait_exits(n, deadline);
         for t in self.threads.drain(..) {
             // Every thread that signalled its exit is joined, finished or not (its
             // thread-locals' destructors may still be running): only a thread still in
