@@ -152,11 +152,13 @@ impl<R, W> Core<R, W> {
     }
 
     /// True once shutdown has begun.
+    #[inline]
     pub fn is_shutdown(&self) -> bool {
         self.shutdown.is_closed()
     }
 
     /// Wakes a sleeping worker if nobody is searching (step 1 of `idle`).
+    #[inline]
     pub fn notify_parked(&self) {
         if let Some(i) = self.idle.worker_to_notify() {
             self.workers[i].parker.unpark();
@@ -171,6 +173,7 @@ impl<R, W> Core<R, W> {
     /// Queues a started runnable on its home worker from another thread (step 4 of
     /// `idle`): its inbox, then its parker. If that hub has exited, what the inbox holds
     /// is dropped (`gate`).
+    #[inline]
     pub fn push_remote(&self, home: usize, task: R) {
         let w = &self.workers[home];
         w.inbox.push(task);
@@ -290,6 +293,7 @@ impl<R: Job, W> Hub<R, W> {
     }
 
     /// This worker's [`Remote`].
+    #[inline]
     pub fn remote(&self) -> &Remote<R, W> {
         &self.core.workers[self.index]
     }
@@ -317,6 +321,7 @@ impl<R: Job, W> Hub<R, W> {
     /// spawns one child and returns (a chain, a request handed to a handler) costs no
     /// stealable push, no notification and no contention. Only what the slot displaces
     /// is published for stealing, and only then are idle peers notified (tokio's rule).
+    #[inline]
     pub fn push_spawned(&self, t: R) {
         if let Some(prev) = self.lifo.replace(Some(t)) {
             self.requeue(prev);
@@ -326,6 +331,7 @@ impl<R: Job, W> Hub<R, W> {
     /// Queues a started runnable woken by code running on this worker: the LIFO slot, or
     /// `ready` in order when `in_order` (woken by a harvest of events or timers, where the
     /// slot would run the last event's greenlet first).
+    #[inline]
     pub fn push_woken(&self, t: R, in_order: bool) {
         if in_order {
             self.ready.borrow_mut().push_back(t);
@@ -338,12 +344,14 @@ impl<R: Job, W> Hub<R, W> {
 
     /// Queues a started runnable at the back of `ready` (a yield, a park that was woken
     /// before it completed).
+    #[inline]
     pub fn push_ready(&self, t: R) {
         self.ready.borrow_mut().push_back(t);
     }
 
     /// Puts a runnable back in line: started ones stay home (`ready`), unstarted ones go
     /// where peers can steal them, and idle peers are notified.
+    #[inline]
     pub fn requeue(&self, t: R) {
         if t.is_started() {
             self.ready.borrow_mut().push_back(t);
@@ -363,6 +371,7 @@ impl<R: Job, W> Hub<R, W> {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    #[inline]
     fn drain_inbox(&self) {
         let inbox = &self.remote().inbox;
         let mut ready = self.ready.borrow_mut();
@@ -473,6 +482,7 @@ impl<R: Job, W> Hub<R, W> {
 
     /// Leaves the searching state once work is in hand (step 2 of `idle`): the last
     /// searcher wakes another worker, since more work may be queued behind what it found.
+    #[inline]
     pub fn end_search(&self) {
         if self.searching.replace(false) && self.core.idle.transition_worker_from_searching() {
             self.core.notify_parked();

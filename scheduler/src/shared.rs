@@ -117,6 +117,12 @@ pub(crate) struct PerWorker {
 pub(crate) type WorkerSlot = Remote<TaskRef, PerWorker>;
 
 /// State shared by all workers of a runtime, its handles and its greenlets' wakes.
+///
+/// Aligned to 128 bytes (two cache lines) so that, inside its `Arc`, the fields start on
+/// their own lines: every greenlet holds a reference (`Task`'s scheduler), so the `Arc`'s
+/// counts change on every spawn and every finish, from every worker, while the hubs read
+/// `core`, `stacks` and the hooks just as often.
+#[repr(align(128))]
 pub(crate) struct Shared {
     /// The queues, idle counters and shutdown gate (see `hub`).
     pub(crate) core: Arc<Core<TaskRef, PerWorker>>,

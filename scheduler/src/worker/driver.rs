@@ -98,6 +98,7 @@ impl Wake for DecayOver {
 impl Hooks for Local {
     /// The periodic work of a busy hub, on `tick`: a harvest (step 2), and a slice of stack
     /// trimming when very many stacks wait.
+    #[inline]
     fn maintain(&self, tick: u32) {
         #[cfg(test)]
         if super::FAIL_HUB.with(|f| f.replace(false)) {
