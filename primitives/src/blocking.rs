@@ -111,7 +111,7 @@ use std::sync::LazyLock;
 use std::sync::{Arc, PoisonError};
 use std::task::Waker;
 
-use crate::loom::{thread, Condvar, HelperThread, Mutex, MutexGuard};
+use crate::loom::{thread, Condvar, HelperThread, Mutex};
 use std::time::{Duration, Instant};
 
 /// Default bound on the threads of the process-wide pool (tokio's is 512 as well).
@@ -125,11 +125,9 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Jobs never run under these locks, so a poisoned lock only means a panic in our own
-    // few lines; the state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// Jobs never run under these locks, so a poisoned lock only means a panic in our own few
+// lines; the state is still consistent: the primitives' one helper serves.
+use crate::waitlist::lock;
 
 /// Runs `f` on the process-wide blocking pool and returns a handle to its result.
 ///

@@ -80,11 +80,7 @@ pub(crate) fn current_reactor() -> Option<grove_reactor::Handle> {
     })
 }
 
-/// The message for a greenlet-only call made outside a runtime, naming the call `what`.
+/// The message for a greenlet-only call made outside a runtime, naming the call `what`
+/// (the scheduler's, so every crate of grove says it alike).
 #[cfg(not(grove_loom))]
-pub(crate) fn not_in_runtime(what: &str) -> String {
-    format!(
-        "{what} must be called from a greenlet inside a grove runtime \
-         (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
-    )
-}
+pub(crate) use grove_scheduler::not_in_runtime_message as not_in_runtime;

@@ -136,8 +136,10 @@ impl Core<Greenlet> {
                 g.kill_nowait();
             }
             for g in &victims {
-                if !g.wait_deadline(deadline) {
-                    return false;
+                match deadline {
+                    Some(d) if !g.wait_until(d) => return false,
+                    Some(_) => {}
+                    None => g.wait(),
                 }
             }
         }

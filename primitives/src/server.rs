@@ -107,7 +107,7 @@ use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::Location;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grove_scheduler::Greenlet;
@@ -131,9 +131,7 @@ const MAX_DATAGRAM: usize = 65_507;
 type TcpHandler = dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static;
 type UdpHandler = dyn Fn(&[u8], SocketAddr, &UdpSocket) + Send + Sync + 'static;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::waitlist::lock;
 
 /// Where handler greenlets go: a group (no limit) or a pool (backpressure).
 #[derive(Clone, Debug)]

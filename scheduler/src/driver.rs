@@ -2,7 +2,7 @@
 //! wakes to other workers are batched.
 //!
 //! The scheduler knows nothing of I/O (layering: the reactor wakes plain `Waker`s). The owner of
-//! the runtime (the `grove` facade, with its reactor) plugs in a [`Driver`] through
+//! the runtime (grove's `Runtime`, in grove-primitives' `runtime` module, with its reactor) plugs in a [`Driver`] through
 //! [`RuntimeBuilder::driver`](crate::RuntimeBuilder::driver), as it plugs in `Timers`.
 //!
 //! # Vocabulary

@@ -81,7 +81,7 @@ impl fmt::Debug for Timeout {
 impl Timeout {
     /// Arms a timeout of `dur` from now for the current greenlet. A duration too large
     /// to represent never fires. Panics outside a greenlet, or on a runtime without
-    /// timers (the `grove` facade always has them).
+    /// timers (grove's `Runtime` always has them).
     pub fn new(dur: Duration) -> Timeout {
         Timeout::at(Instant::now().checked_add(dur))
     }

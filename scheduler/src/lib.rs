@@ -187,7 +187,7 @@ pub use crate::runtime::{
 pub use crate::timers::{TimerKey, Timers};
 pub use crate::wait_reason::WaitReason;
 #[cfg(not(grove_loom))]
-pub use crate::worker::not_in_runtime;
+pub use crate::worker::{not_in_runtime, not_in_runtime_message};
 
 /// Protocol internals exposed to `loom-tests` only (built with `--cfg grove_loom`).
 #[cfg(grove_loom)]

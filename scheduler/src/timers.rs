@@ -2,7 +2,8 @@
 //!
 //! The scheduler knows nothing of the reactor (layering: both meet only through
 //! `Waker`s), yet timeouts on joins, kills and `Timeout` scopes need timers. The
-//! `grove` facade implements [`Timers`] with its reactor and passes it to
+//! runtime grove users build (grove-primitives' `runtime` module, re-exported by `grove`)
+//! implements [`Timers`] with its reactor and passes it to
 //! [`RuntimeBuilder::timers`](crate::RuntimeBuilder::timers). A timer is named by an opaque
 //! [`TimerKey`], into which the service packs its own key.
 

@@ -339,9 +339,10 @@ impl Greenlet {
         wait_linked(self.task.header(), deadline_after(timeout))
     }
 
-    /// Waits until `deadline` at the latest (`None`: no limit); true if finished.
-    pub fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        wait_linked(self.task.header(), deadline)
+    /// Waits until `deadline` at the latest; true if the greenlet has finished. (From the
+    /// greenlet itself, returns false at once.)
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        wait_linked(self.task.header(), Some(deadline))
     }
 
     /// [`JoinHandle::kill`]: kills it and waits until it has finished.

@@ -145,7 +145,7 @@ impl GreenletBuilder {
 
     /// Spawns on the current runtime, to start once `delay` has passed (gevent's
     /// `spawn_later`). Panics outside a runtime, or on one without timers (the `grove`
-    /// facade always has them). See [`spawn_later`](crate::spawn_later).
+    /// `Runtime` always has them). See [`spawn_later`](crate::spawn_later).
     #[track_caller]
     pub fn spawn_later<F, T>(self, delay: Duration, f: F) -> JoinHandle<T>
     where
@@ -396,8 +396,8 @@ where
 /// ([`JoinHandle::kill`]) cancels it at once: it never runs, its closure is dropped,
 /// and its join reports [`JoinError::is_killed`]. A zero delay spawns at once.
 ///
-/// Panics outside a runtime, or on a runtime without timers (the `grove` facade always
-/// has them; the crate docs of `grove` show it in use).
+/// Panics outside a runtime, or on a runtime without timers (grove's `Runtime`
+/// always has them; the crate docs of `grove` show it in use).
 #[track_caller]
 pub fn spawn_later<F, T>(delay: Duration, f: F) -> JoinHandle<T>
 where

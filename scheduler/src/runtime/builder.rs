@@ -122,7 +122,7 @@ impl Builder {
     }
 
     /// Attaches a value that code running on this runtime's workers can reach with
-    /// [`with_extension`](crate::with_extension). The `grove` facade stores its reactor
+    /// [`with_extension`](crate::with_extension). grove's `Runtime` (grove-primitives' `runtime` module) stores its reactor
     /// handle here.
     pub fn extension(mut self, ext: Arc<dyn Any + Send + Sync>) -> Builder {
         self.extension = Some(ext);
@@ -130,7 +130,7 @@ impl Builder {
     }
 
     /// The timer service used for timeouts (`Timeout`, `join_timeout`, `kill_timeout`,
-    /// `park_timeout`). The `grove` facade plugs in its reactor.
+    /// `park_timeout`). grove's `Runtime` plugs in its reactor.
     pub fn timers(mut self, timers: Arc<dyn Timers>) -> Builder {
         self.timers = Some(timers);
         self
@@ -138,7 +138,7 @@ impl Builder {
 
     /// The worker-side poll hook: workers harvest I/O events and due timers through it when
     /// they run dry and every few dozen ticks, waking their own greenlets without a thread
-    /// hop (see the `driver` module). The `grove` facade plugs in its reactor.
+    /// hop (see the `driver` module). grove's `Runtime` plugs in its reactor.
     pub fn driver(mut self, driver: Arc<dyn Driver>) -> Builder {
         self.driver = Some(driver);
         self

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use super::config::{
     round_size, StackConfig, BATCH, DECAY, FIRST_CHUNK_SLOTS, GLOBAL_WARM_WATERMARK, HUGE_PAGE,
@@ -33,11 +33,9 @@ fn debug_log_enabled() -> bool {
     })
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The critical sections below cannot panic midway, so a poisoned lock still holds
-    // consistent data.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The critical sections below cannot panic midway, so a poisoned lock still holds
+// consistent data: the scheduler's one lock-ignoring-poison helper serves.
+pub(super) use crate::loom::lock;
 
 /// The ownership token of one slot while it is not a `GreenStack`: in the global list or being
 /// moved there. Deliberately neither `Copy` nor `Clone`.

@@ -126,7 +126,18 @@ thread_local! {
 #[inline(never)]
 #[track_caller]
 pub fn not_in_runtime(what: &str) -> ! {
-    panic!(
+    panic!("{}", not_in_runtime_message(what))
+}
+
+/// The text [`not_in_runtime`] panics with, for an API that reports the mistake as an
+/// error instead (grove's sockets return an `io::Error` with it).
+///
+/// ```
+/// let msg = grove_scheduler::not_in_runtime_message("my_crate::connect");
+/// assert!(msg.starts_with("my_crate::connect must be called from a greenlet inside a grove runtime"));
+/// ```
+pub fn not_in_runtime_message(what: &str) -> String {
+    format!(
         "{what} must be called from a greenlet inside a grove runtime \
          (use grove::run, Runtime::block_on or Runtime::spawn to start one)"
     )
