@@ -585,6 +585,8 @@ where
         self
     }
 
+    /// # Safety
+    /// As the trait's: the caller observed `DONE` and holds the unique join handle.
     unsafe fn take_output(&self) -> Option<Result<T, JoinError>> {
         // SAFETY: the caller observed DONE (Acquire) and is the unique handle.
         unsafe { (*self.output.get()).take() }

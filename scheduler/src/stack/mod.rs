@@ -8,7 +8,7 @@
 //! No file imports one above it, and this one only declares and re-exports.
 //! - `config.rs`: [`MIN_STACK_SIZE`], [`StackConfig`] and the tuning constants (watermarks, batch
 //!   and chunk sizes, the decommit decay).
-//! - `sys.rs`: the kernel calls (`mmap`, `munmap`, `mprotect`, `madvise`) as small `unsafe fn`s
+//! - `sys.rs`: the kernel calls (`mmap`, `munmap`, `mprotect`, `madvise`) as small unsafe functions
 //!   with their contracts, the page size and the `/proc` mapping counts: every raw memory call
 //!   of the allocator (the overflow reporter keeps its signal-handling calls to itself).
 //! - `guard.rs`: [`GuardMode`] and why it was chosen: the `MADV_GUARD_INSTALL` probe and
