@@ -224,6 +224,14 @@ impl Window {
 }
 
 /// One synchronous client's loop: SET, GET, until `stop`; returns commands done.
+/// The `CLIENTS` connections of a sync row, opened by the caller (a greenlet for grove's row,
+/// so the hooks see the sockets from their first call).
+fn connect_all(client: &redis::Client) -> Result<Vec<redis::Connection>, String> {
+    (0..CLIENTS)
+        .map(|_| client.get_connection().map_err(|e| e.to_string()))
+        .collect()
+}
+
 fn sync_loop(mut con: redis::Connection, i: usize, stop: &AtomicBool) -> Result<u64, String> {
     let key = format!("grove-bench:{i}");
     let mut n = 0u64;
@@ -259,10 +267,7 @@ pub(crate) fn redis_bench<'a>(rt: &'a crate::workloads::Runtimes, quick: bool) -
             let client = redis::Client::open(url).map_err(|e| e.to_string())?;
             rt.grove.block_on(move || {
                 let stop = Arc::new(AtomicBool::new(false));
-                let mut cons = Vec::with_capacity(CLIENTS);
-                for _ in 0..CLIENTS {
-                    cons.push(client.get_connection().map_err(|e| e.to_string())?);
-                }
+                let cons = connect_all(&client)?;
                 let window = Window::open(pid)?;
                 let hs: Vec<_> = cons
                     .into_iter()
@@ -355,10 +360,7 @@ pub(crate) fn redis_bench<'a>(rt: &'a crate::workloads::Runtimes, quick: bool) -
         let (url, pid) = url(&server)?;
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut cons = Vec::with_capacity(CLIENTS);
-        for _ in 0..CLIENTS {
-            cons.push(client.get_connection().map_err(|e| e.to_string())?);
-        }
+        let cons = connect_all(&client)?;
         let window = Window::open(pid)?;
         let hs: Vec<_> = cons
             .into_iter()
