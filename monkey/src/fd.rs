@@ -58,6 +58,10 @@ const FALLBACK_NAP: Duration = Duration::from_millis(1);
 struct Slot {
     kind: AtomicU8,
     sock: Mutex<Option<Arc<Sock>>>,
+    /// The last green read of this blocking stream socket was short: it drained the
+    /// receive queue, so the next read waits before its syscall (see `short_read_hint`).
+    /// A hint only: any value is safe.
+    short_read: AtomicBool,
 }
 
 static TABLE: [OnceLock<Box<[Slot]>>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
@@ -139,6 +143,28 @@ pub(crate) fn mark_other(fd: i32) {
 }
 
 /// The socket state of `fd`, created on first need. `None` if `fd` is not a socket.
+/// True if the last green read of `fd` was short (`note_read`): the next read should wait
+/// for readiness before trying, as `grove::net`'s streams and tokio do. The wait clears
+/// readiness only if no event came since it was last seen, so data that arrived after the
+/// short read is read at once; a wrong hint costs a wait for readiness that is already
+/// there, never a lost wake-up.
+pub(crate) fn short_read_hint(fd: i32) -> bool {
+    slot_if_present(fd).is_some_and(|s| s.short_read.load(Ordering::Relaxed))
+}
+
+/// Records a green read of `len` bytes on `fd` that returned `n`. The hint is set only for
+/// a blocking stream socket the call already looked up (`sock`): a short datagram says
+/// nothing about the queue, and a socket the user made non-blocking must see `EAGAIN`.
+pub(crate) fn note_read(fd: i32, sock: Option<&Sock>, len: usize, n: usize) {
+    let Some(slot) = slot_if_present(fd) else {
+        return;
+    };
+    let short = n > 0 && n < len && sock.is_some_and(|s| s.stream && !s.user_nonblock());
+    if slot.short_read.load(Ordering::Relaxed) != short {
+        slot.short_read.store(short, Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn sock(fd: i32) -> Option<Arc<Sock>> {
     let s = slot(fd)?;
     let mut g = lock(&s.sock);
@@ -178,6 +204,7 @@ pub(crate) fn sock_if_present(fd: i32) -> Option<Arc<Sock>> {
 pub(crate) fn forget(fd: i32) {
     let Some(s) = slot_if_present(fd) else { return };
     s.kind.store(UNKNOWN, Ordering::Release);
+    s.short_read.store(false, Ordering::Relaxed);
     let sock = lock_for_close(&s.sock).and_then(|mut g| g.take());
     if let Some(sock) = sock {
         sock.closed.store(true, Ordering::Release);

@@ -478,3 +478,60 @@ fn getaddrinfo_in_greenlets_gives_libcs_answer() {
         });
     });
 }
+
+/// After a short read of a blocking std socket, the hooked `read` waits for readiness
+/// before its next syscall (tokio's rule); data that arrived in between, its event
+/// already dispatched, must still be read at once, not wait for an event that came.
+/// The peer is a plain thread, and the whole thing runs on one worker. Seen failing (the
+/// read waits out its 20 s timeout) with the wait's readiness clear made unconditional.
+#[test]
+fn data_arriving_after_a_short_read_is_not_stranded() {
+    within(Duration::from_secs(60), "short-read hint", || {
+        let rt = rt(1);
+        rt.block_on(|| {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                // Give the server's first read time to find nothing and wait: the read
+                // that ends that wait is short, which arms the hint under test. (If this
+                // thread is late, the test checks less, never fails falsely.)
+                std::thread::sleep(Duration::from_millis(50));
+                s.write_all(b"hello").unwrap();
+                go_rx.recv().unwrap();
+                s.write_all(b"world").unwrap();
+                sent_tx.send(()).unwrap();
+                let mut end = [0u8; 1];
+                let _ = s.read(&mut end);
+            });
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            // A first read that waits (EAGAIN, then a green wait) and comes back short.
+            let mut got = 0;
+            while got < 5 {
+                got += conn.read(&mut buf[got..]).unwrap();
+            }
+            assert_eq!(&buf[..5], b"hello");
+            go_tx.send(()).unwrap();
+            while sent_rx.try_recv().is_err() {
+                grove::sleep(Duration::from_millis(1));
+            }
+            // Let the worker go idle, so the bytes' event is harvested before we read.
+            grove::sleep(Duration::from_millis(20));
+            let t = Instant::now();
+            let n = conn.read(&mut buf).unwrap();
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "data sent after a short read waited {:?} (for the read timeout)",
+                t.elapsed()
+            );
+            assert_eq!(&buf[..n], &b"world"[..n]);
+            drop(conn);
+            client.join().unwrap();
+        });
+    });
+}
