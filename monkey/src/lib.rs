@@ -92,8 +92,10 @@
 //!   call, hidden from hooked `fcntl`/`ioctl`. A socket the user made non-blocking
 //!   returns `EAGAIN` as before. A child process that inherits an fd sees the mode the
 //!   user set.
-//! * **fds.** State is per fd number, reset by `close`, `dup2`/`dup3` and every call that
-//!   returns a new fd. An fd closed by a call grove does not hook (`syscall(SYS_close)`,
+//! * **fds.** State is per fd number, reset by `close`, a `dup2`/`dup3` that replaces it
+//!   (its waiters wake with `EBADF`, as on `close`; one that fails, say because the source
+//!   is not open, leaves the target and its waiters alone) and every call that returns a
+//!   new fd. An fd closed by a call grove does not hook (`syscall(SYS_close)`,
 //!   `close_range`) and reused by another such call may keep stale state; `ENOTSOCK`
 //!   resets it.
 //! * **fork.** A child never deregisters what its parent registered (the epoll instance

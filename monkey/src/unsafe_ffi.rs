@@ -1288,8 +1288,13 @@ unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 /// libc's contract for `dup3`.
 #[no_mangle]
 unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    if old != new {
-        // The target is closed first: its waiters must hear of it.
+    // A dup that will succeed closes the target first, and its waiters must hear of it
+    // (before the call: the registration to undo is the target's old file). One that will
+    // fail (`old` not open, bad flags; the kernel's own checks, made again by the call
+    // below, which sets errno) leaves the target, its registration and its waiters alone.
+    // SAFETY: no pointers.
+    let old_is_open = unsafe { raw(libc::SYS_fcntl, args!(old, libc::F_GETFD)) } >= 0;
+    if old != new && old_is_open && flags & !libc::O_CLOEXEC == 0 {
         fd::forget(new);
     }
     // SAFETY: no pointers.
