@@ -198,6 +198,23 @@ pub(crate) fn sock_if_present(fd: i32) -> Option<Arc<Sock>> {
     slot_if_present(fd).and_then(|s| lock(&s.sock).clone())
 }
 
+/// The counters behind [`crate::stats`]: relaxed, touched only on the paths that wait or
+/// waste a syscall, which cost a syscall or a park anyway.
+static GREEN_WAITS: AtomicU64 = AtomicU64::new(0);
+static WOULD_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn stats() -> crate::Stats {
+    crate::Stats {
+        green_waits: GREEN_WAITS.load(Ordering::Relaxed),
+        would_block: WOULD_BLOCK.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts a green attempt that failed with `EAGAIN`.
+pub(crate) fn note_would_block() {
+    WOULD_BLOCK.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Resets `fd`'s slot: deregisters it (in the generation that registered it), wakes
 /// its waiters, who then fail with `EBADF`. Called before the real `close` (and for a
 /// fresh fd, whose number may carry a stale entry).
@@ -475,6 +492,19 @@ impl Sock {
         }
     }
 
+    /// Marks the readiness that ended a wait as seen. A later wait that clears readiness
+    /// first (after a short read drained the queue) then clears exactly what this wait
+    /// consumed, and keeps only readiness from events newer than it (the reactor's step
+    /// C1). Without it, the next request/response exchange took the old event for new data
+    /// and made a read that failed with `EAGAIN` every time.
+    fn observe(&self, dir: Direction) {
+        let g = lock(&self.reg);
+        if let Some(r) = g.as_ref() {
+            let mut cx = Context::from_waker(&self.fanout[di(dir)]);
+            let _ = r.registration.poll_ready(dir, &mut cx);
+        }
+    }
+
     fn disarm(&self, dir: Direction, id: u64) {
         let mut w = lock(&self.waiters);
         w.lists[di(dir)].retain(|(i, _)| *i != id);
@@ -506,9 +536,13 @@ impl Sock {
             (Some(d), Some(n)) => Some(d.min(n)),
             (d, n) => d.or(n),
         };
+        GREEN_WAITS.fetch_add(1, Ordering::Relaxed);
         let status = grove_scheduler::park_nounwind(until, what);
         if let Some(id) = id {
             self.disarm(dir, id);
+        }
+        if matches!(status, ParkStatus::Woken) {
+            self.observe(dir);
         }
         if self.is_closed() {
             return Err(WaitErr::Errno(libc::EBADF));

@@ -135,3 +135,30 @@ pub fn link() {
 pub fn is_interrupted(err: &std::io::Error) -> bool {
     err.raw_os_error() == Some(INTERRUPTED)
 }
+
+/// Process-wide counts of what the hooks did inside greenlets, since the program started:
+/// how often the green path waited and how many of its syscalls were wasted.
+///
+/// A diagnostic, like the reactor's metrics: a request/response protocol should cost about
+/// one wait and no `would_block` per exchange once under way.
+///
+/// ```
+/// let before = grove_monkey::stats();
+/// // ... hooked calls in greenlets ...
+/// let after = grove_monkey::stats();
+/// assert!(after.green_waits >= before.green_waits);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Times a hooked socket call parked its greenlet until the fd was ready.
+    pub green_waits: u64,
+    /// Hooked socket calls made on the green path that failed with `EAGAIN` (a syscall
+    /// that found nothing to do, followed by a wait).
+    pub would_block: u64,
+}
+
+/// A snapshot of the hooks' [`Stats`].
+pub fn stats() -> Stats {
+    fd::stats()
+}

@@ -125,7 +125,7 @@ fn green_io(
             }
             match errno() {
                 libc::EINTR => continue,
-                libc::EAGAIN => {}
+                libc::EAGAIN => fd::note_would_block(),
                 libc::ENOTSOCK => {
                     fd::mark_other(fd);
                     return blocking();
