@@ -20,7 +20,7 @@ const THREAD_SLEEPERS: u64 = 2_000;
 /// The PRNG seed: every runtime and repetition sleeps the same durations.
 const SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
-const METRICS: [Metric; 3] = [
+const METRICS: [Metric; 4] = [
     Metric {
         name: "wall",
         unit: "ns",
@@ -33,6 +33,11 @@ const METRICS: [Metric; 3] = [
     },
     Metric {
         name: "p99 late",
+        unit: "ns",
+        better: Better::Lower,
+    },
+    Metric {
+        name: "all started",
         unit: "ns",
         better: Better::Lower,
     },
@@ -67,20 +72,26 @@ fn durations(n: u64) -> Arc<Vec<Duration>> {
     )
 }
 
-/// How late one sleep woke: time slept minus time asked, in ns (never negative).
-fn lateness(start: Instant, asked: Duration) -> u64 {
-    start.elapsed().saturating_sub(asked).as_nanos() as u64
+/// What one sleeper reports, in ns: how late its sleep woke (time slept minus time asked,
+/// never negative), and when it started running, counted from the first spawn.
+fn sample(first_spawn: Instant, started: Instant, asked: Duration) -> (u64, u64) {
+    let late = started.elapsed().saturating_sub(asked).as_nanos() as u64;
+    (late, started.duration_since(first_spawn).as_nanos() as u64)
 }
 
-/// Wall time, and mean and p99 of the per-task lateness, as the bench's metrics.
-fn metrics(wall: Duration, mut late: Vec<u64>) -> Result<Vec<f64>, String> {
-    if late.is_empty() {
+/// Wall time, the mean and p99 of the per-task lateness, and when the last task started
+/// (how fast the runtime spawns and first runs tasks: the wall time is about that plus the
+/// longest sleep), as the bench's metrics.
+fn metrics(wall: Duration, samples: Vec<(u64, u64)>) -> Result<Vec<f64>, String> {
+    if samples.is_empty() {
         return Err("no sleeper finished".into());
     }
+    let last_start = samples.iter().map(|&(_, s)| s).max().unwrap_or(0) as f64;
+    let mut late: Vec<u64> = samples.into_iter().map(|(l, _)| l).collect();
     late.sort_unstable();
     let mean = late.iter().sum::<u64>() as f64 / late.len() as f64;
     let p99 = late[(late.len() * 99 / 100).min(late.len() - 1)] as f64;
-    Ok(vec![wall.as_nanos() as f64, mean, p99])
+    Ok(vec![wall.as_nanos() as f64, mean, p99, last_start])
 }
 
 /// Set in a child process that only burns CPU (see [`Burners`]).
@@ -162,7 +173,7 @@ fn sleepers<'a>(rt: &'a Runtimes, name: &str, burn: usize) -> Bench<'a> {
                             grove::spawn(move || {
                                 let t = Instant::now();
                                 grove::sleep(d[i]);
-                                lateness(t, d[i])
+                                sample(start, t, d[i])
                             })
                         })
                         .collect();
@@ -186,7 +197,7 @@ fn sleepers<'a>(rt: &'a Runtimes, name: &str, burn: usize) -> Bench<'a> {
                                     tokio::spawn(async move {
                                         let t = Instant::now();
                                         tokio::time::sleep(d[i]).await;
-                                        lateness(t, d[i])
+                                        sample(start, t, d[i])
                                     })
                                 })
                                 .collect();
@@ -212,7 +223,7 @@ fn sleepers<'a>(rt: &'a Runtimes, name: &str, burn: usize) -> Bench<'a> {
                             may_go(move || {
                                 let t = Instant::now();
                                 may::coroutine::sleep(d[i]);
-                                lateness(t, d[i])
+                                sample(start, t, d[i])
                             })
                         })
                         .collect();
@@ -233,7 +244,7 @@ fn sleepers<'a>(rt: &'a Runtimes, name: &str, burn: usize) -> Bench<'a> {
                         thread::spawn(move || {
                             let t = Instant::now();
                             thread::sleep(d[i]);
-                            lateness(t, d[i])
+                            sample(start, t, d[i])
                         })
                     })
                     .collect();
