@@ -56,6 +56,14 @@ pub(crate) const IDLE_POLLS: u32 = 1;
 /// machine a spinning worker takes the core from whatever would send it work (profiled under
 /// echo at C = 100 with twice this: 18% of the workers' samples were this spin, while the
 /// load generator sharing the two cores was the bottleneck).
+///
+/// Not less either, measured: 64 pauses (1.6 µs; a `pause` is ~25 ns on this EPYC) in four
+/// same-run A/B sets against 256 moved echo at C = 100 from 0.86–0.92× tokio to 0.90–0.99×
+/// (p99 4.33 → 2.4–3.9 ms) and http_hello from 0.81–0.92× to 0.95–1.07×, but echo at
+/// C = 1,000 from 0.93–1.09× to 0.87–0.91×, and ping-pong across workers from 0.7 µs a round
+/// trip to 3.4–9.9 µs (tokio's 13–20 µs). An adaptive spin (reset to 256 by a spin that ended
+/// in a wake, halved by one that ended in sleep) kept ping-pong at 3.3–6.7 µs: one late reply
+/// shortens the next spins, which then miss more.
 pub(crate) const SPIN_BEFORE_PARK: u32 = 256;
 
 /// The I/O and timer driver, as the workers see it: harvest without blocking, and say when
