@@ -4,11 +4,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use common::{errno, rt, within};
+use common::{errno, pair, rt, within};
 
 /// Runs `sleep` in `n` greenlets of one worker and returns how long they all took.
 fn concurrently(n: usize, sleep: fn()) -> Duration {
@@ -118,15 +118,6 @@ fn until_parked_in(id: u64, what: &str) {
         }
         grove::yield_now();
     }
-}
-
-/// A connected pair: (accepted server side, client side).
-fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let c = grove::spawn(move || TcpStream::connect(addr).unwrap());
-    let (s, _) = listener.accept().unwrap();
-    (s, c.join().unwrap())
 }
 
 #[test]

@@ -10,16 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{errno, rt, within};
-
-/// A connected pair of std streams, made inside a greenlet.
-fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let c = grove::spawn(move || TcpStream::connect(addr).unwrap());
-    let (s, _) = l.accept().unwrap();
-    (s, c.join().unwrap())
-}
+use common::{errno, pair, rt, within};
 
 #[test]
 fn kill_returns_ecanceled_then_unwinds_at_the_next_blocking_point() {

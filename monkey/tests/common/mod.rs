@@ -32,6 +32,16 @@ pub fn within<T: Send + 'static>(
     }
 }
 
+/// A connected pair of std streams (accepted side, connecting side), made inside a
+/// greenlet: the connect runs in a greenlet of its own while this one accepts.
+pub fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let c = grove::spawn(move || std::net::TcpStream::connect(addr).unwrap());
+    let (s, _) = l.accept().unwrap();
+    (s, c.join().unwrap())
+}
+
 /// The errno of an io::Error.
 pub fn errno(e: &std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
