@@ -22,6 +22,12 @@
 //!    readiness, the user's `SO_RCVTIMEO`/`SO_SNDTIMEO` passes (`EAGAIN`, or
 //!    `EINPROGRESS` for `connect`, as Linux), the fd is closed (`EBADF`), or an
 //!    interrupt is pending (`ECANCELED`), and retries.
+//! 4. A read right after a short read of a blocking stream socket waits for readiness
+//!    *before* its first attempt: the short read drained the receive queue, so the
+//!    attempt would fail (tokio's rule, and `grove::net`'s). The wait keeps readiness
+//!    only if an event came after the one that ended the previous wait (`Sock::observe`
+//!    marks each wait's event as seen), so a request/response loop makes one read and one
+//!    wait per reply and never a read that fails; `grove_monkey::stats()` counts both.
 //!
 //! # Why raw syscalls
 //! `syscall(SYS_read, ...)` reaches the kernel without re-entering these hooks (glibc's
