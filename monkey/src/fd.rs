@@ -462,21 +462,7 @@ impl Sock {
             w.lists[di(dir)].push((id, waker.clone()));
             id
         };
-        let polled = {
-            let g = lock(&self.reg);
-            match g.as_ref() {
-                Some(r) => {
-                    if clear {
-                        r.registration.clear_readiness(dir);
-                    }
-                    let mut cx = Context::from_waker(&self.fanout[di(dir)]);
-                    r.registration.poll_ready(dir, &mut cx)
-                }
-                // Closed (and deregistered) between the two locks.
-                None => Poll::Ready(Ok(())),
-            }
-        };
-        match polled {
+        match self.poll_readiness(dir, clear) {
             Poll::Pending => Ok(Some(id)),
             Poll::Ready(res) => {
                 self.disarm(dir, id);
@@ -498,10 +484,23 @@ impl Sock {
     /// C1). Without it, the next request/response exchange took the old event for new data
     /// and made a read that failed with `EAGAIN` every time.
     fn observe(&self, dir: Direction) {
+        let _ = self.poll_readiness(dir, false);
+    }
+
+    /// Polls the registration's readiness in `dir` (recording the event tick it saw, and
+    /// registering the fan-out waker if not ready), after clearing it first if `clear`.
+    /// Ready if the fd was closed and deregistered meanwhile.
+    fn poll_readiness(&self, dir: Direction, clear: bool) -> Poll<std::io::Result<()>> {
         let g = lock(&self.reg);
-        if let Some(r) = g.as_ref() {
-            let mut cx = Context::from_waker(&self.fanout[di(dir)]);
-            let _ = r.registration.poll_ready(dir, &mut cx);
+        match g.as_ref() {
+            Some(r) => {
+                if clear {
+                    r.registration.clear_readiness(dir);
+                }
+                let mut cx = Context::from_waker(&self.fanout[di(dir)]);
+                r.registration.poll_ready(dir, &mut cx)
+            }
+            None => Poll::Ready(Ok(())),
         }
     }
 
@@ -512,7 +511,8 @@ impl Sock {
 
     /// Waits, parking the current greenlet, until the socket may be ready in `dir` (then
     /// the caller retries its call), `deadline` passes, the fd is closed, or an interrupt
-    /// is pending. Called after the call failed with `EAGAIN`.
+    /// is pending. Called after the call failed with `EAGAIN`, or before its first attempt
+    /// when a short read says the queue is empty (`short_read_hint`).
     pub(crate) fn wait(
         &self,
         dir: Direction,
