@@ -103,6 +103,18 @@ impl Job for TaskRef {
     fn is_started(&self) -> bool {
         self.header().home.load(Ordering::Relaxed) != crate::task::NO_HOME
     }
+
+    #[inline]
+    fn prefetch_far(&self) {
+        // Every `Runnable` starts with its header (`Runnable::header`): the object's
+        // address is the header's, computed here without reading through it.
+        crate::task::Header::prefetch(Arc::as_ptr(self).cast());
+    }
+
+    #[inline]
+    fn prefetch_near(&self) {
+        self.header().prefetch_resume();
+    }
 }
 
 /// What the runtime keeps per worker beside the hub core's queues (`Remote::data`).
