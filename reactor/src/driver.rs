@@ -426,9 +426,9 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
             return;
         }
 
-        // 3. Sleep until the next deadline, aside while workers watch the poll, in the kernel
-        //    otherwise (module `watch`, step R1). A notification since the scan cancels the
-        //    sleep: loop and scan again.
+        // 3. Sleep aside while workers watch the poll (they fire due timers too), else in the
+        //    kernel until the next deadline (module `watch`, step R1). A notification since
+        //    the scan cancels the sleep: loop and scan again.
         woke_watchers |= std::mem::take(&mut harvest_woke);
         let Some(sleep) = shared.watch.prepare_sleep(woke_watchers) else {
             continue;
@@ -437,11 +437,9 @@ fn run(shared: &Shared, mut outer: Poll, mut inner: Poll) {
         match sleep {
             Sleep::Aside => {
                 metrics::add(&shared.counters.sleeps_aside, 1);
-                let mut timeout = STALE_WATCH;
-                if let Some(deadline) = next {
-                    timeout = timeout.min(deadline.saturating_duration_since(now));
-                }
-                thread::park_timeout(timeout);
+                // Not until the next deadline: the watchers fire timers as they harvest
+                // (see the crate docs, step 3).
+                thread::park_timeout(STALE_WATCH);
                 shared.watch.woke();
                 // The stale-watch check: no worker harvested for STALE_WATCH (one is stuck in
                 // a greenlet that does not yield): harvest for them.

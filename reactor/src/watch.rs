@@ -14,8 +14,9 @@
 //!
 //! * **watcher**: a worker that is awake. It promises to harvest events when it runs dry and
 //!   every few ticks while busy, and to say so ([`Watch::watcher_leaves`]) before it sleeps.
-//! * **aside**: the reactor thread sleeps on its thread parker, not in the kernel, until the
-//!   next timer, a notification, or a stale-watch check (a watcher stuck in a long greenlet).
+//! * **aside**: the reactor thread sleeps on its thread parker, not in the kernel, until a
+//!   notification or a stale-watch check (a watcher stuck in a long greenlet). Watchers fire
+//!   due timers when they harvest, so the next deadline does not end this sleep.
 //! * **kernel**: the reactor thread blocks in `epoll_wait` (on an outer poll holding the shared
 //!   poll's descriptor and its own eventfd), so an event wakes it.
 //! * **rouse**: what a thread must do to make the reactor look again: unpark it (aside), write
@@ -64,8 +65,10 @@
 //! count again), or R1 came first and the rouse finds `ASIDE` and unparks it. (Loom model
 //! `last_watcher_leaving_never_strands_an_event`.)
 //!
-//! *No timer is slept through.* The `ASIDE` sleep is bounded by the next deadline, like the
-//! kernel one, and N interrupts either. `NOTIFIED` is only ever set by a rouse that will be
+//! *No timer is slept through.* The `KERNEL` sleep is bounded by the next deadline, and N
+//! interrupts it. The `ASIDE` sleep is bounded by the stale-watch interval instead: while it
+//! lasts, watchers fire due timers in their harvests, and the reactor fires what they left
+//! when it wakes; N unparks it too. `NOTIFIED` is only ever set by a rouse that will be
 //! seen: W2 never sets it on a reactor in the kernel, where it would make a later N believe the
 //! reactor had already been interrupted. (Loom model `notify_interrupts_either_sleep`.)
 //!

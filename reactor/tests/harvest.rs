@@ -175,3 +175,55 @@ fn poll_now_without_anything_ready_wakes_nobody() {
     ));
     reactor.shutdown();
 }
+
+/// While a thread watches, the watchers fire timers as they harvest, so the reactor does not
+/// wake for every deadline (it used to: one wake-up per timer tick under dense timers, a
+/// context switch each). Sixty timers 300 µs apart, harvested by a watcher: the reactor wakes
+/// about once per stale-watch interval (1 ms) over their 18 ms, not sixty times.
+#[test]
+fn the_reactor_leaves_timers_to_watchers() {
+    let reactor = Reactor::start().unwrap();
+    let handle = reactor.handle();
+    handle.begin_watching();
+    reactor_goes_aside(&handle);
+    let flags: Vec<_> = (0..60).map(|_| Flag::new()).collect();
+    let start = Instant::now() + Duration::from_millis(2);
+    for (i, f) in flags.iter().enumerate() {
+        let _ = handle.add_timer(start + Duration::from_micros(300 * i as u64), f.waker());
+    }
+    let before = handle.metrics();
+    let give_up = Instant::now() + PATIENCE;
+    while !flags.iter().all(|f| f.wakes() == 1) {
+        assert!(Instant::now() < give_up, "timers never fired");
+        handle.poll_now();
+        thread::yield_now();
+    }
+    let after = handle.metrics();
+    handle.end_watching();
+    let polls = after.polls - before.polls;
+    assert!(
+        polls < 40,
+        "the reactor woke {polls} times for 60 timers over 18 ms that a watcher harvested"
+    );
+    // (`reactor_goes_aside`'s probe timers may fire in the window too.)
+    assert!(after.timers_fired - before.timers_fired >= 60);
+    reactor.shutdown();
+}
+
+/// A watcher that never harvests (a worker stuck in a greenlet that does not yield) does not
+/// strand a timer: the reactor, aside, fires it at its next stale-watch wake-up.
+#[test]
+fn a_watcher_that_never_harvests_does_not_strand_a_timer() {
+    let reactor = Reactor::start().unwrap();
+    let handle = reactor.handle();
+    handle.begin_watching();
+    reactor_goes_aside(&handle);
+    let flag = Flag::new();
+    let deadline = Instant::now() + Duration::from_millis(5);
+    let _ = handle.add_timer(deadline, flag.waker());
+    assert!(flag.wait_for(1, PATIENCE), "the timer was slept through");
+    assert!(Instant::now() >= deadline, "fired early");
+    assert_eq!(flag.woken_by().as_deref(), Some("grove-reactor"));
+    handle.end_watching();
+    reactor.shutdown();
+}
