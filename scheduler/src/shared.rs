@@ -407,6 +407,11 @@ impl Registry {
         }
     }
 
+    /// The address of entry `i`, as a prefetch hint (`Header::slot_at`).
+    pub(crate) fn entry_addr(&self, i: usize) -> usize {
+        self.slots.as_ptr().wrapping_add(i) as usize
+    }
+
     /// The registered greenlets, with the time each first suspended.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(TaskRef, Instant)> {
         self.slots.iter().flatten()

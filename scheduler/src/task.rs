@@ -183,6 +183,9 @@ pub(crate) struct Header {
     /// switched), so the hub can prefetch what resuming it touches ([`Header::prefetch_resume`]).
     /// Written and read only on the home thread; atomic only to keep the header `Sync`.
     resume_at: AtomicUsize,
+    /// Where its registry entry was when made (`slot`; 0: none), so the hub can prefetch the
+    /// entry its finish removes. A hint: the registry may have moved since.
+    pub(crate) slot_at: AtomicUsize,
 }
 
 // SAFETY: the `!Sync`/`!Send` fields (`coroutine`, `yielder`, `locals`) are only touched
@@ -228,6 +231,7 @@ impl Header {
             slot: AtomicUsize::new(usize::MAX),
             guard: (AtomicUsize::new(0), AtomicUsize::new(0)),
             resume_at: AtomicUsize::new(0),
+            slot_at: AtomicUsize::new(0),
         }
     }
 
@@ -328,9 +332,10 @@ impl Header {
         }
     }
 
-    /// Starts loading the stack lines resuming this greenlet touches first: the registers
-    /// its last switch saved, around [`resume_at`](Self::resume_at). A hint: a stale value
-    /// (the greenlet ran since) costs a useless prefetch, nothing else.
+    /// Starts loading the stack lines resuming this greenlet touches first (the registers
+    /// its last switch saved, around [`resume_at`](Self::resume_at)) and its registry entry
+    /// ([`slot_at`](Self::slot_at)). A hint: a stale value (the greenlet ran since, the
+    /// registry grew) costs a useless prefetch, nothing else.
     #[inline]
     pub(crate) fn prefetch_resume(&self) {
         let sp = self.resume_at.load(Ordering::Relaxed);
@@ -344,6 +349,11 @@ impl Header {
             ] {
                 prefetch_line(at);
             }
+        }
+        // Its registry entry, which a greenlet that finishes in this run removes.
+        let slot = self.slot_at.load(Ordering::Relaxed);
+        if slot != 0 {
+            prefetch_line(slot);
         }
     }
 

@@ -368,8 +368,13 @@ impl Local {
     fn keep_alive(&self, task: &TaskRef) {
         let h = task.header();
         if h.slot.load(Ordering::Relaxed) == usize::MAX {
-            let slot = lock(&self.remote().data.registry).insert(task.clone());
+            let (slot, at) = {
+                let mut registry = lock(&self.remote().data.registry);
+                let slot = registry.insert(task.clone());
+                (slot, registry.entry_addr(slot))
+            };
             h.slot.store(slot, Ordering::Relaxed);
+            h.slot_at.store(at, Ordering::Relaxed);
         }
     }
 
