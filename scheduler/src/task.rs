@@ -142,43 +142,26 @@ fn prefetch_line(addr: usize) {
 }
 
 /// The type-erased part every greenlet shares.
+///
+/// `repr(C)`, hot fields first: a wake reads `state`, `home` and `interrupt`, and a resume
+/// `resume_at` and `slot_at`, all in the object's first line, which is what a waker's
+/// prefetch (the reactor's `wake_all`) brings in.
+#[repr(C)]
 pub(crate) struct Header {
     pub(crate) state: State,
-    pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
-    pub(crate) spawned_at: &'static Location<'static>,
+    /// The greenlet's own record of interrupts (the `IRQ_*` bits). Only its home
+    /// thread touches it, while running it; atomic only so the header stays `Sync`.
+    pub(crate) irq: AtomicU8,
+    /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
+    /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
+    /// abandons (leaks) its stack instead of unwinding it (`worker::shutdown`).
+    pub(crate) in_foreign: AtomicBool,
     /// Home worker index, `NO_HOME` until first run; written once, by the first hub,
     /// before the greenlet can be parked (so before any wake reads it).
     pub(crate) home: AtomicUsize,
     /// A pending interrupt: 0, `irq::KILL`, `DEADLOCK`, `SHUTDOWN`, or a timeout
     /// scope's id (see `irq` and `worker::switch`).
     pub(crate) interrupt: Word,
-    /// The greenlet's own record of interrupts (the `IRQ_*` bits). Only its home
-    /// thread touches it, while running it; atomic only so the header stays `Sync`.
-    pub(crate) irq: AtomicU8,
-    /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
-    /// run-info dumps; null when it did not say. Only ever null or a `WaitReason`'s
-    /// pointer (`WaitReason::as_ptr`).
-    pub(crate) waiting_on: AtomicPtr<&'static str>,
-    /// True while the greenlet is parked by `park_nounwind`, i.e. possibly under a
-    /// foreign (`extern "C"`) frame that an unwind must not cross: a shutdown then
-    /// abandons (leaks) its stack instead of unwinding it (`worker::shutdown`).
-    pub(crate) in_foreign: AtomicBool,
-    /// The joiner's waker slot and the other observers' links (module `completion`,
-    /// loom-checked).
-    completion: Completion<Link>,
-    /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
-    /// Written at construction, taken once by the hub that first runs the greenlet.
-    prealloc: UnsafeCell<Option<GreenStack>>,
-    coroutine: UnsafeCell<Option<Co>>,
-    yielder: Cell<*const GreenYielder>,
-    /// Greenlet-local values (see "Greenlet-locals" below); only the greenlet itself
-    /// touches them.
-    locals: UnsafeCell<Option<Box<LocalMap>>>,
-    /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
-    pub(crate) slot: AtomicUsize,
-    /// The stack's guard range `[lo, hi)`, recorded at first run for the overflow reporter.
-    pub(crate) guard: (AtomicUsize, AtomicUsize),
     /// About where the greenlet's stack pointer was at its last switch away (0: never
     /// switched), so the hub can prefetch what resuming it touches ([`Header::prefetch_resume`]).
     /// Written and read only on the home thread; atomic only to keep the header `Sync`.
@@ -186,6 +169,28 @@ pub(crate) struct Header {
     /// Where its registry entry was when made (`slot`; 0: none), so the hub can prefetch the
     /// entry its finish removes. A hint: the registry may have moved since.
     pub(crate) slot_at: AtomicUsize,
+    /// Index in the home worker's registry of started greenlets (`usize::MAX`: none).
+    pub(crate) slot: AtomicUsize,
+    yielder: Cell<*const GreenYielder>,
+    coroutine: UnsafeCell<Option<Co>>,
+    /// What the greenlet waits on, as its last park said (`greenlet::park_on`), for
+    /// run-info dumps; null when it did not say. Only ever null or a `WaitReason`'s
+    /// pointer (`WaitReason::as_ptr`).
+    pub(crate) waiting_on: AtomicPtr<&'static str>,
+    /// The joiner's waker slot and the other observers' links (module `completion`,
+    /// loom-checked).
+    completion: Completion<Link>,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// A stack reserved by `try_spawn`, used at first run instead of the pool's.
+    /// Written at construction, taken once by the hub that first runs the greenlet.
+    prealloc: UnsafeCell<Option<GreenStack>>,
+    /// Greenlet-local values (see "Greenlet-locals" below); only the greenlet itself
+    /// touches them.
+    locals: UnsafeCell<Option<Box<LocalMap>>>,
+    /// The stack's guard range `[lo, hi)`, recorded at first run for the overflow reporter.
+    pub(crate) guard: (AtomicUsize, AtomicUsize),
 }
 
 // SAFETY: the `!Sync`/`!Send` fields (`coroutine`, `yielder`, `locals`) are only touched
