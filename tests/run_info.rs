@@ -349,3 +349,46 @@ fn a_dump_says_what_parked_greenlets_wait_on() {
     assert_eq!(typed("on-event"), Some(WaitReason::EVENT_WAIT));
     assert_eq!(typed("on-custom"), Some(MY_RECV));
 }
+
+/// A parked greenlet's `age` is the time since it first suspended, to within the coarse
+/// clock's few milliseconds: not less than a wait it has provably been through, and not
+/// wildly more.
+#[test]
+fn a_parked_greenlets_age_counts_from_its_first_suspension() {
+    let rt = grove::Runtime::builder().workers(1).build().unwrap();
+    let (release, parked_once) = (Event::new(), Event::new());
+    let parked = rt.spawn({
+        let (release, parked_once) = (release.clone(), parked_once.clone());
+        move || {
+            parked_once.set();
+            release.wait();
+        }
+    });
+    let id = parked.id();
+    // The greenlet has run up to `release.wait()` (it set the event just before).
+    let since = Instant::now();
+    assert!(parked_once.wait_timeout(Duration::from_secs(20)));
+    let info = dump_until(&rt, |i| {
+        i.greenlet(id)
+            .is_some_and(|g| g.state == GreenletState::Parked)
+    });
+    let first = info
+        .greenlet(id)
+        .expect("parked")
+        .age
+        .expect("suspended once");
+    std::thread::sleep(Duration::from_millis(200));
+    let later = rt.dump().greenlet(id).expect("still parked").age.unwrap();
+    let waited = since.elapsed();
+    release.set();
+    parked.join().unwrap();
+    // 200 ms passed between the dumps; the coarse clock is off by a tick (a few ms) at most.
+    assert!(
+        later >= first + Duration::from_millis(150),
+        "age went {first:?} -> {later:?} over 200 ms"
+    );
+    assert!(
+        later <= waited + Duration::from_millis(50),
+        "age {later:?} longer than the {waited:?} since before it parked"
+    );
+}

@@ -47,7 +47,7 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::loom::lock;
 use crate::shared::{Shared, WorkerMetrics};
@@ -98,8 +98,10 @@ pub struct GreenletInfo {
     /// Where it was spawned.
     pub spawned_at: &'static Location<'static>,
     /// Time since it first suspended (parked or yielded), when it entered its worker's
-    /// registry; `None` for a greenlet in its first run. Spawn times are not recorded:
-    /// a clock read per spawn would cost about a tenth of a spawn.
+    /// registry, to within a few milliseconds (a coarse clock: a precise read at every
+    /// first suspension was a measurable share of a short greenlet's cost); `None` for a
+    /// greenlet in its first run. Spawn times are not recorded: a clock read per spawn
+    /// would cost about a tenth of a spawn.
     pub age: Option<Duration>,
 }
 
@@ -232,7 +234,7 @@ impl fmt::Display for RunInfo {
 
 /// Takes a dump of `shared` (see the module docs).
 pub(crate) fn dump(shared: &Shared) -> RunInfo {
-    let now = Instant::now();
+    let coarse_now = crate::shared::coarse_nanos();
     let mut greenlets = Vec::new();
     let mut workers = Vec::with_capacity(shared.workers().len());
     let metrics = shared.worker_metrics();
@@ -258,7 +260,7 @@ pub(crate) fn dump(shared: &Shared) -> RunInfo {
             let mut running_age = None;
             for (t, since) in lock(&w.data.registry).iter() {
                 let h = t.header();
-                let age = Some(now.saturating_duration_since(*since));
+                let age = Some(Duration::from_nanos(coarse_now.saturating_sub(*since)));
                 if running_addr.is_some_and(|a| std::ptr::eq(a, h)) {
                     running_age = age;
                     continue;
