@@ -8,18 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use grove_reactor::{Handle, TimerKey};
+use grove_reactor::TimerKey;
 
 /// Cancels the timer if the sleep ends by unwinding.
-struct TimerGuard<'a> {
-    reactor: &'a Handle,
+struct TimerGuard {
     key: Option<TimerKey>,
 }
 
-impl Drop for TimerGuard<'_> {
+impl Drop for TimerGuard {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.reactor.cancel_timer(key);
+            // Off the runtime's threads there is no reactor to ask: the timer then fires
+            // into a waker nobody waits on, or is drained when the reactor stops.
+            crate::with_reactor(|r| r.map(|r| r.cancel_timer(key)));
         }
     }
 }
@@ -61,15 +62,17 @@ pub fn sleep_until(deadline: Instant) {
 /// the profile). Timers never fire early; the clock is read after each wake only to tell
 /// the timer's wake from a spurious one.
 fn sleep_until_inner(deadline: Instant, what: &str) {
-    let reactor = crate::reactor(what);
-    let key = reactor.add_timer(deadline, grove_scheduler::current_waker());
-    let mut guard = TimerGuard {
-        reactor: &reactor,
-        key: Some(key),
-    };
+    // The reactor is borrowed for each step rather than held across the park, which would
+    // take a clone of its handle per sleep (see `with_reactor`).
+    let key = crate::with_reactor(|r| {
+        let r = r.unwrap_or_else(|| panic!("{}", crate::not_in_runtime(what)));
+        r.add_timer(deadline, grove_scheduler::current_waker())
+    });
+    let mut guard = TimerGuard { key: Some(key) };
     loop {
         grove_scheduler::park_on(grove_scheduler::WaitReason::SLEEP);
-        if reactor.is_shutdown() || Instant::now() >= deadline {
+        let shut_down = crate::with_reactor(|r| r.is_none_or(|r| r.is_shutdown()));
+        if shut_down || Instant::now() >= deadline {
             break;
         }
     }

@@ -431,6 +431,12 @@ impl Registry {
                 // assigning skips reading the old entry: a random slot of a large slab, a
                 // cache miss that was most of this function's cost under 100k sleepers.
                 unsafe { slot.write(entry) };
+                // The next registration takes the next free slot: start loading it now, so
+                // that its write does not hold up the unlock after it (a locked instruction
+                // waits for earlier stores).
+                if let Some(&next) = self.free.last() {
+                    crate::task::prefetch_line(self.entry_addr(next));
+                }
                 i
             }
             None => {

@@ -122,7 +122,7 @@ pub(crate) enum Link {
 /// Starts loading the cache line holding `addr` into the cache: a hint with no effect a
 /// program can observe, whatever `addr` is.
 #[inline(always)]
-fn prefetch_line(addr: usize) {
+pub(crate) fn prefetch_line(addr: usize) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` never faults (not even on an unmapped or null address) and has
     // no architectural effect; the `sse` feature it is declared with is part of the
