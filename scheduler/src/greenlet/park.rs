@@ -9,8 +9,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use crate::task::{Header, Suspend, TaskRef};
-use crate::timers::Timers;
+use crate::task::{Header, Suspend};
 use crate::wait_reason::WaitReason;
 use crate::worker::{suspend_current, suspend_current_nounwind, with_local};
 
@@ -36,15 +35,24 @@ pub(super) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// Cancels a timer when dropped (including when a wait is unwound by an interrupt).
+/// Cancels a timer of the current runtime when dropped (including when a wait is unwound
+/// by an interrupt). It holds only the key and finds the timers again through the worker
+/// it drops on (the greenlet's own): holding them would take a clone of their `Arc` per
+/// timed park, one count that every worker increments and decrements, a cache line
+/// bouncing between cores.
 struct TimerGuard {
-    timers: Arc<dyn Timers>,
     key: crate::TimerKey,
 }
 
 impl Drop for TimerGuard {
     fn drop(&mut self) {
-        self.timers.cancel(self.key);
+        // Off a worker (a stack dropped elsewhere) there is nothing to cancel through: the
+        // timer then fires into a waker nobody waits on.
+        with_local(|l| {
+            if let Some(timers) = l.and_then(|l| l.shared.timers.as_deref()) {
+                timers.cancel(self.key);
+            }
+        });
     }
 }
 
@@ -78,19 +86,19 @@ fn park_timeout_inner(timeout: Duration, what: *mut &'static str) {
     }
 }
 
-/// The greenlet running on this thread and its runtime's timers, if any.
-fn current_with_timers() -> Option<(TaskRef, Option<Arc<dyn Timers>>)> {
-    with_local(|l| l.and_then(|l| Some((l.current()?, l.shared.timers.clone()))))
-}
-
 fn park_until_inner(deadline: Instant, what: *mut &'static str) {
-    match current_with_timers() {
-        Some((task, timers)) => {
-            let timers = timers.unwrap_or_else(|| {
-                panic!("a timeout needs a runtime with timers (build it with grove::Runtime)")
-            });
-            let key = timers.add(deadline, task.waker());
-            let _guard = TimerGuard { timers, key };
+    // In a greenlet: arm a timer on its runtime (borrowed, see `TimerGuard`).
+    let armed = with_local(|l| {
+        let l = l?;
+        let task = l.current()?;
+        let timers = l.shared.timers.as_deref().unwrap_or_else(|| {
+            panic!("a timeout needs a runtime with timers (build it with grove::Runtime)")
+        });
+        Some(timers.add(deadline, task.waker()))
+    });
+    match armed {
+        Some(key) => {
+            let _guard = TimerGuard { key };
             park_inner(what);
         }
         None => {
@@ -242,22 +250,23 @@ pub enum ParkStatus {
 /// assert_eq!(grove_scheduler::park_nounwind(None, EXAMPLE), ParkStatus::NotGreenlet);
 /// ```
 pub fn park_nounwind(deadline: Option<Instant>, reason: WaitReason) -> ParkStatus {
-    let Some((task, timers)) = current_with_timers() else {
-        return ParkStatus::NotGreenlet;
+    // In a greenlet, arm the deadline's timer (borrowed, see `TimerGuard`); `Err` for a
+    // runtime without timers, which cannot honour a deadline: that reports it as passed
+    // rather than panic through a foreign frame.
+    let armed = with_local(|l| {
+        let l = l?;
+        let task = l.current()?;
+        Some(match (deadline, l.shared.timers.as_deref()) {
+            (None, _) => Ok(None),
+            (Some(d), Some(timers)) => Ok(Some(timers.add(d, task.waker()))),
+            (Some(_), None) => Err(()),
+        })
+    });
+    let _guard = match armed {
+        None => return ParkStatus::NotGreenlet,
+        Some(Err(())) => return ParkStatus::Woken,
+        Some(Ok(key)) => key.map(|key| TimerGuard { key }),
     };
-    let _guard = match deadline {
-        Some(d) => {
-            let Some(timers) = timers else {
-                // A runtime without timers cannot honour a deadline: report it as passed
-                // rather than panic through a foreign frame.
-                return ParkStatus::Woken;
-            };
-            let key = timers.add(d, task.clone().waker());
-            Some(TimerGuard { timers, key })
-        }
-        None => None,
-    };
-    drop(task);
     match suspend_current_nounwind(Suspend::Park, reason.as_ptr()) {
         None => ParkStatus::NotGreenlet,
         Some(true) => ParkStatus::Interrupted,
