@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::metrics::{self, Counters, ReactorMetrics};
 use crate::registration::Registration;
 use crate::scheduled_io::{Ready, ScheduledIo};
-use crate::shared::{Shared, WakeScope};
+use crate::shared::{Padded, Shared, WakeScope};
 use crate::slab::IoSlab;
 use crate::sys::{self, EventBuf, Harvested};
 use crate::timer::{Due, Insert, TimerKey, TimerQueue};
@@ -82,10 +82,10 @@ impl Reactor {
             waker,
             watch: Watch::new(),
             thread: OnceLock::new(),
-            harvests: AtomicU64::new(0),
+            harvests: Padded(AtomicU64::new(0)),
             registrations: AtomicUsize::new(0),
             scope,
-            slab: Mutex::new(IoSlab::new()),
+            slab: Padded(Mutex::new(IoSlab::new())),
             timers: TimerQueue::new(),
             shutdown: AtomicBool::new(false),
             counters: Counters::default(),

@@ -50,6 +50,7 @@ pub struct ReactorMetrics {
 /// Each is incremented *after* the work it counts (`Release`) and read with `Acquire`, so a
 /// snapshot that counts an event or a wake also observes its effects (tests rely on this).
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub(crate) polls: AtomicU64,
     pub(crate) notifications: AtomicU64,

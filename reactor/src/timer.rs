@@ -162,6 +162,7 @@ struct State {
 
 /// One wheel, its lock and its due hint, on a cache line pair of its own.
 #[repr(align(128))]
+#[repr(align(128))]
 struct Shard {
     state: Mutex<State>,
     /// A tick never later than the earliest deadline in the shard (`NO_HINT`: none); see

@@ -111,8 +111,10 @@ pub enum Rouse {
     Interrupt,
 }
 
-/// The watcher count and the reactor's sleep state; see the module documentation.
+/// The watcher count and the reactor's sleep state; see the module documentation. On cache
+/// lines of its own: every worker's sleep and wake write it.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct Watch {
     watchers: AtomicUsize,
     state: AtomicUsize,
