@@ -58,11 +58,13 @@
 //!    reach), `run_info` (dumps), `deadlock` (`block_on`'s deadlock proof).
 //!
 //! `unsafe` lives in `stack` (mappings, guard pages, the `corosensei` stack contract,
-//! the overflow handler), `task` (the `!Send` coroutine and cells in a shared header),
+//! the overflow handler), `task` (the `!Send` coroutine and cells in a shared header,
+//! the cache prefetch hint),
 //! `worker` (`worker`, `worker::switch`, `worker::shutdown`: the resume, the switch
 //! away, a header read through the thread's current pointer, abandoning a coroutine),
 //! `local` (a greenlet-local's value behind a pointer), `greenlet::handle` (taking a
-//! finished greenlet's output) and `shared` (`getpid` and `pthread_atfork`). Every
+//! finished greenlet's output) and `shared` (`getpid`, `pthread_atfork`, the coarse
+//! clock, the registry's write into a free slot). Every
 //! block has a `// SAFETY:` comment; every `unsafe fn` a `# Safety` section.
 //!
 //! The scheduler knows nothing of I/O or timers: it wakes and is woken through
