@@ -67,12 +67,13 @@ pub trait Job {
     /// True once it has run on a worker, which is then its home for life: it is queued
     /// only there (`ready`, the inbox), never where peers steal.
     fn is_started(&self) -> bool;
-    /// A hint that this runnable runs after the next one: start loading its own object
-    /// into the cache. Must not read the object (that load would miss and stall).
+    /// A hint that this runnable was just queued behind others and runs soon: start
+    /// loading its own object into the cache. Must not read the object (that load would
+    /// miss and stall).
     fn prefetch_far(&self) {}
     /// A hint that this runnable runs next: start loading what resuming it touches. May
-    /// read the object, which [`prefetch_far`](Self::prefetch_far) of a turn earlier
-    /// brought in.
+    /// read the object, which [`prefetch_far`](Self::prefetch_far) brought in when it was
+    /// queued.
     fn prefetch_near(&self) {}
 }
 
