@@ -144,8 +144,8 @@ pub(crate) fn prefetch_line(addr: usize) {
 /// The type-erased part every greenlet shares.
 ///
 /// `repr(C)`, hot fields first: a wake reads `state`, `home` and `interrupt`, and a resume
-/// `resume_at` and `slot_at`, all in the object's first line, which is what a waker's
-/// prefetch (the reactor's `wake_all`) brings in.
+/// `resume_at` and `slot_at`, all in the header's first 40 bytes, which a waker's prefetch
+/// (the reactor's `wake_all`: the object's first 64 bytes) brings in.
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) state: State,
