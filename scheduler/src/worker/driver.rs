@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Local;
 use crate::batch;
-use crate::driver::{IDLE_POLLS, POLL_MASK, SPIN_BEFORE_PARK, TRIM_MASK};
+use crate::driver::{IDLE_POLLS, POLL_MASK, SPIN_BEFORE_PARK, SPIN_YIELD_EVERY, TRIM_MASK};
 use crate::hub::Hooks;
 use crate::idle::Parker;
 use crate::shared::{Counters, Shared};
@@ -24,8 +24,9 @@ impl Local {
         batch::harvest(|| d.poll()) > 0
     }
 
-    /// Before sleeping, with nothing to run: watches its own parker for a few microseconds
-    /// and harvests the driver [`IDLE_POLLS`] times meanwhile (Go's spinning `M`, which polls
+    /// Before sleeping, with nothing to run: watches its own parker for a few microseconds,
+    /// offering its core to other threads every [`SPIN_YIELD_EVERY`] turns, and harvests the
+    /// driver [`IDLE_POLLS`] times meanwhile (Go's spinning `M`, which polls
     /// the network before it sleeps): on a busy server the next event usually arrives within
     /// that window, and taking it here saves the reactor's wake-up and a futex wake of this
     /// worker. Returns `true` if a harvest woke something (do not sleep).
@@ -37,11 +38,16 @@ impl Local {
             0
         };
         for round in 0..=polls {
-            for _ in 0..SPIN_BEFORE_PARK / (polls + 1) {
+            for i in 1..=SPIN_BEFORE_PARK / (polls + 1) {
                 if me.parker.is_notified() {
                     return false;
                 }
-                std::hint::spin_loop();
+                if i % SPIN_YIELD_EVERY == 0 {
+                    // Hand the core to any thread waiting for it (see `SPIN_YIELD_EVERY`).
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
             }
             if round < polls && self.poll_driver() {
                 return true;
