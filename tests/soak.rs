@@ -28,9 +28,11 @@
 //! the runtime's `live_greenlets` is 0); stacks are back (none live once the runtime
 //! idles); the blocking pool holds no job; no file descriptor leaked; RSS grew by less
 //! than 512 MiB; and the blocking monitor, on with a 1 s threshold, reported no stall
-//! (a deadlock would also end `block_on` with gevent's `LoopExit` panic, or hang past
-//! nextest's timeout). Scenarios check their own results; timing only ever appears in
-//! generous bounds.
+//! (a deadlock would also end `block_on` with gevent's `LoopExit` panic). A round that
+//! never ends fails the child after `GROVE_SOAK_SECS + 60` s with the reactor's counters
+//! and a run-info dump (each round is named after its scenario), before the parent's own
+//! watchdog: that is how the lost wake-up fixed in `scheduler/src/state.rs` was found.
+//! Scenarios check their own results; timing only ever appears in generous bounds.
 //!
 //! Runs in a child process so that fd and RSS counts see no other test.
 
@@ -636,6 +638,7 @@ fn soak() {
             .monitor(Some(Duration::from_secs(1)))
             .on_stall(move |r| stalls.lock().unwrap().push(r.to_string()))
             .build()
+            .map(Arc::new)
             .unwrap()
     };
     // Warm up the blocking pool, the reactor and the stack pools before the baselines.
@@ -645,6 +648,29 @@ fn soak() {
     });
     let fds_before = open_fds();
     let rss_before = rss();
+
+    // A hang prints what every greenlet waits for before the parent's watchdog kills us.
+    let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let watchdog = {
+        let (done, rt) = (done.clone(), rt.clone());
+        std::thread::spawn(move || {
+            let limit = Instant::now() + Duration::from_secs(secs + 60);
+            let mut finished = done.0.lock().unwrap();
+            while !*finished {
+                let left = limit.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    println!(
+                        "soak child: no end after {} s; {:?}\n{}",
+                        secs + 60,
+                        rt.reactor_metrics(),
+                        rt.dump()
+                    );
+                    std::process::exit(3);
+                }
+                finished = done.1.wait_timeout(finished, left).unwrap().0;
+            }
+        })
+    };
 
     let st = Arc::new(Stats::default());
     let start = Instant::now();
@@ -665,10 +691,15 @@ fn soak() {
                         let mut rng = Rng::new(master.next());
                         let which = (rng.next() % SCENARIOS.len() as u64) as usize;
                         let st2 = st.clone();
-                        spawn(&st, move || {
-                            SCENARIOS[which].1(&st2, &mut rng, addr);
-                            Stats::bump(&st2.rounds[which]);
-                        })
+                        Stats::bump(&st.spawned);
+                        // Named, so that a dump says which scenario a round runs.
+                        let name = format!("soak round: {}", SCENARIOS[which].0);
+                        grove::greenlet::GreenletBuilder::new()
+                            .name(name)
+                            .spawn(move || {
+                                SCENARIOS[which].1(&st2, &mut rng, addr);
+                                Stats::bump(&st2.rounds[which]);
+                            })
                     })
                     .collect();
                 for h in batch {
@@ -681,6 +712,9 @@ fn soak() {
         })
     };
     let elapsed = start.elapsed();
+    *done.0.lock().unwrap() = true;
+    done.1.notify_one();
+    watchdog.join().unwrap();
 
     // Audit.
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -806,7 +840,7 @@ fn soak() {
         std::thread::yield_now();
     }
     let t = Instant::now();
-    drop(rt);
+    drop(Arc::into_inner(rt).expect("the watchdog has let go of the runtime"));
     let took = t.elapsed();
     println!("shutdown with {AT_SHUTDOWN} blocking destructors: {took:.1?}");
     assert_eq!(done.load(Ordering::SeqCst), AT_SHUTDOWN);

@@ -38,7 +38,8 @@
 //!   once it is `DONE`.
 //! * What a waker writes before waking is visible to the greenlet once resumed (the
 //!   `AcqRel` of `unpark` and `complete_park`), checked with a `Relaxed` mailbox so that
-//!   only the protocol's own edges can make it visible.
+//!   only the protocol's own edges can make it visible; also when the wake found the
+//!   greenlet already scheduled (`a_wake_of_a_scheduled_greenlet_is_seen_when_it_runs`).
 //! * `complete_yield` absorbs a wake that landed while the greenlet ran, and a wake
 //!   racing a yield never queues it a second time; a wake after `complete` does nothing.
 //!
@@ -52,8 +53,9 @@
 //! `stale_wake_anywhere_resumes_once` and `second_park_after_wake_resumes_once`.
 //!
 //! # A loom limitation
-//! `complete`, `complete_yield` and the failure path of `complete_park` are plain
-//! stores that may race an unparker's CAS (`RUNNING → RUNNING | NOTIFIED`). On real
+//! `complete` is a plain store that may race an unparker's CAS (`RUNNING → RUNNING |
+//! NOTIFIED`); `complete_yield` and the failure path of `complete_park` were too, before
+//! they became swaps (`state`, "Every wake publishes"). On real
 //! hardware a CAS is atomic, so the store lands before or after it. loom 0.7.3 does not
 //! enforce RMW atomicity against a plain store the RMW did not observe
 //! (tokio-rs/loom#254 and #389, fix pending in tokio-rs/loom#391), and can end such an
@@ -452,5 +454,63 @@ fn yield_absorbs_notification() {
         .unwrap();
         assert_eq!(home.state.load(), PARKED);
         assert_eq!(home.inbox_len(), 0);
+    });
+}
+
+/// Every wake publishes (`state`'s "Every wake publishes"): two wakers each set a flag
+/// (`Relaxed`, so only the state word can make it visible) and wake the greenlet, whose
+/// wait loop, like a wait list's, parks again until it sees both flags. The second wake
+/// may find the greenlet already `SCHEDULED` (or `RUNNING | NOTIFIED`) by the first: it
+/// must still be seen when the greenlet next runs, or the greenlet parks for good (loom
+/// then reports the hub asleep with nobody left to wake it).
+///
+/// Fails on the old protocol (an `unpark` that only loaded the word and did nothing in
+/// `SCHEDULED`, and a `start_running` that was a relaxed store): that is the lost wake
+/// behind a consumer stuck in `Queue::get` after `close`.
+#[test]
+fn a_wake_of_a_scheduled_greenlet_is_seen_when_it_runs() {
+    loom::model(|| {
+        let (home, home_hub) = Home::new(2);
+        let home = Arc::new(home);
+        let hub_home = home.clone();
+        let wakers = thread::spawn(move || {
+            let home = hub_home;
+            let wakers = RefCell::new(Vec::new());
+            home_hub.push_ready(Greenlet(usize::MAX));
+            home_hub.run(&(), |g| {
+                assert_eq!(home.state.load(), SCHEDULED);
+                home.state.start_running();
+                if wakers.borrow().is_empty() {
+                    // First run: the greenlet registers its waker; both wakers start.
+                    for i in 0..2 {
+                        let home = home.clone();
+                        wakers.borrow_mut().push(thread::spawn(move || {
+                            home.mail[i].store(1, Ordering::Relaxed);
+                            home.wake(i);
+                        }));
+                    }
+                }
+                if home.mail.iter().all(|m| m.load(Ordering::Relaxed) == 1) {
+                    home.state.complete();
+                    home.core
+                        .close(|g| panic!("{g:?} queued outside the home worker"));
+                    return;
+                }
+                if !home.state.complete_park() {
+                    home_hub.push_ready(g);
+                }
+            });
+            wakers.into_inner()
+        })
+        .join()
+        .unwrap();
+        for w in wakers {
+            w.join().unwrap();
+        }
+        assert_eq!(
+            home.inbox_len(),
+            0,
+            "greenlet left queued after it finished"
+        );
     });
 }

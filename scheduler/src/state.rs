@@ -29,12 +29,25 @@
 //! waker from an earlier wait may fire), so every blocking primitive re-checks its
 //! condition in a loop.
 //!
-//! Orderings: `unpark`'s successful CAS is `AcqRel` so that whatever the *winning*
-//! waker published before waking happens-before the greenlet runs again;
-//! `complete_park` is `AcqRel` for the mirror reason. A wake that finds the greenlet
-//! already notified or scheduled does nothing and so publishes nothing: primitives must
-//! therefore re-check their condition under their own synchronization after
-//! registering a waker, never rely on the wake itself to carry data.
+//! # Every wake publishes
+//! What a waker wrote before waking happens-before the greenlet's next run, whatever
+//! state the wake found: a primitive may set a flag, wake, and count on the greenlet
+//! seeing the flag (grove's wait lists do; so does `Waker`'s contract for futures).
+//! Every access that moves the word is therefore a read-modify-write with `AcqRel`:
+//! `unpark` writes `SCHEDULED` or `RUNNING | NOTIFIED` back unchanged rather than just
+//! loading it, and the hub's `start_running`, `complete_yield` and `complete_park`'s
+//! requeue are swaps, not stores. The word's modification order then puts each wake
+//! either before one of the hub's swaps (which acquires it) or after the greenlet is
+//! `RUNNING` (so it becomes a `NOTIFIED` that `complete_park` acquires).
+//!
+//! The earlier version loaded the word in `unpark` and did nothing in `SCHEDULED`, and
+//! `start_running` was a relaxed store: the greenlet's store of `RUNNING` and its load
+//! of the wait list's flag could pass the waker's store of the flag and load of
+//! `SCHEDULED` (the store-buffering litmus test), so it read the flag unset, parked,
+//! and the wake was gone. It showed as a consumer parked forever in `Queue::get` after
+//! `close`, about once per 10k–1M rounds of a queue stress loop on 2 workers; the loom
+//! model `a_wake_of_a_scheduled_greenlet_is_seen_when_it_runs` (loom-tests `park.rs`)
+//! finds it.
 
 // Items are `pub` so that `__loom` can re-export them to the loom tests.
 #![allow(unreachable_pub)]
@@ -85,14 +98,13 @@ impl State {
 
     /// The hub took the greenlet off a run queue and is about to resume it.
     ///
-    /// Only the owner of a `SCHEDULED` greenlet calls this, so a plain store suffices.
+    /// Only the owner of a `SCHEDULED` greenlet calls this, but it must still be a
+    /// read-modify-write: it acquires every wake that reached the greenlet while it was
+    /// queued (see "Every wake publishes"). A plain store here let a greenlet resume,
+    /// miss the flag its waker had just set, and park for good.
     pub fn start_running(&self) {
-        debug_assert_eq!(
-            self.0.load(Ordering::Relaxed),
-            SCHEDULED,
-            "start_running: bad state"
-        );
-        self.0.store(RUNNING, Ordering::Relaxed);
+        let prev = self.0.swap(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(prev, SCHEDULED, "start_running: bad state");
     }
 
     /// Step 2: the greenlet switched to the hub asking to park. Returns `true` if it is
@@ -105,18 +117,20 @@ impl State {
             Ok(_) => true,
             Err(cur) => {
                 debug_assert_eq!(cur, RUNNING | NOTIFIED, "complete_park: bad state");
-                // Only the hub moves a RUNNING greenlet on, and unparkers do nothing in
-                // RUNNING|NOTIFIED, so a store cannot overwrite anybody's transition.
-                self.0.store(SCHEDULED, Ordering::Release);
+                // Only the hub moves a RUNNING greenlet on, and unparkers leave
+                // RUNNING|NOTIFIED as it is, so no transition is overwritten; a swap, not
+                // a store, so that a wake arriving meanwhile is acquired too.
+                self.0.swap(SCHEDULED, Ordering::AcqRel);
                 false
             }
         }
     }
 
     /// The greenlet yielded: it goes straight back on a run queue. A pending
-    /// notification is absorbed, since the greenlet will run again anyway.
+    /// notification is absorbed, since the greenlet will run again anyway (a swap, so
+    /// that what its waker published is acquired).
     pub fn complete_yield(&self) {
-        self.0.store(SCHEDULED, Ordering::Release);
+        self.0.swap(SCHEDULED, Ordering::AcqRel);
     }
 
     /// The greenlet's body returned (or unwound). Publishes its output.
@@ -124,18 +138,21 @@ impl State {
         self.0.store(DONE, Ordering::Release);
     }
 
-    /// Step 3, from any thread.
+    /// Step 3, from any thread. Always a read-modify-write (unless the greenlet is
+    /// `DONE`), also where it changes nothing (see "Every wake publishes").
     pub fn unpark(&self) -> Unpark {
-        let mut cur = self.0.load(Ordering::Acquire);
+        let mut cur = self.0.load(Ordering::Relaxed);
         loop {
             let next = match cur {
                 PARKED => SCHEDULED,
                 RUNNING => RUNNING | NOTIFIED,
-                _ => return Unpark::Nothing,
+                DONE => return Unpark::Nothing,
+                // SCHEDULED or RUNNING | NOTIFIED: written back unchanged, to publish.
+                same => same,
             };
             match self
                 .0
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) if cur == PARKED => return Unpark::Schedule,
                 Ok(_) => return Unpark::Nothing,
