@@ -1054,16 +1054,10 @@ fn a_panicking_ord_leaves_the_priority_queue_consistent() {
 fn a_closed_queue_wakes_every_consumer_under_stress() {
     use std::sync::atomic::AtomicU64;
 
-    fn round(seed: u64) -> u64 {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let (producers, consumers, per) = (1 + next() % 3, 1 + next() % 3, 1 + next() % 200);
-        let q: Arc<Queue<u64>> = Arc::new(Queue::bounded(1 + (next() % 7) as usize));
+    fn round(seed: u64) {
+        let mut rng = common::Rng::new(seed);
+        let (producers, consumers, per) = (rng.range(1, 3), rng.range(1, 3), rng.range(1, 200));
+        let q: Arc<Queue<u64>> = Arc::new(Queue::bounded(rng.range(1, 7) as usize));
         let ps: Vec<_> = (0..producers)
             .map(|_| {
                 let q = q.clone();
@@ -1080,7 +1074,6 @@ fn a_closed_queue_wakes_every_consumer_under_stress() {
         q.close();
         let got: u64 = cs.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(got, producers * per, "items lost or doubled");
-        got
     }
 
     let rt = Arc::new(rt());

@@ -54,6 +54,8 @@ use grove::{
 
 mod common;
 
+use common::Rng;
+
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/echo.rs"]
 mod echo;
@@ -63,34 +65,6 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// Rounds running at once.
 const IN_FLIGHT: usize = 4;
 const MAX_RSS_GROWTH: usize = 512 << 20;
-
-/// xorshift64 (Marsaglia): a tiny deterministic PRNG.
-#[derive(Clone, Copy)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    /// Uniform-ish in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.next() % one_in == 0
-    }
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(self.range(lo, hi))
-    }
-}
 
 /// What happened to every greenlet the soak spawned, and to its operations.
 #[derive(Default)]
@@ -122,8 +96,20 @@ fn spawn<T: Send + 'static>(
     st: &Arc<Stats>,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> JoinHandle<T> {
+    spawn_named(st, None, f)
+}
+
+/// [`spawn`], with a name that run-info dumps show.
+fn spawn_named<T: Send + 'static>(
+    st: &Arc<Stats>,
+    name: Option<String>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
     Stats::bump(&st.spawned);
-    grove::spawn(f)
+    match name {
+        Some(name) => grove::greenlet::GreenletBuilder::new().name(name).spawn(f),
+        None => grove::spawn(f),
+    }
 }
 
 /// Joins a counted greenlet: `Some(value)` if it returned, `None` if it was killed.
@@ -691,15 +677,12 @@ fn soak() {
                         let mut rng = Rng::new(master.next());
                         let which = (rng.next() % SCENARIOS.len() as u64) as usize;
                         let st2 = st.clone();
-                        Stats::bump(&st.spawned);
                         // Named, so that a dump says which scenario a round runs.
                         let name = format!("soak round: {}", SCENARIOS[which].0);
-                        grove::greenlet::GreenletBuilder::new()
-                            .name(name)
-                            .spawn(move || {
-                                SCENARIOS[which].1(&st2, &mut rng, addr);
-                                Stats::bump(&st2.rounds[which]);
-                            })
+                        spawn_named(&st, Some(name), move || {
+                            SCENARIOS[which].1(&st2, &mut rng, addr);
+                            Stats::bump(&st2.rounds[which]);
+                        })
                     })
                     .collect();
                 for h in batch {

@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 use std::process::{Command, Output};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Re-runs the current test binary, executing only `test` with `GROVE_TEST_CHILD=1`,
 /// and returns its output. The test checks `is_child()` to pick its child branch.
@@ -132,5 +133,33 @@ pub fn run_child_watched(
         success: status.success(),
         stdout: stdout.join().unwrap(),
         stderr: stderr.map(|t| t.join().unwrap()).unwrap_or_default(),
+    }
+}
+
+/// xorshift64 (Marsaglia): a tiny deterministic PRNG for randomized tests.
+#[derive(Clone, Copy)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    pub fn chance(&mut self, one_in: u64) -> bool {
+        self.next() % one_in == 0
+    }
+    pub fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.range(lo, hi))
     }
 }
