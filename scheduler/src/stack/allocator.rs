@@ -3,7 +3,7 @@
 //! in bare [`Slot`] tokens; `green.rs` wraps them into `GreenStack`s and `pool.rs` caches those
 //! per worker. Steps 2–4 of getting and returning a stack (see the module essay) happen here.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +14,7 @@ use super::config::{
     MAX_CHUNK_BYTES, MAX_CHUNK_SLOTS, TRIM_RUN,
 };
 use super::error::{SizeText, StackError, StackStats};
+use super::excess::ExcessSet;
 use super::guard::{detect_with_reason, GuardMode, GuardReason};
 use super::sys;
 
@@ -68,18 +69,26 @@ struct Carver {
 }
 
 /// Stacks returned beyond the pools' watermarks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GlobalList {
     /// The most recently returned committed stacks, oldest at the front; at most
     /// [`GLOBAL_WARM_WATERMARK`].
     warm: VecDeque<Slot>,
     /// Committed stacks pushed out of `warm`, waiting to be decommitted, by address (step 4).
-    excess: BTreeMap<usize, Slot>,
+    excess: ExcessSet,
     /// Decommitted stacks.
     cold: Vec<Slot>,
 }
 
 impl GlobalList {
+    fn new(slot_len: usize) -> GlobalList {
+        GlobalList {
+            warm: VecDeque::new(),
+            excess: ExcessSet::new(slot_len),
+            cold: Vec::new(),
+        }
+    }
+
     fn len(&self) -> usize {
         self.warm.len() + self.excess.len() + self.cold.len()
     }
@@ -88,7 +97,7 @@ impl GlobalList {
     fn pop(&mut self) -> Option<Slot> {
         self.warm
             .pop_back()
-            .or_else(|| self.excess.pop_last().map(|(_, s)| s))
+            .or_else(|| self.excess.pop())
             .or_else(|| self.cold.pop())
     }
 }
@@ -153,7 +162,7 @@ impl StackAllocator {
                 spare: Vec::new(),
                 next_chunk_slots: FIRST_CHUNK_SLOTS,
             }),
-            global: Mutex::new(GlobalList::default()),
+            global: Mutex::new(GlobalList::new(size + page)),
             excess: AtomicUsize::new(0),
             overflowed_at: std::sync::atomic::AtomicU64::new(0),
             epoch: std::time::Instant::now(),
@@ -355,8 +364,7 @@ impl StackAllocator {
         let cold_from = g.cold.len() - cold;
         g.cold.drain(cold_from..).for_each(&mut out);
         for _ in 0..excess {
-            let (_, s) = g.excess.pop_last().expect("counted above");
-            out(s);
+            out(g.excess.pop().expect("counted above"));
         }
         let warm_from = g.warm.len() - warm;
         g.warm.drain(warm_from..).for_each(&mut out);
@@ -375,7 +383,7 @@ impl StackAllocator {
         let overflow = g.warm.len() > GLOBAL_WARM_WATERMARK;
         while g.warm.len() > GLOBAL_WARM_WATERMARK {
             let s = g.warm.pop_front().expect("longer than the watermark");
-            g.excess.insert(s.lo.get(), s);
+            g.excess.insert(s);
         }
         self.excess.store(g.excess.len(), Ordering::Relaxed);
         drop(g);
@@ -408,25 +416,15 @@ impl StackAllocator {
         self.excess.load(Ordering::Relaxed)
     }
 
-    /// Step 4, one slice: decommits the lowest-addressed run of adjacent excess slots, at most
-    /// [`TRIM_RUN`] of them, with one `madvise` outside the lock (one slot per call in Mprotect
-    /// mode, where every stack is its own mapping). Returns how many it decommitted.
+    /// Step 4, one slice: decommits the lowest-addressed run of adjacent excess slots of one
+    /// chunk, at most [`TRIM_RUN`] of them, with one `madvise` outside the lock (one slot per
+    /// call in Mprotect mode, where every stack is its own mapping). Returns how many it
+    /// decommitted.
     pub(crate) fn trim_slice(&self) -> usize {
         let mut run: Vec<Slot> = Vec::new();
         {
             let mut g = lock(&self.global);
-            while run.len() < TRIM_RUN {
-                let Some(entry) = g.excess.first_entry() else {
-                    break;
-                };
-                let adjacent = run.last().is_none_or(|prev: &Slot| {
-                    self.mode == GuardMode::Madvise && *entry.key() == prev.lo.get() + self.slot_len
-                });
-                if !adjacent {
-                    break;
-                }
-                run.push(entry.remove());
-            }
+            g.excess.take_lowest_run(TRIM_RUN, &mut run);
             self.excess.store(g.excess.len(), Ordering::Relaxed);
         }
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
@@ -479,6 +477,8 @@ impl StackAllocator {
                 Ok(p) => {
                     sys::no_huge_pages(p.get(), len);
                     c.chunks.push((p.get(), len));
+                    // Lock order: carver, then global (nothing takes them the other way round).
+                    lock(&self.global).excess.add_chunk(p.get(), slots);
                     c.rest = FreshRange {
                         next: p.get(),
                         end: p.get() + len,
@@ -599,7 +599,7 @@ impl Drop for StackAllocator {
                 }
             }
             GuardMode::Mprotect => {
-                for s in g.warm.iter().chain(g.excess.values()).chain(g.cold.iter()) {
+                for s in g.warm.iter().chain(g.excess.singles()).chain(g.cold.iter()) {
                     // SAFETY: see above: the stack is pooled, hence unused.
                     unsafe { sys::unmap(s.lo.get(), self.slot_len) };
                 }

@@ -14,6 +14,9 @@
 //! - `guard.rs`: [`GuardMode`] and why it was chosen: the `MADV_GUARD_INSTALL` probe and
 //!   `GROVE_STACK_GUARD`.
 //! - `error.rs`: the allocator's counters and `StackError`, the message a failed allocation gives.
+//! - `excess.rs`: the global list's excess set (stacks waiting to be decommitted) as one bitmap
+//!   per chunk, so that joining, leaving and finding the lowest run of adjacent slots are bit
+//!   operations.
 //! - `allocator.rs`: [`StackAllocator`]: chunks, carving, guards, the global list, decommitting.
 //!   It deals in bare `Slot` tokens and never names the stack type.
 //! - `green.rs`: [`GreenStack`], a slot plus its allocator, and the `unsafe impl Stack` that
@@ -97,15 +100,16 @@
 //! 1. Push it on the pool. A `Vec` push.
 //! 2. Above 64 pooled, hand the 32 oldest to the global list (one lock, no syscall).
 //! 3. The global list keeps the 256 most recently returned stacks warm; older ones move to its
-//!    *excess* set, keyed by address, where they stay committed (and are reused before cold
-//!    ones) until they are decommitted. Still no syscall: a `BTreeMap` insert per stack.
+//!    *excess* set, ordered by address, where they stay committed (and are reused before cold
+//!    ones) until they are decommitted. Still no syscall: a bit set in the chunk's bitmap
+//!    (`excess.rs`).
 //! 4. *When* and *how* they are decommitted. Never on the way back: a `madvise` is a syscall plus
 //!    a TLB shootdown IPI to every core running the process, and on the return path it lands in
 //!    the middle of a burst of finishing greenlets (100,000 sleepers once spent most of their
 //!    wall time there, and their p99 lateness grew past 250 ms because due timers waited behind
 //!    it). Instead [`StackAllocator::trim_slice`] gives back **one run of adjacent slots** (at
 //!    most [`TRIM_RUN`](config::TRIM_RUN) of them, one `madvise`; in Madvise mode the guard
-//!    pages in between keep their markers), the lowest-addressed run of the excess set. Because
+//!    pages in between keep their markers), the lowest-addressed run of one chunk's excess. Because
 //!    the set is ordered by address, the stacks of a spike, which were carved in address order,
 //!    come back as long runs: about one `madvise` per 64 stacks instead of one per stack. Only
 //!    once the burst is over: [`DECAY`](config::DECAY) (1 s) after a stack last joined the
@@ -146,6 +150,7 @@
 mod allocator;
 mod config;
 mod error;
+mod excess;
 mod green;
 mod guard;
 pub(crate) mod overflow;
