@@ -97,8 +97,17 @@ impl GlobalList {
     fn pop(&mut self) -> Option<Slot> {
         self.warm
             .pop_back()
-            .or_else(|| self.excess.pop())
+            .or_else(|| self.excess.pop().map(|lo| self.slot_at(lo)))
             .or_else(|| self.cold.pop())
+    }
+
+    /// The token of the pooled slot at `lo`, which the excess set has just given up.
+    fn slot_at(&self, lo: usize) -> Slot {
+        Slot {
+            lo: NonZeroUsize::new(lo).expect("slots never start at 0"),
+            top: NonZeroUsize::new(lo + self.excess.slot_len())
+                .expect("a slot ends past its start"),
+        }
     }
 }
 
@@ -364,7 +373,8 @@ impl StackAllocator {
         let cold_from = g.cold.len() - cold;
         g.cold.drain(cold_from..).for_each(&mut out);
         for _ in 0..excess {
-            out(g.excess.pop().expect("counted above"));
+            let lo = g.excess.pop().expect("counted above");
+            out(g.slot_at(lo));
         }
         let warm_from = g.warm.len() - warm;
         g.warm.drain(warm_from..).for_each(&mut out);
@@ -383,7 +393,8 @@ impl StackAllocator {
         let overflow = g.warm.len() > GLOBAL_WARM_WATERMARK;
         while g.warm.len() > GLOBAL_WARM_WATERMARK {
             let s = g.warm.pop_front().expect("longer than the watermark");
-            g.excess.insert(s);
+            // The token becomes a bit of the excess set; `GlobalList::slot_at` remakes it.
+            g.excess.insert(s.lo.get());
         }
         self.excess.store(g.excess.len(), Ordering::Relaxed);
         drop(g);
@@ -421,20 +432,24 @@ impl StackAllocator {
     /// call in Mprotect mode, where every stack is its own mapping). Returns how many it
     /// decommitted.
     pub(crate) fn trim_slice(&self) -> usize {
-        let mut run: Vec<Slot> = Vec::new();
-        {
+        let run = {
             let mut g = lock(&self.global);
-            g.excess.take_lowest_run(TRIM_RUN, &mut run);
+            let run = g.excess.take_lowest_run(TRIM_RUN);
             self.excess.store(g.excess.len(), Ordering::Relaxed);
-        }
-        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            run
+        };
+        let Some((first, n)) = run else {
             return 0;
         };
-        let from = first.lo.get() + self.page;
-        let to = last.lo.get() + self.page + self.size;
+        // From the first slot's usable part to the last one's top (guard pages in between).
+        let from = first + self.page;
+        let to = first + n * self.slot_len;
         self.decommit(from, to - from);
-        let n = run.len();
-        lock(&self.global).cold.append(&mut run);
+        let mut g = lock(&self.global);
+        for k in 0..n {
+            let s = g.slot_at(first + k * self.slot_len);
+            g.cold.push(s);
+        }
         n
     }
 
@@ -599,9 +614,10 @@ impl Drop for StackAllocator {
                 }
             }
             GuardMode::Mprotect => {
-                for s in g.warm.iter().chain(g.excess.singles()).chain(g.cold.iter()) {
+                let los = g.warm.iter().chain(g.cold.iter()).map(|s| s.lo.get());
+                for lo in los.chain(g.excess.singles()) {
                     // SAFETY: see above: the stack is pooled, hence unused.
-                    unsafe { sys::unmap(s.lo.get(), self.slot_len) };
+                    unsafe { sys::unmap(lo, self.slot_len) };
                 }
             }
         }

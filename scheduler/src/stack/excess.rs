@@ -24,10 +24,9 @@
 //! Mprotect mode maps every stack on its own, so there are no chunks and no runs (each stack
 //! is decommitted alone): a plain `Vec`. A slot of no known chunk (which Madvise mode never
 //! makes, since chunks are registered before they are carved) would go there too.
-
-use std::num::NonZeroUsize;
-
-use super::allocator::Slot;
+//!
+//! The set deals in slot addresses (a slot's lowest address, its guard page's); the allocator
+//! turns them back into its ownership tokens.
 
 /// Committed stacks waiting to be decommitted; see the module docs. Not synchronized: it lives
 /// in the allocator's global list, behind its lock.
@@ -38,7 +37,7 @@ pub(super) struct ExcessSet {
     /// Per chunk, ordered by start address.
     chunks: Vec<ChunkBits>,
     /// Stacks of no chunk (Mprotect mode's own mappings), in no order.
-    singles: Vec<Slot>,
+    singles: Vec<usize>,
     len: usize,
     /// Every chunk below this index is empty: where a search for the lowest run starts.
     low: usize,
@@ -96,12 +95,16 @@ impl ExcessSet {
         self.len
     }
 
-    /// Adds a stack.
-    pub(super) fn insert(&mut self, slot: Slot) {
+    /// Bytes per slot, guard page included.
+    pub(super) fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Adds the stack whose slot starts at `lo`.
+    pub(super) fn insert(&mut self, lo: usize) {
         self.len += 1;
-        let lo = slot.lo.get();
         let Some(i) = self.chunk_of(lo) else {
-            self.singles.push(slot);
+            self.singles.push(lo);
             return;
         };
         let slot_len = self.slot_len;
@@ -121,7 +124,7 @@ impl ExcessSet {
 
     /// Takes a stack out, the highest-addressed one (far from where
     /// [`take_lowest_run`](Self::take_lowest_run) decommits), or `None` if the set is empty.
-    pub(super) fn pop(&mut self) -> Option<Slot> {
+    pub(super) fn pop(&mut self) -> Option<usize> {
         if let Some(s) = self.singles.pop() {
             self.len -= 1;
             return Some(s);
@@ -140,29 +143,23 @@ impl ExcessSet {
         Some(self.slot(i, w * 64 + b))
     }
 
-    /// Takes out the lowest-addressed run of adjacent stacks of one chunk, at most `max` of
-    /// them, into `out` in address order. In Mprotect mode (no chunks) one stack. Takes nothing
-    /// if the set is empty.
-    pub(super) fn take_lowest_run(&mut self, max: usize, out: &mut Vec<Slot>) {
-        if max == 0 {
-            return;
-        }
-        if let Some(s) = self.singles.pop() {
+    /// Takes out the lowest-addressed run of adjacent stacks of one chunk, at most `max` (at
+    /// least one) of them: returns the first one's address and how many. In Mprotect mode (no
+    /// chunks) one stack. `None` if the set is empty.
+    pub(super) fn take_lowest_run(&mut self, max: usize) -> Option<(usize, usize)> {
+        if let Some(lo) = self.singles.pop() {
             self.len -= 1;
-            out.push(s);
-            return;
+            return Some((lo, 1));
         }
         let Some(i) = (self.low..self.chunks.len()).find(|&i| self.chunks[i].count > 0) else {
             self.low = self.chunks.len();
-            return;
+            return None;
         };
         self.low = i;
         let c = &self.chunks[i];
-        let Some(w) = c.bits.iter().position(|&w| w != 0) else {
-            return;
-        };
+        let w = c.bits.iter().position(|&w| w != 0)?;
         let first = w * 64 + c.bits[w].trailing_zeros() as usize;
-        let mut end = first;
+        let mut end = first + 1;
         while end < c.slots && end - first < max && c.bits[end / 64] & (1 << (end % 64)) != 0 {
             end += 1;
         }
@@ -172,12 +169,12 @@ impl ExcessSet {
         }
         c.count -= end - first;
         self.len -= end - first;
-        out.extend((first..end).map(|k| self.slot(i, k)));
+        Some((self.slot(i, first), end - first))
     }
 
     /// The stacks of no chunk (the only ones in Mprotect mode), for unmapping them.
-    pub(super) fn singles(&self) -> impl Iterator<Item = &Slot> {
-        self.singles.iter()
+    pub(super) fn singles(&self) -> impl Iterator<Item = usize> + '_ {
+        self.singles.iter().copied()
     }
 
     /// The chunk holding address `lo`, by index.
@@ -190,13 +187,9 @@ impl ExcessSet {
         (lo < c.start + c.slots * self.slot_len).then_some(i)
     }
 
-    /// The ownership token of slot `k` of chunk `i`, which the caller has just taken out.
-    fn slot(&self, i: usize, k: usize) -> Slot {
-        let lo = self.chunks[i].start + k * self.slot_len;
-        Slot {
-            lo: NonZeroUsize::new(lo).expect("chunks never start at 0"),
-            top: NonZeroUsize::new(lo + self.slot_len).expect("a slot ends past its start"),
-        }
+    /// The address of slot `k` of chunk `i`.
+    fn slot(&self, i: usize, k: usize) -> usize {
+        self.chunks[i].start + k * self.slot_len
     }
 }
 
@@ -206,15 +199,9 @@ mod tests {
 
     const LEN: usize = 0x1000 * 5;
 
-    fn slot(lo: usize) -> Slot {
-        Slot {
-            lo: NonZeroUsize::new(lo).unwrap(),
-            top: NonZeroUsize::new(lo + LEN).unwrap(),
-        }
-    }
-
-    fn los(v: &[Slot]) -> Vec<usize> {
-        v.iter().map(|s| s.lo.get()).collect()
+    /// Every run the set hands out, in order, until it is empty.
+    fn runs(set: &mut ExcessSet, max: usize) -> Vec<(usize, usize)> {
+        std::iter::from_fn(|| set.take_lowest_run(max)).collect()
     }
 
     #[test]
@@ -226,34 +213,22 @@ mod tests {
         set.add_chunk(a, 130);
         // Chunk a: slots 1..=70 (across a word boundary) and 100, 129; chunk b: 0, 1.
         for k in (1..=70).chain([100, 129]) {
-            set.insert(slot(a + k * LEN));
+            set.insert(a + k * LEN);
         }
-        set.insert(slot(b));
-        set.insert(slot(b + LEN));
+        set.insert(b);
+        set.insert(b + LEN);
         assert_eq!(set.len(), 74);
-
-        let mut out = Vec::new();
-        set.take_lowest_run(64, &mut out);
-        assert_eq!(los(&out), (1..=64).map(|k| a + k * LEN).collect::<Vec<_>>());
-        out.clear();
-        set.take_lowest_run(64, &mut out);
         assert_eq!(
-            los(&out),
-            (65..=70).map(|k| a + k * LEN).collect::<Vec<_>>()
+            runs(&mut set, 64),
+            [
+                (a + LEN, 64),
+                (a + 65 * LEN, 6),
+                (a + 100 * LEN, 1),
+                // Slot 129 is adjacent to b's slot 0 in memory, but a run never spans chunks.
+                (a + 129 * LEN, 1),
+                (b, 2),
+            ]
         );
-        out.clear();
-        set.take_lowest_run(64, &mut out);
-        assert_eq!(los(&out), [a + 100 * LEN]);
-        out.clear();
-        // Slot 129 is adjacent to b's slot 0 in memory, but a run never spans chunks.
-        set.take_lowest_run(64, &mut out);
-        assert_eq!(los(&out), [a + 129 * LEN]);
-        out.clear();
-        set.take_lowest_run(64, &mut out);
-        assert_eq!(los(&out), [b, b + LEN]);
-        out.clear();
-        set.take_lowest_run(64, &mut out);
-        assert!(out.is_empty());
         assert_eq!(set.len(), 0);
     }
 
@@ -263,17 +238,15 @@ mod tests {
         let a = 0x40_0000;
         set.add_chunk(a, 200);
         for k in [3, 150, 64, 63] {
-            set.insert(slot(a + k * LEN));
+            set.insert(a + k * LEN);
         }
-        let order: Vec<usize> = std::iter::from_fn(|| set.pop())
-            .map(|s| s.lo.get())
-            .collect();
+        let order: Vec<usize> = std::iter::from_fn(|| set.pop()).collect();
         assert_eq!(order, [150, 64, 63, 3].map(|k| a + k * LEN));
         assert_eq!(set.len(), 0);
-        set.insert(slot(a + 3 * LEN));
-        let s = set.pop().unwrap();
-        assert_eq!((s.lo.get(), s.top.get()), (a + 3 * LEN, a + 4 * LEN));
-        assert!(set.pop().is_none());
+        set.insert(a + 3 * LEN);
+        assert_eq!(set.pop(), Some(a + 3 * LEN));
+        assert_eq!(set.pop(), None);
+        assert_eq!(set.take_lowest_run(64), None);
     }
 
     #[test]
@@ -281,30 +254,29 @@ mod tests {
         let mut set = ExcessSet::new(LEN);
         let (a, b, c) = (0x100_0000, 0x200_0000, 0x300_0000);
         set.add_chunk(b, 8);
-        set.insert(slot(b + 2 * LEN));
-        let mut out = Vec::new();
-        set.take_lowest_run(8, &mut out);
-        assert_eq!(los(&out), [b + 2 * LEN]);
+        set.insert(b + 2 * LEN);
+        assert_eq!(set.take_lowest_run(8), Some((b + 2 * LEN, 1)));
         // Chunks mapped after the hints moved: one below everything, one above.
         set.add_chunk(a, 8);
         set.add_chunk(c, 8);
         for lo in [c + LEN, a + 7 * LEN, b] {
-            set.insert(slot(lo));
+            set.insert(lo);
         }
-        assert_eq!(set.pop().map(|s| s.lo.get()), Some(c + LEN));
-        out.clear();
-        set.take_lowest_run(8, &mut out);
-        assert_eq!(los(&out), [a + 7 * LEN]);
-        assert_eq!(set.pop().map(|s| s.lo.get()), Some(b));
-        assert!(set.pop().is_none());
+        assert_eq!(set.pop(), Some(c + LEN));
+        assert_eq!(set.take_lowest_run(8), Some((a + 7 * LEN, 1)));
+        assert_eq!(set.pop(), Some(b));
+        assert_eq!(set.pop(), None);
+        // A chunk mapped below one that holds a member: the member is still found.
+        set.insert(c + 5 * LEN);
+        set.add_chunk(0x80_0000, 8);
+        assert_eq!(set.pop(), Some(c + 5 * LEN));
         // A chunk inserted between two, after both hints went to their ends.
-        set.add_chunk(0x250_0000, 8);
-        set.insert(slot(0x250_0000 + 3 * LEN));
-        assert_eq!(set.pop().map(|s| s.lo.get()), Some(0x250_0000 + 3 * LEN));
-        set.insert(slot(0x250_0000));
-        out.clear();
-        set.take_lowest_run(8, &mut out);
-        assert_eq!(los(&out), [0x250_0000]);
+        let between = 0x250_0000;
+        set.add_chunk(between, 8);
+        set.insert(between + 3 * LEN);
+        assert_eq!(set.pop(), Some(between + 3 * LEN));
+        set.insert(between);
+        assert_eq!(set.take_lowest_run(8), Some((between, 1)));
         assert_eq!(set.len(), 0);
     }
 
@@ -313,17 +285,18 @@ mod tests {
         let mut set = ExcessSet::new(LEN);
         set.add_chunk(0x100_0000, 4);
         // Below the chunk, past its end: Mprotect-style single stacks.
-        set.insert(slot(0x10_0000));
-        set.insert(slot(0x100_0000 + 4 * LEN));
-        set.insert(slot(0x100_0000));
+        set.insert(0x10_0000);
+        set.insert(0x100_0000 + 4 * LEN);
+        set.insert(0x100_0000);
         assert_eq!(set.len(), 3);
         assert_eq!(set.singles().count(), 2);
-        let mut out = Vec::new();
-        set.take_lowest_run(64, &mut out);
-        set.take_lowest_run(64, &mut out);
-        set.take_lowest_run(64, &mut out);
-        assert_eq!(out.len(), 3, "each single alone, then the chunk's slot");
-        assert_eq!(out[2].lo.get(), 0x100_0000);
+        let got = runs(&mut set, 64);
+        assert_eq!(
+            got.len(),
+            3,
+            "each single alone, then the chunk's slot: {got:?}"
+        );
+        assert_eq!(got[2], (0x100_0000, 1));
         assert_eq!(set.len(), 0);
     }
 }
