@@ -92,23 +92,6 @@ impl GlobalList {
     fn len(&self) -> usize {
         self.warm.len() + self.excess.len() + self.cold.len()
     }
-
-    /// Takes the most recently returned stack: warm, then excess (still committed), then cold.
-    fn pop(&mut self) -> Option<Slot> {
-        self.warm
-            .pop_back()
-            .or_else(|| self.excess.pop().map(|lo| self.slot_at(lo)))
-            .or_else(|| self.cold.pop())
-    }
-
-    /// The token of the pooled slot at `lo`, which the excess set has just given up.
-    fn slot_at(&self, lo: usize) -> Slot {
-        Slot {
-            lo: NonZeroUsize::new(lo).expect("slots never start at 0"),
-            top: NonZeroUsize::new(lo + self.excess.slot_len())
-                .expect("a slot ends past its start"),
-        }
-    }
 }
 
 /// A pool's published length, read only by [`StackAllocator::stats`]. Padded to its own cache
@@ -355,10 +338,15 @@ impl StackAllocator {
         s.top.get() - s.lo.get() == self.slot_len
     }
 
-    /// Takes the most recently returned stack of the global list, committed before cold.
+    /// Takes the most recently returned stack of the global list: warm, then excess (still
+    /// committed), then cold.
     fn pop_global(&self) -> Option<Slot> {
         let mut g = lock(&self.global);
-        let s = g.pop();
+        let s = g
+            .warm
+            .pop_back()
+            .or_else(|| g.excess.pop().map(|lo| self.pooled_slot(lo)))
+            .or_else(|| g.cold.pop());
         self.excess.store(g.excess.len(), Ordering::Relaxed);
         s
     }
@@ -374,7 +362,7 @@ impl StackAllocator {
         g.cold.drain(cold_from..).for_each(&mut out);
         for _ in 0..excess {
             let lo = g.excess.pop().expect("counted above");
-            out(g.slot_at(lo));
+            out(self.pooled_slot(lo));
         }
         let warm_from = g.warm.len() - warm;
         g.warm.drain(warm_from..).for_each(&mut out);
@@ -393,7 +381,7 @@ impl StackAllocator {
         let overflow = g.warm.len() > GLOBAL_WARM_WATERMARK;
         while g.warm.len() > GLOBAL_WARM_WATERMARK {
             let s = g.warm.pop_front().expect("longer than the watermark");
-            // The token becomes a bit of the excess set; `GlobalList::slot_at` remakes it.
+            // The token becomes a bit of the excess set; `pooled_slot` remakes it.
             g.excess.insert(s.lo.get());
         }
         self.excess.store(g.excess.len(), Ordering::Relaxed);
@@ -445,11 +433,8 @@ impl StackAllocator {
         let from = first + self.page;
         let to = first + n * self.slot_len;
         self.decommit(from, to - from);
-        let mut g = lock(&self.global);
-        for k in 0..n {
-            let s = g.slot_at(first + k * self.slot_len);
-            g.cold.push(s);
-        }
+        let slots = (0..n).map(|k| self.pooled_slot(first + k * self.slot_len));
+        lock(&self.global).cold.extend(slots);
         n
     }
 
@@ -576,6 +561,15 @@ impl StackAllocator {
             GuardMode::Madvise => 1,
             GuardMode::Mprotect => 2,
         }
+    }
+
+    /// The token of the pooled slot (of the configured size) at `lo`, which the excess set
+    /// has just given up.
+    fn pooled_slot(&self, lo: usize) -> Slot {
+        self.slot_at(
+            NonZeroUsize::new(lo).expect("slots never start at 0"),
+            self.size,
+        )
     }
 
     fn slot_at(&self, lo: NonZeroUsize, size: usize) -> Slot {

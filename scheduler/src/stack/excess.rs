@@ -95,11 +95,6 @@ impl ExcessSet {
         self.len
     }
 
-    /// Bytes per slot, guard page included.
-    pub(super) fn slot_len(&self) -> usize {
-        self.slot_len
-    }
-
     /// Adds the stack whose slot starts at `lo`.
     pub(super) fn insert(&mut self, lo: usize) {
         self.len += 1;
